@@ -1,0 +1,526 @@
+"""Read a stack file: a Compose file whose ``x-opskit`` blocks say what Compose has no word for.
+
+Loading is strict and happens before anything is started: every problem becomes one
+:class:`~opskit.errors.ConfigError` naming the file, the key path and what was expected.
+The result is plain frozen dataclasses; :mod:`opskit.stack` builds the dependency graph on top.
+
+Variable sources, lowest to highest precedence (as Compose): the ``.env`` file beside the stack
+file, then the process environment. opskit adds ``OPSKIT_PYTHON`` (the interpreter running
+opskit) when it is not set, so sandbox services can be started with the same Python.
+"""
+
+from __future__ import annotations
+
+import os
+import shlex
+import sys
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from opskit.durations import parse_duration, parse_size
+from opskit.errors import ConfigError
+from opskit.interpolate import InterpolationError, interpolate_tree
+
+RUNTIMES = ("process", "docker")
+DEFAULT_RUNTIME = "docker"
+DEPENDENCY_CONDITIONS = ("service_started", "service_healthy")
+DEFAULT_START_TIMEOUT = 60.0
+DEFAULT_GRACE_PERIOD = 10.0
+
+# Variables a process-runtime service inherits from opskit's own environment. Everything else
+# comes from the stack file, so an operator's shell secrets never leak into services.
+INHERITED_VARIABLES = ("PATH", "HOME", "LANG", "LC_ALL", "LC_CTYPE", "TZ", "TMPDIR", "USER")
+
+
+@dataclass(frozen=True)
+class PortMapping:
+    """One ``ports:`` entry. In the process runtime the service listens on ``host_port``."""
+
+    container_port: int
+    host_port: int | None = None
+    host_ip: str = ""
+    protocol: str = "tcp"
+
+    @property
+    def published(self) -> int:
+        return self.host_port if self.host_port is not None else self.container_port
+
+
+@dataclass(frozen=True)
+class Healthcheck:
+    """Compose ``healthcheck`` timings (seconds); the test itself is the runtime's business."""
+
+    test: tuple[str, ...] = ()
+    interval: float = 30.0
+    timeout: float = 30.0
+    retries: int = 3
+    start_period: float = 0.0
+    disabled: bool = False
+
+    @property
+    def start_budget(self) -> float:
+        """How long Compose would wait before calling the service unhealthy."""
+        return self.start_period + self.interval * self.retries
+
+
+@dataclass(frozen=True)
+class ProcessSettings:
+    """``x-opskit.process``: how the process runtime runs this service on the host."""
+
+    command: tuple[str, ...] = ()
+    cwd: Path | None = None
+    environment: Mapping[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class ServiceSpec:
+    """One service: its Compose fields plus the ``x-opskit`` options its role reads."""
+
+    name: str
+    role: str
+    image: str | None = None
+    command: tuple[str, ...] = ()
+    environment: Mapping[str, str] = field(default_factory=dict)
+    ports: tuple[PortMapping, ...] = ()
+    depends_on: Mapping[str, str] = field(default_factory=dict)
+    healthcheck: Healthcheck | None = None
+    stop_signal: str = "SIGTERM"
+    stop_grace_period: float = DEFAULT_GRACE_PERIOD
+    restart: str = "no"
+    container_name: str | None = None
+    labels: Mapping[str, str] = field(default_factory=dict)
+    process: ProcessSettings = field(default_factory=ProcessSettings)
+    options: Mapping[str, Any] = field(default_factory=dict)
+    compose: Mapping[str, Any] = field(default_factory=dict)
+
+    @property
+    def start_timeout(self) -> float:
+        """Readiness budget: the healthcheck's own, else ``x-opskit.start_timeout``, else 60 s."""
+        if "start_timeout" in self.options:
+            return float(self.options["start_timeout"])
+        if self.healthcheck and not self.healthcheck.disabled:
+            return max(self.healthcheck.start_budget, 1.0)
+        return DEFAULT_START_TIMEOUT
+
+    def port(self, container_port: int | None = None) -> PortMapping | None:
+        """The mapping for ``container_port``, or the first one."""
+        for mapping in self.ports:
+            if container_port is None or mapping.container_port == container_port:
+                return mapping
+        return None
+
+
+@dataclass(frozen=True)
+class LogSettings:
+    max_bytes: int = 10 * 1024 * 1024
+    keep: int = 3
+
+
+@dataclass(frozen=True)
+class StackConfig:
+    """Everything read from one stack file, already interpolated and validated."""
+
+    name: str
+    source: Path
+    project_dir: Path
+    runtime: str
+    state_dir: Path
+    services: Mapping[str, ServiceSpec]
+    environ: Mapping[str, str]
+    logs: LogSettings = field(default_factory=LogSettings)
+    min_free_disk: int = 100 * 1024 * 1024
+    options: Mapping[str, Any] = field(default_factory=dict)
+
+
+def load_config(
+    path: str | Path,
+    environ: Mapping[str, str] | None = None,
+    runtime: str | None = None,
+) -> StackConfig:
+    """Read, interpolate and validate the stack file at ``path``.
+
+    ``environ`` replaces ``os.environ`` (tests pass their own); ``runtime`` overrides the file.
+    """
+    source = Path(path)
+    label = str(path)
+    if not source.is_file():
+        raise ConfigError(label, "", "stack file not found (set --stack or OPSKIT_STACK)")
+    source = source.resolve()
+    project_dir = source.parent
+    variables = _variables(project_dir, os.environ if environ is None else environ, label)
+    document = _read_yaml(source, label)
+
+    try:
+        document = interpolate_tree(document, variables)
+    except InterpolationError as exc:
+        key = getattr(exc, "path", "")
+        raise ConfigError(label, key, str(exc)) from None
+
+    reader = _Reader(label, project_dir, variables)
+    return reader.stack(document, runtime)
+
+
+def _variables(project_dir: Path, environ: Mapping[str, str], label: str) -> dict[str, str]:
+    from dotenv import dotenv_values
+
+    merged: dict[str, str] = {}
+    env_file = project_dir / ".env"
+    if env_file.is_file():
+        try:
+            values = dotenv_values(env_file)
+        except (OSError, UnicodeDecodeError) as exc:
+            raise ConfigError(str(env_file), "", f"cannot read .env: {exc}") from None
+        merged.update({key: value or "" for key, value in values.items()})
+    merged.update(environ)
+    merged.setdefault("OPSKIT_PYTHON", sys.executable)
+    return merged
+
+
+def _read_yaml(source: Path, label: str) -> dict[str, Any]:
+    import yaml
+
+    try:
+        text = source.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(label, "", f"cannot read stack file: {exc}") from None
+    try:
+        document = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark else ""
+        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+        raise ConfigError(label, "", f"invalid YAML: {where}{problem}") from None
+    if not isinstance(document, dict):
+        raise ConfigError(label, "", "expected a Compose file (a mapping with 'services')")
+    return document
+
+
+class _Reader:
+    """Turns the interpolated YAML tree into dataclasses, naming the key of any bad value."""
+
+    def __init__(self, label: str, project_dir: Path, variables: Mapping[str, str]):
+        self.label = label
+        self.project_dir = project_dir
+        self.variables = variables
+
+    def fail(self, key: str, problem: str) -> ConfigError:
+        return ConfigError(self.label, key, problem)
+
+    # -- typed accessors -------------------------------------------------------------------
+
+    def mapping(self, value: Any, key: str) -> dict[str, Any]:
+        if value is None:
+            return {}
+        if not isinstance(value, dict):
+            raise self.fail(key, f"expected a mapping, got {_kind(value)}")
+        return value
+
+    def string(self, value: Any, key: str) -> str:
+        if isinstance(value, bool) or not isinstance(value, (str, int, float)):
+            raise self.fail(key, f"expected a string, got {_kind(value)}")
+        return str(value)
+
+    def command(self, value: Any, key: str) -> tuple[str, ...]:
+        if value is None:
+            return ()
+        if isinstance(value, str):
+            try:
+                return tuple(shlex.split(value))
+            except ValueError as exc:
+                raise self.fail(key, f"cannot split command: {exc}") from None
+        if isinstance(value, list) and all(
+            isinstance(item, (str, int, float)) and not isinstance(item, bool) for item in value
+        ):
+            return tuple(str(item) for item in value)
+        raise self.fail(key, f"expected a command (string or list of strings), got {_kind(value)}")
+
+    def duration(self, value: Any, key: str) -> float:
+        try:
+            return parse_duration(value)
+        except ValueError as exc:
+            raise self.fail(key, str(exc)) from None
+
+    def integer(self, value: Any, key: str, minimum: int = 0) -> int:
+        if isinstance(value, bool):
+            raise self.fail(key, f"expected an integer, got {_kind(value)}")
+        try:
+            number = int(value)
+        except (TypeError, ValueError):
+            raise self.fail(key, f"expected an integer, got {value!r}") from None
+        if number < minimum:
+            raise self.fail(key, f"expected an integer >= {minimum}, got {number}")
+        return number
+
+    def path(self, value: Any, key: str) -> Path:
+        text = self.string(value, key)
+        candidate = Path(text).expanduser()
+        return candidate if candidate.is_absolute() else (self.project_dir / candidate)
+
+    # -- the document ----------------------------------------------------------------------
+
+    def stack(self, document: dict[str, Any], runtime_override: str | None) -> StackConfig:
+        top = self.mapping(document.get("x-opskit"), "x-opskit")
+        services_raw = document.get("services")
+        if not isinstance(services_raw, dict) or not services_raw:
+            raise self.fail("services", "expected a mapping of at least one service")
+
+        runtime = (
+            runtime_override
+            or self.variables.get("OPSKIT_RUNTIME")
+            or top.get("runtime")
+            or DEFAULT_RUNTIME
+        )
+        runtime_key = "x-opskit.runtime" if not runtime_override else "--runtime"
+        if runtime not in RUNTIMES:
+            raise self.fail(runtime_key, f"expected one of {', '.join(RUNTIMES)}, got {runtime!r}")
+
+        name = document.get("name") or self.project_dir.name
+        name = self.string(name, "name")
+        state_dir = self.path(top.get("state_dir", ".opskit"), "x-opskit.state_dir")
+        logs_raw = self.mapping(top.get("logs"), "x-opskit.logs")
+        logs = LogSettings(
+            max_bytes=self._size(logs_raw.get("max_size", "10MB"), "x-opskit.logs.max_size"),
+            keep=self.integer(logs_raw.get("keep", 3), "x-opskit.logs.keep", minimum=1),
+        )
+        min_free = self._size(top.get("min_free_disk", "100MB"), "x-opskit.min_free_disk")
+
+        services = {
+            str(svc_name): self.service(str(svc_name), body, runtime)
+            for svc_name, body in services_raw.items()
+        }
+        for svc in services.values():
+            for dependency in svc.depends_on:
+                if dependency not in services:
+                    known = ", ".join(sorted(services))
+                    raise self.fail(
+                        f"services.{svc.name}.depends_on.{dependency}",
+                        f"unknown service (known: {known})",
+                    )
+        return StackConfig(
+            name=name,
+            source=Path(self.label),
+            project_dir=self.project_dir,
+            runtime=runtime,
+            state_dir=state_dir,
+            services=services,
+            environ=dict(self.variables),
+            logs=logs,
+            min_free_disk=min_free,
+            options=top,
+        )
+
+    def _size(self, value: Any, key: str) -> int:
+        try:
+            return parse_size(value)
+        except ValueError as exc:
+            raise self.fail(key, str(exc)) from None
+
+    def service(self, name: str, body: Any, runtime: str) -> ServiceSpec:
+        from opskit.services import ROLE_NAMES, infer_role
+
+        key = f"services.{name}"
+        body = self.mapping(body, key)
+        extension = self.mapping(body.get("x-opskit"), f"{key}.x-opskit")
+        image = self.string(body["image"], f"{key}.image") if "image" in body else None
+
+        role = extension.get("role")
+        if role is None:
+            role = infer_role(image)
+        elif role not in ROLE_NAMES:
+            raise self.fail(
+                f"{key}.x-opskit.role", f"expected one of {', '.join(ROLE_NAMES)}, got {role!r}"
+            )
+
+        process = self.process(extension.get("process"), f"{key}.x-opskit.process")
+        options = {k: v for k, v in extension.items() if k not in ("role", "process")}
+        if "start_timeout" in options:
+            options["start_timeout"] = self.duration(
+                options["start_timeout"], f"{key}.x-opskit.start_timeout"
+            )
+
+        return ServiceSpec(
+            name=name,
+            role=role,
+            image=image,
+            command=self.command(body.get("command"), f"{key}.command"),
+            environment=self.environment(body, key),
+            ports=self.ports(body.get("ports"), f"{key}.ports"),
+            depends_on=self.depends_on(body.get("depends_on"), f"{key}.depends_on", name),
+            healthcheck=self.healthcheck(body.get("healthcheck"), f"{key}.healthcheck"),
+            stop_signal=self.signal_name(body.get("stop_signal", "SIGTERM"), f"{key}.stop_signal"),
+            stop_grace_period=self.duration(
+                body.get("stop_grace_period", DEFAULT_GRACE_PERIOD), f"{key}.stop_grace_period"
+            ),
+            restart=self.string(body.get("restart", "no"), f"{key}.restart"),
+            container_name=(
+                self.string(body["container_name"], f"{key}.container_name")
+                if body.get("container_name")
+                else None
+            ),
+            labels=self.labels(body.get("labels"), f"{key}.labels"),
+            process=process,
+            options=options,
+            compose=body,
+        )
+
+    def process(self, value: Any, key: str) -> ProcessSettings:
+        raw = self.mapping(value, key)
+        environment = self.mapping(raw.get("environment"), f"{key}.environment")
+        return ProcessSettings(
+            command=self.command(raw.get("command"), f"{key}.command"),
+            cwd=self.path(raw["cwd"], f"{key}.cwd") if raw.get("cwd") else None,
+            environment={
+                str(k): self._env_value(v, f"{key}.environment.{k}", str(k))
+                for k, v in environment.items()
+            },
+        )
+
+    def environment(self, body: dict[str, Any], key: str) -> dict[str, str]:
+        """``env_file`` entries first, then ``environment`` (Compose's precedence)."""
+        from dotenv import dotenv_values
+
+        result: dict[str, str] = {}
+        env_files = body.get("env_file") or []
+        if isinstance(env_files, (str, dict)):
+            env_files = [env_files]
+        if not isinstance(env_files, list):
+            raise self.fail(f"{key}.env_file", f"expected a path or a list, got {_kind(env_files)}")
+        for index, entry in enumerate(env_files):
+            entry_key = f"{key}.env_file[{index}]"
+            required = True
+            if isinstance(entry, dict):
+                required = bool(entry.get("required", True))
+                entry = entry.get("path")
+            file = self.path(entry, entry_key)
+            if not file.is_file():
+                if required:
+                    raise self.fail(entry_key, f"env file {file} not found")
+                continue
+            result.update({k: v or "" for k, v in dotenv_values(file).items()})
+
+        raw = body.get("environment")
+        if raw is None:
+            return result
+        if isinstance(raw, list):
+            for index, item in enumerate(raw):
+                item = self.string(item, f"{key}.environment[{index}]")
+                name, sep, value = item.partition("=")
+                result[name] = value if sep else self.variables.get(name, "")
+            return result
+        if isinstance(raw, dict):
+            for name, value in raw.items():
+                result[str(name)] = self._env_value(value, f"{key}.environment.{name}", str(name))
+            return result
+        raise self.fail(f"{key}.environment", f"expected a mapping or a list, got {_kind(raw)}")
+
+    def _env_value(self, value: Any, key: str, name: str) -> str:
+        if value is None:  # "KEY:" with no value takes it from the environment, as Compose
+            return self.variables.get(name, "")
+        if isinstance(value, bool):
+            return "true" if value else "false"
+        return self.string(value, key)
+
+    def ports(self, value: Any, key: str) -> tuple[PortMapping, ...]:
+        if value is None:
+            return ()
+        if not isinstance(value, list):
+            raise self.fail(key, f"expected a list, got {_kind(value)}")
+        return tuple(self._port(item, f"{key}[{index}]") for index, item in enumerate(value))
+
+    def _port(self, item: Any, key: str) -> PortMapping:
+        if isinstance(item, dict):
+            return PortMapping(
+                container_port=self.integer(item.get("target"), f"{key}.target", 1),
+                host_port=(
+                    self.integer(item["published"], f"{key}.published", 1)
+                    if item.get("published") not in (None, "")
+                    else None
+                ),
+                host_ip=str(item.get("host_ip", "")),
+                protocol=str(item.get("protocol", "tcp")),
+            )
+        text = self.string(item, key)
+        text, _, protocol = text.partition("/")
+        parts = text.rsplit(":", 2) if text.count(":") <= 2 else None
+        if not parts:
+            raise self.fail(key, f"expected 'HOST:CONTAINER' or 'IP:HOST:CONTAINER', got {item!r}")
+        try:
+            if len(parts) == 1:
+                return PortMapping(int(parts[0]), protocol=protocol or "tcp")
+            if len(parts) == 2:
+                return PortMapping(int(parts[1]), int(parts[0]), protocol=protocol or "tcp")
+            return PortMapping(int(parts[2]), int(parts[1]), parts[0], protocol or "tcp")
+        except ValueError:
+            raise self.fail(
+                key,
+                f"expected 'HOST:CONTAINER' with numeric ports (ranges unsupported), got {item!r}",
+            ) from None
+
+    def depends_on(self, value: Any, key: str, name: str) -> dict[str, str]:
+        if value is None:
+            return {}
+        if isinstance(value, list):
+            result = {
+                self.string(item, f"{key}[{i}]"): "service_started" for i, item in enumerate(value)
+            }
+        elif isinstance(value, dict):
+            result = {}
+            for dependency, options in value.items():
+                options = self.mapping(options, f"{key}.{dependency}")
+                condition = options.get("condition", "service_started")
+                if condition not in DEPENDENCY_CONDITIONS:
+                    raise self.fail(
+                        f"{key}.{dependency}.condition",
+                        f"expected one of {', '.join(DEPENDENCY_CONDITIONS)}, got {condition!r}",
+                    )
+                result[str(dependency)] = condition
+        else:
+            raise self.fail(key, f"expected a list or a mapping, got {_kind(value)}")
+        if name in result:
+            raise self.fail(f"{key}.{name}", "a service cannot depend on itself")
+        return result
+
+    def healthcheck(self, value: Any, key: str) -> Healthcheck | None:
+        if value is None:
+            return None
+        raw = self.mapping(value, key)
+        test = raw.get("test")
+        if isinstance(test, str):
+            test = ["CMD-SHELL", test]
+        disabled = bool(raw.get("disable")) or (isinstance(test, list) and test[:1] == ["NONE"])
+        return Healthcheck(
+            test=self.command(test, f"{key}.test"),
+            interval=self.duration(raw.get("interval", "30s"), f"{key}.interval"),
+            timeout=self.duration(raw.get("timeout", "30s"), f"{key}.timeout"),
+            retries=self.integer(raw.get("retries", 3), f"{key}.retries", minimum=1),
+            start_period=self.duration(raw.get("start_period", "0s"), f"{key}.start_period"),
+            disabled=disabled,
+        )
+
+    def signal_name(self, value: Any, key: str) -> str:
+        import signal
+
+        text = self.string(value, key).upper()
+        if not text.startswith("SIG"):
+            text = "SIG" + text
+        if not hasattr(signal.Signals, text):
+            raise self.fail(key, f"expected a signal name like SIGTERM, got {value!r}")
+        return text
+
+    def labels(self, value: Any, key: str) -> dict[str, str]:
+        if value is None:
+            return {}
+        if isinstance(value, list):
+            pairs = (self.string(item, key).partition("=") for item in value)
+            return {name: val for name, _, val in pairs}
+        return {str(k): str(v) for k, v in self.mapping(value, key).items()}
+
+
+def _kind(value: Any) -> str:
+    if value is None:
+        return "nothing"
+    return {dict: "a mapping", list: "a list", str: "a string", bool: "a boolean"}.get(
+        type(value), type(value).__name__
+    )

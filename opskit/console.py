@@ -1,0 +1,186 @@
+"""Rendering for people and machines: live progress, result tables, plain log lines.
+
+On a TTY, progress is a live rich table; otherwise (cron, CI, pipes) every event is one plain
+line ``[LEVEL] 2026-11-24T03:00:00Z service: detail`` so logs stay greppable. Every text passes
+through the stack's :class:`~opskit.redact.Redactor` before it is written.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import threading
+import time
+from typing import IO, TYPE_CHECKING
+
+from opskit.redact import Redactor
+
+if TYPE_CHECKING:
+    from opskit.ops.lifecycle import Event, LifecycleResult, StatusResult
+
+_PHASE_LEVEL = {"failed": "ERROR", "skipped": "WARNING"}
+_PHASE_STYLE = {
+    "starting": "cyan",
+    "waiting": "cyan",
+    "stopping": "cyan",
+    "ready": "green",
+    "stopped": "green",
+    "failed": "bold red",
+    "skipped": "yellow",
+}
+_STATE_STYLE = {
+    "started": "green",
+    "already running": "green",
+    "stopped": "green",
+    "not running": "dim",
+    "killed": "yellow",
+    "failed": "bold red",
+    "skipped": "yellow",
+    "running": "green",
+    "exited": "red",
+    "absent": "dim",
+}
+
+
+def timestamp() -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+
+
+def log_line(level: str, message: str, stream: IO[str] | None = None) -> None:
+    print(f"[{level}] {timestamp()} {message}", file=stream or sys.stderr, flush=True)
+
+
+class Progress:
+    """Receives lifecycle events: a live table on a TTY, plain lines elsewhere."""
+
+    def __init__(self, redact: Redactor, services: list[str], stream: IO[str] | None = None):
+        self.redact = redact
+        self.stream = stream or sys.stderr
+        self.interactive = self.stream.isatty()
+        self.rows: dict[str, tuple[str, str]] = {name: ("pending", "") for name in services}
+        self._live = None
+        self._lock = threading.Lock()  # events arrive from the worker threads of one start
+
+    def __enter__(self) -> Progress:
+        if self.interactive:
+            from rich.console import Console
+            from rich.live import Live
+
+            self._live = Live(self._table(), console=Console(file=self.stream), transient=True)
+            self._live.__enter__()
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        if self._live is not None:
+            self._live.__exit__(*exc_info)
+
+    def __call__(self, event: Event) -> None:
+        detail = self.redact(event.detail)
+        with self._lock:
+            self.rows[event.service] = (event.phase, detail)
+            if self._live is not None:
+                self._live.update(self._table())
+            else:
+                level = _PHASE_LEVEL.get(event.phase, "INFO")
+                text = f"{event.service}: {event.phase}" + (f" — {detail}" if detail else "")
+                log_line(level, text, self.stream)
+
+    def _table(self):
+        from rich.spinner import Spinner
+        from rich.table import Table
+
+        table = Table(show_header=False, box=None, padding=(0, 1))
+        for name, (phase, detail) in self.rows.items():
+            busy = phase in ("starting", "waiting", "stopping")
+            marker = Spinner("dots") if busy else ""
+            style = _PHASE_STYLE.get(phase, "dim")
+            table.add_row(marker, name, f"[{style}]{phase}[/]", detail)
+        return table
+
+
+def print_lifecycle(
+    result: LifecycleResult, redact: Redactor, stream: IO[str] | None = None
+) -> None:
+    """Summary table after start/stop/restart, with the log tail of each failed service."""
+    from rich.console import Console
+    from rich.table import Table
+
+    console = Console(file=stream or sys.stdout, highlight=False, soft_wrap=True)
+    table = Table(
+        title=f"{result.action}: {'ok' if result.ok else 'FAILED'} in {result.seconds:.2f}s"
+    )
+    for column in ("service", "result", "time", "detail"):
+        table.add_column(column)
+    for outcome in result.outcomes:
+        style = _STATE_STYLE.get(outcome.state, "")
+        table.add_row(
+            outcome.service,
+            f"[{style}]{outcome.state}[/]",
+            f"{outcome.seconds:.2f}s",
+            redact(outcome.detail),
+        )
+    console.print(table)
+    for outcome in result.outcomes:
+        if outcome.log_tail:
+            console.print(f"[bold]last {len(outcome.log_tail)} log lines of {outcome.service}:[/]")
+            for line in redact.lines(outcome.log_tail):
+                console.print(f"  {line}", markup=False)
+
+
+def print_status(result: StatusResult, stream: IO[str] | None = None) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    console = Console(file=stream or sys.stdout, highlight=False)
+    table = Table()
+    for column in ("service", "role", "state", "pid", "uptime", "detail"):
+        table.add_column(column)
+    for row in result.rows:
+        status = row.status
+        state = status.state
+        if state == "exited":
+            state = f"exited({'?' if status.exit_code is None else status.exit_code})"
+        uptime = status.uptime(result.checked_at)
+        table.add_row(
+            row.service,
+            row.role,
+            f"[{_STATE_STYLE.get(status.state, '')}]{state}[/]",
+            str(status.pid or "-") if status.running else "-",
+            _duration(uptime) if uptime is not None else "-",
+            status.detail,
+        )
+    console.print(table)
+
+
+def status_json(result: StatusResult) -> str:
+    return json.dumps(
+        {
+            "checked_at": result.checked_at,
+            "ok": result.ok,
+            "services": [
+                {
+                    "service": row.service,
+                    "role": row.role,
+                    "state": row.status.state,
+                    "pid": row.status.pid if row.status.running else None,
+                    "started_at": row.status.started_at,
+                    "uptime_s": row.status.uptime(result.checked_at),
+                    "exit_code": row.status.exit_code,
+                    "detail": row.status.detail,
+                }
+                for row in result.rows
+            ],
+        },
+        indent=2,
+    )
+
+
+def _duration(seconds: float) -> str:
+    seconds = int(seconds)
+    if seconds < 60:
+        return f"{seconds}s"
+    minutes, seconds = divmod(seconds, 60)
+    if minutes < 60:
+        return f"{minutes}m{seconds:02d}s"
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours}h{minutes:02d}m"

@@ -1,0 +1,141 @@
+"""The runtime contract: what every runtime offers for one unit (a process or a container).
+
+Roles drive services only through this interface, so a role works unchanged whether its
+service is a local process or a container.
+"""
+
+from __future__ import annotations
+
+import signal
+from abc import ABC, abstractmethod
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from opskit.config import ServiceSpec
+
+
+RUNNING = "running"
+EXITED = "exited"
+ABSENT = "absent"
+
+
+@dataclass(frozen=True)
+class Launch:
+    """What to run for a service: argv, extra environment, and bytes to feed on stdin.
+
+    ``stdin`` exists so that a role can hand configuration (with secrets) to a program without
+    putting it in argv or on disk: redis reads its config from stdin with ``redis-server -``.
+    """
+
+    argv: tuple[str, ...]
+    environment: dict[str, str] = field(default_factory=dict)
+    stdin: bytes | None = None
+
+
+@dataclass(frozen=True)
+class UnitStatus:
+    """Runtime state of one service."""
+
+    service: str
+    state: str  # running | exited | absent
+    pid: int | None = None
+    started_at: float | None = None  # epoch seconds
+    exit_code: int | None = None
+    detail: str = ""
+
+    @property
+    def running(self) -> bool:
+        return self.state == RUNNING
+
+    def uptime(self, now: float) -> float | None:
+        return now - self.started_at if self.running and self.started_at else None
+
+
+@dataclass(frozen=True)
+class StopResult:
+    """How a unit stopped: gracefully, or killed after its grace period."""
+
+    service: str
+    was_running: bool
+    killed: bool = False
+    detail: str = ""
+
+
+class Unit(ABC):
+    """One service's unit in a runtime."""
+
+    def __init__(self, spec: ServiceSpec):
+        self.spec = spec
+
+    @property
+    def name(self) -> str:
+        return self.spec.name
+
+    @abstractmethod
+    def start(self, launch: Launch) -> UnitStatus:
+        """Start the unit detached; return at once (readiness is the role's business)."""
+
+    @abstractmethod
+    def status(self) -> UnitStatus: ...
+
+    @abstractmethod
+    def send_signal(self, sig: signal.Signals) -> bool:
+        """Signal the unit's main process; False when it is not running."""
+
+    @abstractmethod
+    def wait_stopped(self, timeout: float) -> bool:
+        """Wait up to ``timeout`` seconds for the unit to exit; True once it has."""
+
+    @abstractmethod
+    def kill(self) -> None:
+        """SIGKILL the whole unit (its process group or container)."""
+
+    @abstractmethod
+    def log_tail(self, lines: int = 20) -> list[str]: ...
+
+    @abstractmethod
+    def address(self, container_port: int) -> tuple[str, int]:
+        """Host and port where opskit reaches the service's ``container_port``."""
+
+    @abstractmethod
+    def forget(self) -> None:
+        """Drop any record of a finished run (pidfile, exit record) after a clean stop."""
+
+    def stop(self, sig: signal.Signals, grace: float) -> StopResult:
+        """Send ``sig``, wait ``grace`` seconds, then kill: the Compose ``stop`` contract."""
+        if not self.status().running:
+            self.kill()  # a dead leader may have left group members behind
+            self.forget()
+            return StopResult(self.name, was_running=False, detail="not running")
+        self.send_signal(sig)
+        return self.finish_stop(grace, f"{sig.name}")
+
+    def finish_stop(self, grace: float, how: str) -> StopResult:
+        """After a stop was requested: wait out the grace period, then escalate to SIGKILL."""
+        if self.wait_stopped(grace):
+            self.kill()  # reap stragglers left in the group (e.g. workers of a dead master)
+            self.forget()
+            return StopResult(self.name, was_running=True, detail=f"stopped by {how}")
+        self.kill()
+        self.wait_stopped(5.0)
+        self.forget()
+        return StopResult(
+            self.name,
+            was_running=True,
+            killed=True,
+            detail=f"killed after {grace:g}s grace ({how})",
+        )
+
+
+class Runtime(ABC):
+    """Creates units and answers machine-level questions (is a port free? can I run?)."""
+
+    name: str
+
+    @abstractmethod
+    def unit(self, spec: ServiceSpec) -> Unit: ...
+
+    @abstractmethod
+    def preflight(self, plans: list[tuple[ServiceSpec, Launch]]) -> list[str]:
+        """Problems that would make these launches fail (ports, binaries, disk); empty if none."""

@@ -1,0 +1,369 @@
+"""The process runtime: each service is a local child process in its own session.
+
+State lives under ``<state_dir>``:
+
+- ``run/<svc>.pid`` — JSON with pid and the process's create-time. A pid alone can be reused by
+  an unrelated process after ours exits; pid *and* create-time cannot, so opskit never signals a
+  stranger.
+- ``run/<svc>.exit`` — how the last run ended, when opskit saw it (exit code or "unknown").
+- ``logs/<svc>.log`` — the service's stdout and stderr, rotated by size.
+
+A unit is stopped with its role's graceful request, then SIGKILL to its whole process group
+once ``stop_grace_period`` has passed (see :meth:`Unit.finish_stop`).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import signal
+import subprocess
+import threading
+import time
+from pathlib import Path
+
+from opskit.config import INHERITED_VARIABLES, ServiceSpec, StackConfig
+from opskit.errors import OpskitError, RuntimeUnavailableError
+from opskit.files import atomic_write_json, private_dir, read_json, tail_lines
+from opskit.runtime.base import ABSENT, EXITED, RUNNING, Launch, Runtime, Unit, UnitStatus
+from opskit.runtime.ports import describe_taken_port, port_is_free
+
+# psutil reports create-time as a float derived from boot time; the same process always gives
+# the same value, a different process started at another moment does not.
+_CREATE_TIME_TOLERANCE = 0.05
+
+
+class ProcessRuntime(Runtime):
+    name = "process"
+
+    def __init__(self, config: StackConfig):
+        self.config = config
+        self.run_dir = config.state_dir / "run"
+        self.log_dir = config.state_dir / "logs"
+        self._units: dict[str, ProcessUnit] = {}
+
+    def unit(self, spec: ServiceSpec) -> ProcessUnit:
+        if spec.name not in self._units:
+            self._units[spec.name] = ProcessUnit(spec, self)
+        return self._units[spec.name]
+
+    def ensure_dirs(self) -> None:
+        try:
+            private_dir(self.config.state_dir)
+            private_dir(self.run_dir)
+            private_dir(self.log_dir)
+        except OSError as exc:
+            raise RuntimeUnavailableError(
+                f"state dir {self.config.state_dir} is not usable: {exc.strerror or exc}"
+            ) from None
+
+    def preflight(self, plans: list[tuple[ServiceSpec, Launch]]) -> list[str]:
+        import psutil
+
+        problems: list[str] = []
+        try:
+            self.ensure_dirs()
+        except RuntimeUnavailableError as exc:
+            return [str(exc)]
+        free = psutil.disk_usage(str(self.config.state_dir)).free
+        if free < self.config.min_free_disk:
+            problems.append(
+                f"state dir {self.config.state_dir}: only {free // 2**20} MiB free, "
+                f"x-opskit.min_free_disk asks for {self.config.min_free_disk // 2**20} MiB"
+            )
+        for spec, launch in plans:
+            binary = launch.argv[0]
+            if not _resolve_binary(binary, self.environment(spec, launch)):
+                problems.append(f"{spec.name}: command {binary!r} not found on PATH")
+            for mapping in spec.ports:
+                if mapping.protocol != "tcp":
+                    continue
+                host = "" if mapping.host_ip in ("", "0.0.0.0") else mapping.host_ip
+                if not port_is_free(mapping.published, host):
+                    problems.append(describe_taken_port(mapping.published, spec.name))
+        return problems
+
+    def environment(self, spec: ServiceSpec, launch: Launch) -> dict[str, str]:
+        """Inherited basics, then the Compose environment, then process-only overrides."""
+        env = {
+            name: self.config.environ[name]
+            for name in INHERITED_VARIABLES
+            if name in self.config.environ
+        }
+        env.update(spec.environment)
+        env.update(spec.process.environment)
+        env.update(launch.environment)
+        return env
+
+
+class ProcessUnit(Unit):
+    def __init__(self, spec: ServiceSpec, runtime: ProcessRuntime):
+        super().__init__(spec)
+        self.runtime = runtime
+        self.pidfile = runtime.run_dir / f"{spec.name}.pid"
+        self.exitfile = runtime.run_dir / f"{spec.name}.exit"
+        self.logfile = runtime.log_dir / f"{spec.name}.log"
+        self._child: subprocess.Popen | None = None
+        self._lock = threading.Lock()
+
+    # -- start -------------------------------------------------------------------------------
+
+    def start(self, launch: Launch) -> UnitStatus:
+        import psutil
+
+        self.runtime.ensure_dirs()
+        rotate_log(self.logfile, self.runtime.config.logs.max_bytes, self.runtime.config.logs.keep)
+        env = self.runtime.environment(self.spec, launch)
+        cwd = self.spec.process.cwd or self.runtime.config.project_dir
+        binary = _resolve_binary(launch.argv[0], env) or launch.argv[0]
+        fd = os.open(self.logfile, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+        try:
+            with open(fd, "ab", buffering=0, closefd=True) as log:
+                log.write(f"--- opskit: starting {self.name} at {_now_iso()} ---\n".encode())
+                child = subprocess.Popen(
+                    [binary, *launch.argv[1:]],
+                    cwd=cwd,
+                    env=env,
+                    stdin=subprocess.PIPE if launch.stdin is not None else subprocess.DEVNULL,
+                    stdout=log,
+                    stderr=subprocess.STDOUT,
+                    start_new_session=True,
+                    close_fds=True,
+                )
+        except OSError as exc:
+            raise OpskitError(
+                f"{self.name}: cannot run {launch.argv[0]!r} in {cwd}: {exc.strerror or exc}"
+            ) from None
+        if launch.stdin is not None:
+            assert child.stdin is not None
+            with contextlib.suppress(BrokenPipeError):
+                child.stdin.write(launch.stdin)
+            child.stdin.close()
+        try:
+            create_time = psutil.Process(child.pid).create_time()
+        except psutil.Error:  # already gone; status() will report how it ended
+            create_time = 0.0
+        self._child = child
+        with contextlib.suppress(FileNotFoundError):
+            self.exitfile.unlink()
+        atomic_write_json(
+            self.pidfile,
+            {
+                "service": self.name,
+                "pid": child.pid,
+                "create_time": create_time,
+                "argv0": launch.argv[0],
+                "started_at": time.time(),
+            },
+        )
+        return self.status()
+
+    # -- inspection ------------------------------------------------------------------------
+
+    def status(self) -> UnitStatus:
+        with self._lock:
+            status = self._status()
+        if status.running:
+            logs = self.runtime.config.logs
+            copytruncate_log(self.logfile, logs.max_bytes, logs.keep)
+        return status
+
+    def _status(self) -> UnitStatus:
+        record = read_json(self.pidfile)
+        if not isinstance(record, dict) or not isinstance(record.get("pid"), int):
+            if self.pidfile.exists():  # torn or foreign content: not ours to trust
+                self.pidfile.unlink(missing_ok=True)
+            return self._last_exit()
+        pid = record["pid"]
+        if self._alive(pid, record.get("create_time", 0.0)):
+            return UnitStatus(
+                self.name,
+                RUNNING,
+                pid=pid,
+                started_at=record.get("started_at"),
+            )
+        # The recorded process is gone (or the pid now belongs to someone else): clean up.
+        code = self._reap(pid)
+        atomic_write_json(
+            self.exitfile,
+            {
+                "pid": pid,
+                "create_time": record.get("create_time"),
+                "exit_code": code,
+                "seen_at": time.time(),
+            },
+        )
+        self.pidfile.unlink(missing_ok=True)
+        return self._last_exit()
+
+    def _last_exit(self) -> UnitStatus:
+        record = read_json(self.exitfile)
+        if isinstance(record, dict):
+            code = record.get("exit_code")
+            detail = "" if code is not None else "exit code unknown (not opskit's child any more)"
+            return UnitStatus(
+                self.name, EXITED, pid=record.get("pid"), exit_code=code, detail=detail
+            )
+        return UnitStatus(self.name, ABSENT)
+
+    def _alive(self, pid: int, create_time: float) -> bool:
+        import psutil
+
+        try:
+            process = psutil.Process(pid)
+            if abs(process.create_time() - create_time) > _CREATE_TIME_TOLERANCE:
+                return False  # pid reused by another process
+            return process.status() != psutil.STATUS_ZOMBIE
+        except psutil.Error:
+            return False
+
+    def _reap(self, pid: int) -> int | None:
+        """Exit code of ``pid`` if it was our child (and collect the zombie)."""
+        if self._child is not None and self._child.pid == pid:
+            code = self._child.poll()
+            if code is None:
+                with contextlib.suppress(subprocess.TimeoutExpired):
+                    code = self._child.wait(timeout=0.5)
+            return code
+        try:
+            waited, status = os.waitpid(pid, os.WNOHANG)
+        except ChildProcessError:
+            return None
+        return os.waitstatus_to_exitcode(status) if waited else None
+
+    def _record(self) -> dict | None:
+        record = read_json(self.pidfile)
+        valid = isinstance(record, dict) and isinstance(record.get("pid"), int)
+        if valid and self._alive(record["pid"], record.get("create_time", 0.0)):
+            return record
+        return None
+
+    # -- control -------------------------------------------------------------------------------
+
+    def send_signal(self, sig: signal.Signals) -> bool:
+        record = self._record()
+        if record is None:
+            return False
+        try:
+            os.kill(record["pid"], sig)
+        except ProcessLookupError:
+            return False
+        return True
+
+    def wait_stopped(self, timeout: float) -> bool:
+        deadline = time.monotonic() + timeout
+        interval = 0.01
+        while True:
+            if not self.status().running:
+                return True
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                return False
+            time.sleep(min(interval, remaining))
+            interval = min(interval * 1.5, 0.1)
+
+    def kill(self) -> None:
+        """SIGKILL every process of the unit's group that is provably ours."""
+        import psutil
+
+        record = read_json(self.pidfile) or read_json(self.exitfile)
+        if not isinstance(record, dict) or not isinstance(record.get("pid"), int):
+            return
+        pgid = record["pid"]  # start_new_session makes the leader's pid the group id
+        for process in _group_members(pgid, record.get("create_time")):
+            with contextlib.suppress(psutil.Error, ProcessLookupError):
+                process.kill()
+        self._reap(pgid)
+
+    def forget(self) -> None:
+        self.pidfile.unlink(missing_ok=True)
+        self.exitfile.unlink(missing_ok=True)
+
+    # -- logs and addresses ----------------------------------------------------------------------
+
+    def log_tail(self, lines: int = 20) -> list[str]:
+        return tail_lines(self.logfile, lines)
+
+    def address(self, container_port: int) -> tuple[str, int]:
+        mapping = self.spec.port(container_port) or self.spec.port()
+        if mapping is None:
+            return ("127.0.0.1", container_port)
+        host = mapping.host_ip if mapping.host_ip not in ("", "0.0.0.0") else "127.0.0.1"
+        return (host, mapping.published)
+
+
+def _group_members(pgid: int, leader_create_time: float | None) -> list:
+    """Processes in group ``pgid`` that belong to our run, never to a reused pid.
+
+    Linux does not hand out a pid while it is still in use as a process-group id, so while any
+    member of our group lives the group id is ours. The one case to rule out: our leader died,
+    its group emptied, and a new process got the same pid — then that pid has a later
+    create-time than the one we recorded, and we leave it alone.
+    """
+    import psutil
+
+    members = []
+    for process in psutil.process_iter(["pid"]):
+        try:
+            if os.getpgid(process.pid) != pgid:
+                continue
+            if process.pid == pgid and leader_create_time is not None:
+                created = process.create_time()
+                if abs(created - leader_create_time) > _CREATE_TIME_TOLERANCE:
+                    return []  # the pid was reused: this group is not ours
+            members.append(process)
+        except (ProcessLookupError, psutil.Error):
+            continue
+    return members
+
+
+def rotate_log(path: Path, max_bytes: int, keep: int) -> None:
+    """Rotate ``path`` to ``path.1`` … ``path.<keep>`` when it is larger than ``max_bytes``.
+
+    Called before a (re)start, when no process holds the file, so renaming is safe.
+    """
+    try:
+        if path.stat().st_size <= max_bytes:
+            return
+    except FileNotFoundError:
+        return
+    for index in range(keep, 0, -1):
+        older = path.with_name(f"{path.name}.{index}")
+        if index == keep:
+            older.unlink(missing_ok=True)
+        else:
+            with contextlib.suppress(FileNotFoundError):
+                older.rename(path.with_name(f"{path.name}.{index + 1}"))
+    path.rename(path.with_name(f"{path.name}.1"))
+
+
+def copytruncate_log(path: Path, max_bytes: int, keep: int) -> bool:
+    """Rotate a log that a running process still writes (opened with O_APPEND).
+
+    The content is copied to ``.1`` and the file truncated in place, as logrotate's
+    ``copytruncate`` does; the writer's next append lands at the new end.
+    """
+    try:
+        if path.stat().st_size <= max_bytes:
+            return False
+    except FileNotFoundError:
+        return False
+    for index in range(keep, 1, -1):
+        with contextlib.suppress(FileNotFoundError):
+            path.with_name(f"{path.name}.{index - 1}").rename(
+                path.with_name(f"{path.name}.{index}")
+            )
+    shutil.copyfile(path, path.with_name(f"{path.name}.1"))
+    os.truncate(path, 0)
+    return True
+
+
+def _resolve_binary(binary: str, env: dict[str, str]) -> str | None:
+    if os.sep in binary:
+        return binary if os.access(binary, os.X_OK) else None
+    return shutil.which(binary, path=env.get("PATH"))
+
+
+def _now_iso() -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%S%z")

@@ -1,0 +1,124 @@
+"""The nginx role: rendered config, ``nginx -t`` before start, QUIT to stop gracefully.
+
+In the process runtime nginx runs in the foreground (``daemon off``) with its prefix under
+``<state_dir>/nginx/<service>/``; ``x-opskit.config_template`` is rendered there first. The
+template uses ``${NAME}`` for values from the service's environment — as the official nginx
+image's envsubst does — and nginx's own variables stay ``$lowercase``. A ``${NAME}`` that the
+environment does not define is a config error, not an empty string in a listen directive.
+"""
+
+from __future__ import annotations
+
+import re
+import signal
+import subprocess
+from pathlib import Path
+from typing import TYPE_CHECKING, ClassVar
+
+from opskit.errors import ConfigError
+from opskit.files import atomic_write, private_dir
+from opskit.services.base import Probe, Role
+
+if TYPE_CHECKING:
+    from opskit.config import ServiceSpec, StackConfig
+    from opskit.runtime.base import Launch
+
+_TEMPLATE_VARIABLE = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
+_TEMP_DIRS = ("client_body", "proxy", "fastcgi", "uwsgi", "scgi")
+
+
+class NginxRole(Role):
+    name: ClassVar[str] = "nginx"
+    provides_process_command: ClassVar[bool] = True
+    graceful_signal: ClassVar[signal.Signals] = signal.SIGQUIT
+
+    @classmethod
+    def check(cls, spec: ServiceSpec, config: StackConfig) -> None:
+        super().check(spec, config)
+        if config.runtime == "process" and not spec.options.get("config_template"):
+            raise ConfigError(
+                config.source,
+                f"services.{spec.name}.x-opskit.config_template",
+                "expected the path of an nginx.conf template for runtime 'process'",
+            )
+
+    @property
+    def prefix(self) -> Path:
+        return self.config.state_dir / "nginx" / self.spec.name
+
+    @property
+    def conf_path(self) -> Path:
+        return self.prefix / "conf" / "nginx.conf"
+
+    @property
+    def template_path(self) -> Path:
+        path = Path(str(self.spec.options["config_template"]))
+        return path if path.is_absolute() else self.config.project_dir / path
+
+    @property
+    def binary(self) -> str:
+        return self.spec.process.command[0] if self.spec.process.command else "nginx"
+
+    def nginx_args(self) -> tuple[str, ...]:
+        return ("-p", f"{self.prefix}/", "-c", str(self.conf_path), "-e", "stderr")
+
+    # -- starting --------------------------------------------------------------------------------
+
+    def launch(self) -> Launch:
+        from opskit.runtime.base import Launch
+
+        return Launch(argv=(self.binary, *self.nginx_args(), "-g", "daemon off;"))
+
+    def render(self) -> str:
+        key = f"services.{self.spec.name}.x-opskit.config_template"
+        try:
+            template = self.template_path.read_text(encoding="utf-8")
+        except OSError as exc:
+            raise ConfigError(
+                self.config.source, key, f"cannot read {self.template_path}: {exc}"
+            ) from None
+        variables = {**self.spec.environment, **self.spec.process.environment}
+
+        def substitute(match: re.Match) -> str:
+            name = match.group(1)
+            if name not in variables:
+                raise ConfigError(
+                    str(self.template_path),
+                    f"${{{name}}}",
+                    f"not set in services.{self.spec.name}.environment",
+                )
+            return variables[name]
+
+        return _TEMPLATE_VARIABLE.sub(substitute, template)
+
+    def prepare(self) -> None:
+        for sub in ("conf", "logs", "tmp", *(f"tmp/{name}" for name in _TEMP_DIRS)):
+            private_dir(self.prefix / sub)
+        atomic_write(self.conf_path, self.render())
+
+    def preflight(self) -> list[str]:
+        """``nginx -t`` on the rendered config, so a typo fails before anything starts."""
+        ok, output = self.test_config()
+        if ok:
+            return []
+        return [f"{self.spec.name}: nginx -t failed: {output}"]
+
+    def test_config(self) -> tuple[bool, str]:
+        try:
+            done = subprocess.run(
+                [self.binary, "-t", "-q", *self.nginx_args(), "-g", "daemon off;"],
+                capture_output=True,
+                text=True,
+                timeout=15,
+            )
+        except FileNotFoundError:
+            return False, f"{self.binary!r} not found on PATH"
+        except subprocess.TimeoutExpired:
+            return False, "timed out after 15s"
+        lines = [line for line in (done.stderr or done.stdout).splitlines() if line.strip()]
+        return done.returncode == 0, " | ".join(lines[-3:])
+
+    def probe_ready(self) -> Probe:
+        host, port = self.address()
+        path = self.spec.options.get("health_path", "/health")
+        return self.probe_http(f"http://{host}:{port}{path}")

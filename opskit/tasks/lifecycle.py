@@ -1,0 +1,97 @@
+"""Tasks start, stop, restart and status.
+
+Exit codes: 0 ok · 1 a service failed (or, for status, is not running) · 2 bad config/usage.
+"""
+
+from __future__ import annotations
+
+from invoke import Context, Exit, task
+
+from opskit.tasks.common import HELP_RUNTIME, HELP_SERVICE, HELP_STACK, handles_errors, load
+
+_COMMON_HELP = {"stack": HELP_STACK, "runtime": HELP_RUNTIME, "service": HELP_SERVICE}
+
+
+def _run(c: Context, action: str, service, stack, runtime, **options) -> None:
+    from opskit.console import Progress, print_lifecycle
+    from opskit.ops import lifecycle
+    from opskit.redact import Redactor
+
+    loaded = load(c, stack, runtime)
+    redact = Redactor(loaded.secrets())
+    names = loaded.resolve(service)
+    shown = loaded.start_order(
+        loaded.with_dependents(names) if action != "start" else loaded.with_dependencies(names)
+    )
+    if action == "stop":
+        shown.reverse()
+    with Progress(redact, shown) as progress:
+        result = getattr(lifecycle, action)(loaded, service, on_event=progress, **options)
+    if action == "start" and result.nothing_to_do:
+        print("opskit: every requested service is already running and ready; nothing to start")
+    elif action == "stop" and result.nothing_to_do:
+        print("opskit: nothing was running; nothing to stop")
+    else:
+        print_lifecycle(result, redact)
+    if result.exit_code:
+        raise Exit(code=result.exit_code)
+
+
+@task(
+    iterable=["service"],
+    help={
+        **_COMMON_HELP,
+        "rollback": "stop what this run started if a service fails",
+        "timeout": "readiness timeout per service, seconds (default: healthcheck, else 60)",
+    },
+)
+@handles_errors
+def start(c, service=None, stack=None, runtime=None, rollback=False, timeout=None):
+    """Start services and their dependencies in order, each gated on readiness."""
+    _run(
+        c,
+        "start",
+        service,
+        stack,
+        runtime,
+        rollback=rollback,
+        timeout=float(timeout) if timeout is not None else None,
+    )
+
+
+@task(iterable=["service"], help=_COMMON_HELP)
+@handles_errors
+def stop(c, service=None, stack=None, runtime=None):
+    """Stop services and everything that depends on them, dependents first."""
+    _run(c, "stop", service, stack, runtime)
+
+
+@task(iterable=["service"], help={**_COMMON_HELP, "timeout": "readiness timeout in seconds"})
+@handles_errors
+def restart(c, service=None, stack=None, runtime=None, timeout=None):
+    """Stop dependents, restart the service, start the dependents again."""
+    _run(
+        c,
+        "restart",
+        service,
+        stack,
+        runtime,
+        timeout=float(timeout) if timeout is not None else None,
+    )
+
+
+@task(iterable=["service"], help={**_COMMON_HELP, "json": "print JSON on stdout"})
+@handles_errors
+def status(c, service=None, stack=None, runtime=None, json=False):
+    """Runtime state of every service: running / exited(code) / absent, pid, uptime."""
+    from opskit.console import print_status, status_json
+    from opskit.ops import lifecycle
+
+    loaded = load(c, stack, runtime)
+    result = lifecycle.status(loaded, service)
+    if json:
+        print(status_json(result))
+    else:
+        print_status(result)
+    if result.exit_code:
+        raise Exit(code=result.exit_code)
