@@ -288,11 +288,7 @@ def _stop_one(stack: Stack, name: str, emit: EventSink) -> ServiceOutcome:
     role = stack.role(name)
     began = time.monotonic()
     if role.unit.status().running:
-        emit(
-            Event(
-                name, "stopping", f"{role.stop_signal.name}, grace {role.spec.stop_grace_period:g}s"
-            )
-        )
+        emit(Event(name, "stopping", f"{role.stop_method}, grace {role.spec.stop_grace_period:g}s"))
     result = role.stop()
     seconds = time.monotonic() - began
     state = (KILLED if result.killed else STOPPED) if result.was_running else NOT_RUNNING
