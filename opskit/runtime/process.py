@@ -271,10 +271,13 @@ class ProcessUnit(Unit):
         if not isinstance(record, dict) or not isinstance(record.get("pid"), int):
             return
         pgid = record["pid"]  # start_new_session makes the leader's pid the group id
-        for process in _group_members(pgid, record.get("create_time")):
+        members = _group_members(pgid, record.get("create_time"))
+        for process in members:
             with contextlib.suppress(psutil.Error, ProcessLookupError):
                 process.kill()
         self._reap(pgid)
+        # SIGKILL is asynchronous: return only once the kernel has taken them down.
+        psutil.wait_procs(members, timeout=5)
 
     def forget(self) -> None:
         self.pidfile.unlink(missing_ok=True)

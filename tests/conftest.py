@@ -1,0 +1,91 @@
+"""Shared fixtures: free ports, temp stacks, and a guarantee that every started process stops."""
+
+from __future__ import annotations
+
+import os
+import socket
+import sys
+import textwrap
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parent.parent
+PYTHON = sys.executable
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@pytest.fixture
+def port() -> int:
+    return free_port()
+
+
+@pytest.fixture
+def write_stack(tmp_path: Path) -> Callable[..., Path]:
+    """Write a stack file into a temp project dir; ``{python}`` and ``{state}`` are filled in."""
+
+    def write(body: str, name: str = "stack.yml", env_file: str | None = None) -> Path:
+        text = textwrap.dedent(body).replace("{python}", PYTHON)
+        text = text.replace("{state}", str(tmp_path / "state"))
+        path = tmp_path / name
+        path.write_text(text)
+        if env_file is not None:
+            (tmp_path / ".env").write_text(textwrap.dedent(env_file))
+        return path
+
+    return write
+
+
+@pytest.fixture
+def stacks() -> Iterator[list]:
+    """Stacks registered here are stopped at teardown, whatever the test did."""
+    from opskit.ops import lifecycle
+
+    registered: list = []
+    yield registered
+    for stack in registered:
+        try:
+            lifecycle.stop(stack)
+        except Exception as exc:  # teardown must reach every stack
+            print(f"teardown: stopping {stack.name} failed: {exc}", file=sys.stderr)
+
+
+@pytest.fixture
+def load(stacks) -> Callable[..., object]:
+    """load_stack that registers the stack for teardown."""
+    from opskit.stack import load_stack
+
+    def _load(path: Path, environ: dict | None = None, **kwargs):
+        env = {"PATH": os.environ.get("PATH", "")}
+        env.update(environ or {})
+        stack = load_stack(path, environ=env, **kwargs)
+        stacks.append(stack)
+        return stack
+
+    return _load
+
+
+@pytest.fixture
+def sandbox_env(tmp_path: Path) -> dict[str, str]:
+    """Environment for the real sandbox stack on free ports with a private state dir."""
+    env = dict(os.environ)
+    env.update(
+        {
+            "OPSKIT_STATE_DIR": str(tmp_path / "sandbox-state"),
+            "REDIS_PASSWORD": "sandbox-test-pw-" + os.urandom(6).hex(),
+            "REDIS_PORT": str(free_port()),
+            "UPSTREAM_PORT": str(free_port()),
+            "NGINX_PROXY_PORT": str(free_port()),
+            "KONG_PROXY_PORT": str(free_port()),
+            "BACKEND_PORT": str(free_port()),
+            "OPSKIT_STACK": str(REPO / "sandbox" / "stack.yml"),
+        }
+    )
+    env.pop("OPSKIT_RUNTIME", None)
+    return env

@@ -1,0 +1,48 @@
+"""Small real services for lifecycle tests, written as stack-file snippets."""
+
+from __future__ import annotations
+
+import json
+
+from .conftest import PYTHON, free_port
+
+
+def http_service(name: str, depends_on: list[str] | None = None, **extra: str) -> tuple[str, int]:
+    """A real HTTP server (python -m http.server) on a free port, probed by the http role."""
+    port = free_port()
+    lines = [
+        f"  {name}:",
+        "    image: example/http",
+        f'    ports: ["{port}:{port}"]',
+        "    stop_grace_period: 5s",
+    ]
+    if depends_on:
+        lines.append(f"    depends_on: {json.dumps(depends_on)}")
+    options = {
+        "role": "http",
+        "url": f"http://127.0.0.1:{port}/",
+        "process": {"command": [PYTHON, "-m", "http.server", str(port), "--bind", "127.0.0.1"]},
+        **extra,
+    }
+    lines.append(f"    x-opskit: {json.dumps(options)}")
+    return "\n".join(lines), port
+
+
+def script_service(
+    name: str, code: str, url: str | None = None, args: tuple[str, ...] = (), **fields: object
+) -> str:
+    """A python -c script as a service; ``fields`` are Compose keys, x-opskit via ``x``."""
+    extension = dict(fields.pop("x", {}))
+    extension.setdefault("role", "http")
+    if url:
+        extension["url"] = url
+    extension["process"] = {"command": [PYTHON, "-u", "-c", code, *args]}
+    lines = [f"  {name}:", "    image: example/script"]
+    lines += [f"    {key}: {json.dumps(value)}" for key, value in fields.items()]
+    lines.append(f"    x-opskit: {json.dumps(extension)}")
+    return "\n".join(lines)
+
+
+def stack_text(*services: str) -> str:
+    head = 'x-opskit: {runtime: process, state_dir: "{state}"}\nservices:\n'
+    return head + "\n".join(services) + "\n"

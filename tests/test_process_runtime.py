@@ -1,0 +1,204 @@
+"""The process runtime: pidfiles that cannot be fooled, stop escalation, logs, secrets."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import time
+
+import psutil
+import pytest
+
+from opskit.files import atomic_write_json
+from opskit.ops import lifecycle
+from opskit.runtime.process import copytruncate_log, rotate_log
+
+from .conftest import PYTHON, free_port
+from .helpers import script_service, stack_text
+
+# Ready (its HTTP port answers) only once SIGTERM is ignored, so the test cannot race it.
+STUBBORN = (
+    "import signal, sys, http.server\n"
+    "signal.signal(signal.SIGTERM, signal.SIG_IGN)\n"
+    "port = int(sys.argv[1])\n"
+    "http.server.HTTPServer(('127.0.0.1', port), http.server.SimpleHTTPRequestHandler)"
+    ".serve_forever()"
+)
+
+
+def gone(pid: int) -> bool:
+    try:
+        return psutil.Process(pid).status() == psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return True
+
+
+def test_stop_escalates_to_sigkill_after_the_grace_period(write_stack, load):
+    port = free_port()
+    stubborn = script_service(
+        "stubborn",
+        STUBBORN,
+        url=f"http://127.0.0.1:{port}/",
+        args=(str(port),),
+        stop_grace_period="1s",
+    )
+    stack = load(write_stack(stack_text(stubborn)))
+    assert lifecycle.start(stack).ok
+    pid = lifecycle.status(stack).rows[0].status.pid
+    began = time.monotonic()
+    result = lifecycle.stop(stack)
+    elapsed = time.monotonic() - began
+    outcome = result.outcome("stubborn")
+    assert outcome.state == lifecycle.KILLED
+    assert "killed after 1s grace (SIGTERM)" in outcome.detail
+    assert 1.0 <= elapsed < 5
+    assert gone(pid)
+
+
+def test_graceful_stop_does_not_wait_for_the_grace_period(write_stack, load):
+    polite = script_service("polite", "import time\ntime.sleep(600)", stop_grace_period="30s")
+    stack = load(write_stack(stack_text(polite)))
+    assert lifecycle.start(stack).ok
+    result = lifecycle.stop(stack)
+    assert result.outcome("polite").state == lifecycle.STOPPED
+    assert result.outcome("polite").seconds < 3
+
+
+def test_stop_kills_the_whole_process_group(write_stack, load):
+    parent = script_service(
+        "parent",
+        "import subprocess, sys, time\n"
+        f"child = subprocess.Popen([{PYTHON!r}, '-c', 'import time; time.sleep(600)'])\n"
+        "print('child', child.pid, flush=True)\n"
+        "time.sleep(600)",
+        stop_grace_period="1s",
+    )
+    stack = load(write_stack(stack_text(parent)))
+    assert lifecycle.start(stack).ok
+    unit = stack.role("parent").unit
+    deadline = time.monotonic() + 5
+    while not any(line.startswith("child ") for line in unit.log_tail(5)):
+        assert time.monotonic() < deadline
+        time.sleep(0.02)
+    child_pid = int(next(line for line in unit.log_tail(5) if line.startswith("child "))[6:])
+    assert psutil.pid_exists(child_pid)
+    lifecycle.stop(stack)
+    assert gone(child_pid)
+
+
+def test_a_reused_pid_is_never_mistaken_for_ours(write_stack, load):
+    """A pidfile naming a live process with another create-time must not be signalled."""
+    service = script_service("app", "import time\ntime.sleep(600)")
+    stack = load(write_stack(stack_text(service)))
+    stranger = subprocess.Popen([PYTHON, "-c", "import time; time.sleep(600)"])
+    try:
+        unit = stack.role("app").unit
+        stack.runtime.ensure_dirs()
+        created = psutil.Process(stranger.pid).create_time()
+        atomic_write_json(
+            unit.pidfile,
+            {"service": "app", "pid": stranger.pid, "create_time": created - 100.0},
+        )
+        status = unit.status()
+        assert status.state != "running"
+        assert not unit.pidfile.exists()  # stale pidfile cleaned
+        assert not unit.send_signal(signal.SIGTERM)
+        lifecycle.stop(stack)
+        unit.kill()
+        assert stranger.poll() is None, "opskit signalled a process it did not start"
+    finally:
+        stranger.kill()
+        stranger.wait()
+
+
+def test_stale_and_torn_pidfiles_are_cleaned(write_stack, load):
+    stack = load(write_stack(stack_text(script_service("app", "pass"))))
+    unit = stack.role("app").unit
+    stack.runtime.ensure_dirs()
+    unit.pidfile.write_text("{torn")
+    assert unit.status().state == "absent"
+    assert not unit.pidfile.exists()
+    dead = subprocess.Popen([PYTHON, "-c", "pass"])
+    dead.wait()
+    atomic_write_json(unit.pidfile, {"pid": dead.pid, "create_time": 1.0})
+    assert unit.status().state == "exited"
+    assert not unit.pidfile.exists()
+
+
+def test_status_reports_running_pid_and_uptime(write_stack, load):
+    stack = load(write_stack(stack_text(script_service("app", "import time\ntime.sleep(600)"))))
+    assert lifecycle.status(stack).rows[0].status.state == "absent"
+    assert lifecycle.start(stack).ok
+    result = lifecycle.status(stack)
+    status = result.rows[0].status
+    assert status.running and psutil.pid_exists(status.pid)
+    assert 0 <= status.uptime(time.time()) < 30
+    record = json.loads(stack.role("app").unit.pidfile.read_text())
+    assert record["pid"] == status.pid
+    assert record["create_time"] == pytest.approx(psutil.Process(status.pid).create_time())
+
+
+def test_state_files_are_private(write_stack, load):
+    stack = load(write_stack(stack_text(script_service("app", "import time\ntime.sleep(600)"))))
+    assert lifecycle.start(stack).ok
+    unit = stack.role("app").unit
+    for directory in (stack.state_dir, unit.pidfile.parent, unit.logfile.parent):
+        assert directory.stat().st_mode & 0o777 == 0o700
+    for file in (unit.pidfile, unit.logfile):
+        assert file.stat().st_mode & 0o777 == 0o600
+
+
+def test_service_environment_does_not_inherit_opskits_secrets(write_stack, load, monkeypatch):
+    code = "import os, time\nprint('ENV', sorted(os.environ), flush=True)\ntime.sleep(600)"
+    service = script_service("app", code, environment={"GIVEN": "1"})
+    stack = load(write_stack(stack_text(service)), {"SHELL_SECRET_TOKEN": "do-not-pass"})
+    assert lifecycle.start(stack).ok
+    unit = stack.role("app").unit
+    deadline = time.monotonic() + 5
+    while not any(line.startswith("ENV") for line in unit.log_tail(5)):
+        assert time.monotonic() < deadline
+        time.sleep(0.02)
+    line = next(line for line in unit.log_tail(5) if line.startswith("ENV"))
+    assert "'GIVEN'" in line and "SHELL_SECRET_TOKEN" not in line
+
+
+def test_redis_password_never_reaches_argv_or_disk(write_stack, load):
+    password = "argv-secret-" + os.urandom(4).hex()
+    port = free_port()
+    body = f"""
+x-opskit: {{runtime: process, state_dir: "{{state}}"}}
+services:
+  redis:
+    image: redis:7
+    ports: ["{port}:6379"]
+    x-opskit: {{password: "{password}"}}
+"""
+    stack = load(write_stack(body))
+    assert lifecycle.start(stack).ok
+    for process in psutil.process_iter(["cmdline"]):
+        assert password not in " ".join(process.info["cmdline"] or [])
+    for path in stack.state_dir.rglob("*"):
+        if path.is_file() and path.suffix != ".rdb":
+            assert password.encode() not in path.read_bytes(), path
+    client = stack.role("redis").client()
+    assert client.config_get("requirepass")["requirepass"] == password
+    client.close()
+
+
+def test_rotation_by_rename_and_by_copytruncate(tmp_path):
+    log = tmp_path / "svc.log"
+    log.write_bytes(b"x" * 100)
+    rotate_log(log, max_bytes=50, keep=2)
+    assert not log.exists() and (tmp_path / "svc.log.1").stat().st_size == 100
+    with open(log, "ab") as writer:  # a running service keeps its O_APPEND descriptor
+        writer.write(b"y" * 80)
+        writer.flush()
+        assert copytruncate_log(log, max_bytes=50, keep=2)
+        writer.write(b"z")
+        writer.flush()
+    assert (tmp_path / "svc.log.1").read_bytes() == b"y" * 80
+    assert (tmp_path / "svc.log.2").stat().st_size == 100
+    assert log.read_bytes() == b"z"
+    assert not copytruncate_log(log, max_bytes=50, keep=2)
