@@ -2,8 +2,9 @@
 
 Baseline, measured in the same run: the same commands started by hand — plain Popen, no
 lifecycle code, only the same readiness probes polled every 5 ms — with dependencies respected
-by hand (backend after nginx is ready). That is the fastest any orchestrator could be; opskit's *overhead* is its total
-minus that baseline. Runs alternate (hand, opskit, hand, …) so machine noise hits both.
+by hand (backend after nginx is ready). That is the fastest any orchestrator could be;
+opskit's *overhead* is its total minus that baseline. Runs alternate (hand, opskit, hand,
+…) so machine noise hits both.
 
     .venv/bin/python bench/start.py [--runs 5]
 
