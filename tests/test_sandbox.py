@@ -47,11 +47,14 @@ def group_pids(pids: list[int]) -> set[int]:
     return found
 
 
-def test_sandbox_starts_healthy_and_stops_without_leftovers(sandbox):
+def test_readme_first_command_starts_a_healthy_sandbox_and_stop_leaves_nothing(sandbox):
     env = sandbox
-    started = inv(env, "start")
+    started = subprocess.run(
+        ["./dev", "up"], env=env, capture_output=True, text=True, timeout=600, cwd=REPO
+    )
     assert started.returncode == 0, started.stdout + started.stderr
     assert env["REDIS_PASSWORD"] not in started.stdout + started.stderr
+    assert "running" in started.stdout  # ./dev up ends with inv status
 
     status = inv(env, "status", "--json")
     assert status.returncode == 0, status.stderr

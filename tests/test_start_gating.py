@@ -124,3 +124,18 @@ services:
     assert result.outcome("redis").state == lifecycle.FAILED
     assert "authentication failed" in result.outcome("redis").detail
     assert result.outcome("redis").seconds < 5
+
+
+def test_log_tail_of_a_failed_service_is_redacted(write_stack, load):
+    secret = "tok-" + "s3cr3t-value-42"
+    leaky = script_service(
+        "leaky",
+        "import os, sys\nprint('token is', os.environ['API_TOKEN'])\nsys.exit(2)",
+        url="http://127.0.0.1:1/",
+        environment={"API_TOKEN": secret},
+    )
+    stack = load(write_stack(stack_text(leaky)))
+    outcome = lifecycle.start(stack).outcome("leaky")
+    assert outcome.state == lifecycle.FAILED
+    assert "token is ***" in outcome.log_tail
+    assert not any(secret in line for line in outcome.log_tail)
