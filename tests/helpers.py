@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 
 from .conftest import PYTHON, free_port
 
@@ -46,3 +47,23 @@ def script_service(
 def stack_text(*services: str) -> str:
     head = 'x-opskit: {runtime: process, state_dir: "{state}"}\nservices:\n'
     return head + "\n".join(services) + "\n"
+
+
+def redis_service(port: int, password: str, **options: str) -> str:
+    """The redis role on ``port`` (process runtime feeds the config on stdin)."""
+    extension = {"password": password, **options}
+    return (
+        f'  redis:\n    image: redis:7\n    ports: ["{port}:6379"]\n'
+        f"    x-opskit: {json.dumps(extension)}"
+    )
+
+
+def wait_for_log_line(unit, prefix: str, timeout: float = 5.0) -> str:
+    """The first recent log line of ``unit`` starting with ``prefix``, waiting for it to appear."""
+    deadline = time.monotonic() + timeout
+    while True:
+        for line in unit.log_tail(20):
+            if line.startswith(prefix):
+                return line
+        assert time.monotonic() < deadline, f"no log line starting with {prefix!r}"
+        time.sleep(0.02)

@@ -16,7 +16,7 @@ from opskit.ops import lifecycle
 from opskit.runtime.process import copytruncate_log, rotate_log
 
 from .conftest import PYTHON, free_port
-from .helpers import script_service, stack_text
+from .helpers import redis_service, script_service, stack_text, wait_for_log_line
 
 # Ready (its HTTP port answers) only once SIGTERM is ignored, so the test cannot race it.
 STUBBORN = (
@@ -77,12 +77,7 @@ def test_stop_kills_the_whole_process_group(write_stack, load):
     )
     stack = load(write_stack(stack_text(parent)))
     assert lifecycle.start(stack).ok
-    unit = stack.role("parent").unit
-    deadline = time.monotonic() + 5
-    while not any(line.startswith("child ") for line in unit.log_tail(5)):
-        assert time.monotonic() < deadline
-        time.sleep(0.02)
-    child_pid = int(next(line for line in unit.log_tail(5) if line.startswith("child "))[6:])
+    child_pid = int(wait_for_log_line(stack.role("parent").unit, "child ")[6:])
     assert psutil.pid_exists(child_pid)
     lifecycle.stop(stack)
     assert gone(child_pid)
@@ -150,32 +145,18 @@ def test_state_files_are_private(write_stack, load):
         assert file.stat().st_mode & 0o777 == 0o600
 
 
-def test_service_environment_does_not_inherit_opskits_secrets(write_stack, load, monkeypatch):
+def test_service_environment_does_not_inherit_opskits_secrets(write_stack, load):
     code = "import os, time\nprint('ENV', sorted(os.environ), flush=True)\ntime.sleep(600)"
     service = script_service("app", code, environment={"GIVEN": "1"})
     stack = load(write_stack(stack_text(service)), {"SHELL_SECRET_TOKEN": "do-not-pass"})
     assert lifecycle.start(stack).ok
-    unit = stack.role("app").unit
-    deadline = time.monotonic() + 5
-    while not any(line.startswith("ENV") for line in unit.log_tail(5)):
-        assert time.monotonic() < deadline
-        time.sleep(0.02)
-    line = next(line for line in unit.log_tail(5) if line.startswith("ENV"))
+    line = wait_for_log_line(stack.role("app").unit, "ENV")
     assert "'GIVEN'" in line and "SHELL_SECRET_TOKEN" not in line
 
 
 def test_redis_password_never_reaches_argv_or_disk(write_stack, load):
     password = "argv-secret-" + os.urandom(4).hex()
-    port = free_port()
-    body = f"""
-x-opskit: {{runtime: process, state_dir: "{{state}}"}}
-services:
-  redis:
-    image: redis:7
-    ports: ["{port}:6379"]
-    x-opskit: {{password: "{password}"}}
-"""
-    stack = load(write_stack(body))
+    stack = load(write_stack(stack_text(redis_service(free_port(), password))))
     assert lifecycle.start(stack).ok
     for process in psutil.process_iter(["cmdline"]):
         assert password not in " ".join(process.info["cmdline"] or [])

@@ -12,7 +12,7 @@ from opskit.errors import PreflightError
 from opskit.ops import lifecycle
 
 from .conftest import free_port
-from .helpers import http_service, script_service, stack_text
+from .helpers import http_service, redis_service, script_service, stack_text
 
 
 def test_never_ready_times_out_with_the_log_tail_and_is_stopped(write_stack, load):
@@ -104,17 +104,10 @@ def test_missing_binary_is_a_preflight_problem(write_stack, load):
 def test_fatal_probe_fails_at_once(write_stack, load):
     """A wrong Redis password cannot fix itself: the gate fails without waiting the timeout."""
     port = free_port()
-    body = f"""
-x-opskit: {{runtime: process, state_dir: "{{state}}"}}
-services:
-  redis:
-    image: redis:7
-    ports: ["{port}:6379"]
-    x-opskit: {{password: right-password, start_timeout: 30s}}
-"""
-    stack = load(write_stack(body))
-    assert lifecycle.start(stack).ok
-    wrong = load(write_stack(body.replace("right-password", "wrong-password"), name="wrong.yml"))
+    right = stack_text(redis_service(port, "right-password", start_timeout="30s"))
+    wrong_text = stack_text(redis_service(port, "wrong-password", start_timeout="30s"))
+    assert lifecycle.start(load(write_stack(right))).ok
+    wrong = load(write_stack(wrong_text, name="wrong.yml"))
     began = time.monotonic()
     ready = wrong.role("redis").probe_ready()
     assert not ready.ready and ready.fatal
