@@ -29,6 +29,8 @@ def sandbox_environ() -> dict[str, str]:
             "UPSTREAM_PORT": str(free_port()),
             "NGINX_PROXY_PORT": str(free_port()),
             "KONG_PROXY_PORT": str(free_port()),
+            "KONG_ADMIN_PORT": str(free_port()),
+            "KONG_STATUS_PORT": str(free_port()),
             "BACKEND_PORT": str(free_port()),
         }
     )

@@ -200,7 +200,7 @@ def test_unknown_role(write_stack):
     path = write_stack("services: {app: {image: x, x-opskit: {role: mongo}}}")
     error = error_of(path)
     assert error.key == "services.app.x-opskit.role"
-    assert "expected one of redis, nginx, backend, http, got 'mongo'" in error.problem
+    assert "expected one of redis, kong, nginx, backend, http, got 'mongo'" in error.problem
 
 
 def test_service_without_a_command_for_the_process_runtime(write_stack):

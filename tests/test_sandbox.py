@@ -60,7 +60,7 @@ def test_readme_first_command_starts_a_healthy_sandbox_and_stop_leaves_nothing(s
     assert status.returncode == 0, status.stderr
     report = json.loads(status.stdout)
     services = {row["service"]: row for row in report["services"]}
-    assert set(services) == {"redis", "upstream", "nginx", "backend"}
+    assert set(services) == {"redis", "upstream", "kong", "nginx", "backend"}
     assert all(row["state"] == "running" for row in services.values())
     pids = [row["pid"] for row in services.values()]
     assert all(psutil.pid_exists(pid) for pid in pids)
@@ -75,9 +75,12 @@ def test_readme_first_command_starts_a_healthy_sandbox_and_stop_leaves_nothing(s
     assert http.get(f"http://127.0.0.1:{env['UPSTREAM_PORT']}/health").status_code == 200
     assert http.get(f"http://127.0.0.1:{env['NGINX_PROXY_PORT']}/health").status_code == 200
     assert http.get(f"http://127.0.0.1:{env['BACKEND_PORT']}/health/ready").status_code == 200
-    # Kong is not part of the sandbox yet: nginx answers 502 for the proxied path, honestly.
-    analyze = http.post(f"http://127.0.0.1:{env['BACKEND_PORT']}/analyze", json={"text": "hi"})
-    assert analyze.status_code == 502 and analyze.json()["upstream_status"] == 502
+    # The whole chain: backend -> nginx -> kong (masks) -> upstream (echoes) -> unmasked reply.
+    text = "instance i-0123456789abcdef0 in 10.0.1.50"
+    analyze = http.post(f"http://127.0.0.1:{env['BACKEND_PORT']}/analyze", json={"text": text})
+    assert analyze.status_code == 200 and analyze.json()["analysis"] == text
+    seen = http.get(f"http://127.0.0.1:{env['UPSTREAM_PORT']}/_standin/requests").json()
+    assert seen["requests"][-1]["text"] == "instance AWS_EC2_001 in AWS_PRIVATE_IP_001"
     http.close()
 
     everything = group_pids(pids)

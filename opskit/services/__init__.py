@@ -14,6 +14,7 @@ if TYPE_CHECKING:
 
 _ROLE_MODULES = {
     "redis": ("opskit.services.redis", "RedisRole"),
+    "kong": ("opskit.services.kong", "KongRole"),
     "nginx": ("opskit.services.nginx", "NginxRole"),
     "backend": ("opskit.services.backend", "BackendRole"),
     "http": ("opskit.services.http", "HttpRole"),
@@ -25,7 +26,7 @@ def infer_role(image: str | None) -> str:
     """Role for a service without ``x-opskit.role``: from its image name, else ``http``."""
     if image:
         base = image.rsplit("/", 1)[-1].split(":", 1)[0].split("@", 1)[0]
-        for role in ("redis", "nginx"):
+        for role in ("redis", "kong", "nginx"):
             if base.startswith(role):
                 return role
     return "http"

@@ -9,7 +9,6 @@ environment does not define is a config error, not an empty string in a listen d
 
 from __future__ import annotations
 
-import re
 import signal
 import subprocess
 from pathlib import Path
@@ -18,12 +17,12 @@ from typing import TYPE_CHECKING, ClassVar
 from opskit.errors import ConfigError
 from opskit.files import atomic_write, private_dir
 from opskit.services.base import Probe, Role
+from opskit.services.template import render_template
 
 if TYPE_CHECKING:
     from opskit.config import ServiceSpec, StackConfig
     from opskit.runtime.base import Launch
 
-_TEMPLATE_VARIABLE = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
 _TEMP_DIRS = ("client_body", "proxy", "fastcgi", "uwsgi", "scgi")
 
 
@@ -70,26 +69,12 @@ class NginxRole(Role):
         return Launch(argv=(self.binary, *self.nginx_args(), "-g", "daemon off;"))
 
     def render(self) -> str:
-        key = f"services.{self.spec.name}.x-opskit.config_template"
-        try:
-            template = self.template_path.read_text(encoding="utf-8")
-        except OSError as exc:
-            raise ConfigError(
-                self.config.source, key, f"cannot read {self.template_path}: {exc}"
-            ) from None
-        variables = {**self.spec.environment, **self.spec.process.environment}
-
-        def substitute(match: re.Match) -> str:
-            name = match.group(1)
-            if name not in variables:
-                raise ConfigError(
-                    str(self.template_path),
-                    f"${{{name}}}",
-                    f"not set in services.{self.spec.name}.environment",
-                )
-            return variables[name]
-
-        return _TEMPLATE_VARIABLE.sub(substitute, template)
+        return render_template(
+            self.template_path,
+            {**self.spec.environment, **self.spec.process.environment},
+            f"services.{self.spec.name}.environment",
+            self.config.source,
+        )
 
     def prepare(self) -> None:
         for sub in ("conf", "logs", "tmp", *(f"tmp/{name}" for name in _TEMP_DIRS)):

@@ -1,0 +1,152 @@
+"""The kong role (DB-less): readiness from the status listener, SIGQUIT drain, POST /config.
+
+Written against Kong 3.x's documented Admin and Status APIs, so it works on a real Kong; the
+sandbox stand-in is only its test peer.
+
+- Liveness: admin ``GET /status`` (carries ``configuration_hash`` in DB-less mode).
+- Readiness: status listener ``GET /status/ready`` — 200 once a non-empty config is loaded in
+  every worker, 503 otherwise. ``kong health`` only proves the nginx master pid exists.
+- Stop: SIGQUIT (what ``kong quit`` sends: finish in-flight requests), SIGTERM when the grace
+  period runs out, then SIGKILL to the unit.
+- Reload: ``POST /config?check_hash=1`` with the whole declarative config (304 = unchanged); in
+  DB-less mode every entity write (``PATCH /plugins/{id}``) is 405, so this is the only way.
+"""
+
+from __future__ import annotations
+
+import signal
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, ClassVar
+
+from opskit.config import ServiceSpec, StackConfig
+from opskit.errors import ConfigError
+from opskit.files import atomic_write, private_dir
+from opskit.services.base import Probe, Role
+from opskit.services.template import render_template
+
+if TYPE_CHECKING:
+    from opskit.runtime.base import Launch, StopResult
+
+SIGTERM_WAIT = 5.0
+
+
+@dataclass(frozen=True)
+class ConfigApplied:
+    """Outcome of ``POST /config``: HTTP status, and the hash Kong reports afterwards."""
+
+    status: int
+    changed: bool
+    configuration_hash: str | None
+    detail: str = ""
+
+
+class KongRole(Role):
+    name: ClassVar[str] = "kong"
+    graceful_signal: ClassVar[signal.Signals] = signal.SIGQUIT
+
+    @classmethod
+    def check(cls, spec: ServiceSpec, config: StackConfig) -> None:
+        super().check(spec, config)
+        for key in ("admin_url", "status_url"):
+            value = spec.options.get(key)
+            if not isinstance(value, str) or not value.startswith(("http://", "https://")):
+                raise ConfigError(
+                    config.source,
+                    f"services.{spec.name}.x-opskit.{key}",
+                    f"expected an http(s) URL, got {value!r}",
+                )
+
+    @property
+    def admin_url(self) -> str:
+        return str(self.spec.options["admin_url"]).rstrip("/")
+
+    @property
+    def status_url(self) -> str:
+        return str(self.spec.options["status_url"]).rstrip("/")
+
+    @property
+    def rendered_config(self) -> Path:
+        return self.config.state_dir / "kong" / self.spec.name / "kong.yml"
+
+    @property
+    def template(self) -> Path | None:
+        value = self.spec.options.get("declarative_template")
+        if not value:
+            return None
+        path = Path(str(value))
+        return path if path.is_absolute() else self.config.project_dir / path
+
+    # -- starting --------------------------------------------------------------------------------
+
+    def prepare(self) -> None:
+        if self.template is None:
+            return
+        private_dir(self.rendered_config.parent)
+        variables = {**self.spec.environment, **self.spec.process.environment}
+        text = render_template(
+            self.template, variables, f"services.{self.spec.name}.environment", self.config.source
+        )
+        atomic_write(self.rendered_config, text)
+
+    def launch(self) -> Launch:
+        launch = super().launch()
+        if self.template is None:
+            return launch
+        from opskit.runtime.base import Launch
+
+        environment = {"KONG_DECLARATIVE_CONFIG": str(self.rendered_config)}
+        return Launch(argv=launch.argv, environment=environment, stdin=launch.stdin)
+
+    def probe_live(self) -> Probe:
+        return self.probe_http(f"{self.admin_url}/status")
+
+    def probe_ready(self) -> Probe:
+        probe = self.probe_http(f"{self.status_url}/status/ready")
+        if probe.ready:
+            return probe
+        return Probe(False, probe.detail.replace("HTTP 503", "HTTP 503 (not ready)"))
+
+    # -- stopping ---------------------------------------------------------------------------------
+
+    def stop(self) -> StopResult:
+        """SIGQUIT, then SIGTERM when the grace period has passed, then SIGKILL (kong quit)."""
+        unit = self.unit
+        if not unit.status().running:
+            return unit.stop(self.stop_signal, self.spec.stop_grace_period)
+        unit.send_signal(self.stop_signal)
+        if not unit.wait_stopped(self.spec.stop_grace_period):
+            unit.send_signal(signal.SIGTERM)
+            return unit.finish_stop(SIGTERM_WAIT, f"{self.stop_signal.name}, then SIGTERM")
+        return unit.finish_stop(0, self.stop_signal.name)
+
+    # -- configuration -------------------------------------------------------------------------
+
+    def configuration_hash(self) -> str | None:
+        response = self.http().get(f"{self.admin_url}/status")
+        response.raise_for_status()
+        return response.json().get("configuration_hash")
+
+    def export_config(self) -> str:
+        """The running declarative config (``GET /config``), a native backup primitive."""
+        response = self.http().get(f"{self.admin_url}/config")
+        response.raise_for_status()
+        return response.json()["config"]
+
+    def apply_config(self, declarative: str) -> ConfigApplied:
+        """``POST /config?check_hash=1``; 304 means Kong already runs exactly this config."""
+        response = self.http().post(
+            f"{self.admin_url}/config",
+            params={"check_hash": "1"},
+            content=declarative.encode(),
+            headers={"Content-Type": "text/yaml"},
+        )
+        if response.status_code == 304:
+            return ConfigApplied(304, False, self.configuration_hash(), "unchanged")
+        if response.status_code == 201:
+            return ConfigApplied(201, True, self.configuration_hash(), "applied")
+        try:
+            detail = response.json().get("message", response.text)
+        except ValueError:
+            detail = response.text
+        return ConfigApplied(response.status_code, False, None, str(detail)[:500])

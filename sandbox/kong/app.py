@@ -1,0 +1,270 @@
+"""The three listeners of the Kong stand-in: proxy, admin and status."""
+
+from __future__ import annotations
+
+import os
+import time
+import uuid
+from pathlib import Path
+
+import httpx
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+
+from sandbox.kong import declarative
+from sandbox.kong.masker import FAIL_SECURE_CODE, Masker, RedisUnavailable, log, masking_event
+
+VERSION = "3.8.0"
+ENTITY_ACTIONS = {"POST": "create", "PUT": "update", "PATCH": "update", "DELETE": "delete"}
+
+
+class Gateway:
+    """State shared by the listeners: the loaded config, counters, the masker."""
+
+    def __init__(self, declarative_path: str | None, masker: Masker):
+        self.path = declarative_path
+        self.masker = masker
+        self.config = declarative.Config()
+        self.total_requests = 0
+        self.active = 0
+        self.client = httpx.AsyncClient(timeout=httpx.Timeout(60.0, connect=5.0), trust_env=False)
+        if declarative_path:
+            self.reload()
+
+    def reload(self) -> None:
+        """Re-read the declarative file (SIGHUP); a bad file keeps the old config, as Kong."""
+        text = Path(self.path).read_text(encoding="utf-8")
+        self.config = declarative.load(declarative.parse_text(text))
+
+    def route_for(self, path: str, method: str) -> dict | None:
+        best = None
+        for route in self.config.routes:
+            if route["methods"] and method not in route["methods"]:
+                continue
+            for prefix in route["paths"]:
+                if path.startswith(prefix) and (best is None or len(prefix) > len(best[1])):
+                    best = (route, prefix)
+        return (best[0] | {"matched": best[1]}) if best else None
+
+    def plugins_for(self, route: dict) -> dict[str, dict]:
+        found = {}
+        for plugin in self.config.plugins:
+            if not plugin["enabled"]:
+                continue
+            scope_route = plugin["route"] and plugin["route"]["id"] == route["id"]
+            scope_service = plugin["service"] and plugin["service"]["id"] == route["service"]["id"]
+            if scope_route or scope_service or (not plugin["route"] and not plugin["service"]):
+                found.setdefault(plugin["name"], plugin["config"])
+        return found
+
+
+# -- proxy ---------------------------------------------------------------------------------------
+
+
+def proxy_app(gateway: Gateway) -> Starlette:
+    async def handle(request: Request) -> Response:
+        gateway.total_requests += 1
+        gateway.active += 1
+        try:
+            return await _proxy(gateway, request)
+        finally:
+            gateway.active -= 1
+
+    return Starlette(
+        routes=[
+            Route("/{path:path}", handle, methods=[*list(ENTITY_ACTIONS), "GET", "OPTIONS", "HEAD"])
+        ]
+    )
+
+
+async def _proxy(gateway: Gateway, request: Request) -> Response:
+    route = gateway.route_for(request.url.path, request.method)
+    if route is None:
+        return JSONResponse({"message": "no Route matched with those values"}, status_code=404)
+    service = next(s for s in gateway.config.services if s["id"] == route["service"]["id"])
+    plugins = gateway.plugins_for(route)
+    request_id = request.headers.get("x-request-id") or uuid.uuid4().hex
+    body = (await request.body()).decode("utf-8", errors="replace")
+    headers = {k: v for k, v in request.headers.items() if k not in ("host", "content-length")}
+    extra_response_headers: dict[str, str] = {}
+
+    if "correlation-id" in plugins:
+        options = plugins["correlation-id"]
+        header = options.get("header_name", "Kong-Request-ID")
+        value = request.headers.get(header) or str(uuid.uuid4())
+        headers[header.lower()] = value
+        if options.get("echo_downstream", False):
+            extra_response_headers[header] = value
+
+    mapping: dict[str, str] = {}
+    masker_on = "aws-masker" in plugins
+    if masker_on:
+        options = plugins["aws-masker"]
+        log("REQUEST-START", {"request_id": request_id, "body_size": len(body)})
+        began = time.perf_counter()
+        try:
+            result = await gateway.masker.mask(body, int(options.get("mapping_ttl", 604800)))
+        except RedisUnavailable as exc:
+            if gateway.masker.find(body):
+                log("MASKING-ERROR", {"request_id": request_id, "error": str(exc)})
+                return JSONResponse(
+                    {
+                        "error": "Service temporarily unavailable",
+                        "message": "Redis is required to mask AWS resources (fail-secure)",
+                        "error_code": FAIL_SECURE_CODE,
+                    },
+                    status_code=503,
+                )
+            result = None
+        if result is not None and result.mapping:
+            elapsed = (time.perf_counter() - began) * 1000
+            mapping = result.mapping
+            event = masking_event(request_id, body, result, elapsed)
+            log(
+                "MASKING-EVENT",
+                {
+                    "request_id": request_id,
+                    "mask_count": len(mapping),
+                    "processing_time_ms": event["processing_time_ms"],
+                    "patterns_used": result.patterns,
+                },
+            )
+            await gateway.masker.publish(event)
+            body = result.text
+
+    path = request.url.path
+    if route["strip_path"]:
+        path = path[len(route["matched"]) :] or "/"
+    url = service["url"] + path + (f"?{request.url.query}" if request.url.query else "")
+    headers["x-request-id"] = request_id
+    try:
+        upstream = await gateway.client.request(
+            request.method, url, content=body.encode(), headers=headers
+        )
+    except httpx.HTTPError as exc:
+        return JSONResponse(
+            {"message": f"An invalid response was received from the upstream server: {exc}"},
+            status_code=502,
+        )
+    text = upstream.text
+    if masker_on:
+        text, restored = await gateway.masker.unmask(text, mapping)
+        log("UNMASK-EVENT", {"request_id": request_id, "unmask_count": restored})
+    response_headers = {
+        k: v
+        for k, v in upstream.headers.items()
+        if k.lower()
+        not in ("content-length", "content-encoding", "transfer-encoding", "connection")
+    }
+    response_headers.update(extra_response_headers)
+    if "response-transformer" in plugins:
+        for item in (plugins["response-transformer"].get("add") or {}).get("headers") or []:
+            name, _, value = str(item).partition(":")
+            response_headers[name.strip()] = value.strip()
+    response_headers["X-Kong-Request-Id"] = request_id
+    return Response(text, status_code=upstream.status_code, headers=response_headers)
+
+
+# -- admin -----------------------------------------------------------------------------------------
+
+
+def status_body(gateway: Gateway) -> dict:
+    return {
+        "server": {
+            "total_requests": gateway.total_requests,
+            "connections_active": gateway.active,
+            "connections_accepted": gateway.total_requests,
+            "connections_handled": gateway.total_requests,
+            "connections_reading": 0,
+            "connections_writing": gateway.active,
+            "connections_waiting": 0,
+        },
+        "memory": {"workers_lua_vms": [{"pid": os.getpid(), "http_allocated_gc": "0 MiB"}]},
+        "configuration_hash": gateway.config.hash,
+    }
+
+
+def admin_app(gateway: Gateway) -> Starlette:
+    async def root(_request: Request) -> JSONResponse:
+        return JSONResponse(
+            {
+                "version": VERSION,
+                "tagline": "Welcome to kong",
+                "stand_in": True,
+                "configuration": {
+                    "database": "off",
+                    "declarative_config": gateway.path,
+                },
+                "plugins": {
+                    "available_on_server": {name: True for name in declarative.KNOWN_PLUGINS},
+                    "enabled_in_cluster": sorted({p["name"] for p in gateway.config.plugins}),
+                },
+            }
+        )
+
+    async def status(_request: Request) -> JSONResponse:
+        return JSONResponse(status_body(gateway))
+
+    async def get_config(_request: Request) -> JSONResponse:
+        return JSONResponse({"config": gateway.config.export()})
+
+    async def post_config(request: Request) -> Response:
+        text = (await request.body()).decode("utf-8", errors="replace")
+        try:
+            config = declarative.load(declarative.parse_text(text))
+        except declarative.InvalidConfig as exc:
+            return JSONResponse(exc.body(), status_code=400)
+        if request.query_params.get("check_hash") in ("1", "true") and (
+            config.hash == gateway.config.hash
+        ):
+            return Response(status_code=304)
+        gateway.config = config
+        return JSONResponse(
+            {"services": config.services, "routes": config.routes, "plugins": config.plugins},
+            status_code=201,
+        )
+
+    def listing(kind: str):
+        async def handler(request: Request) -> JSONResponse:
+            if request.method != "GET":
+                action = ENTITY_ACTIONS[request.method]
+                return JSONResponse(
+                    {"message": f"cannot {action} '{kind}' entities when not using a database"},
+                    status_code=405,
+                )
+            return JSONResponse({"data": getattr(gateway.config, kind), "next": None})
+
+        return handler
+
+    async def enabled(_request: Request) -> JSONResponse:
+        return JSONResponse({"enabled_plugins": list(declarative.KNOWN_PLUGINS)})
+
+    methods = ["GET", *ENTITY_ACTIONS]
+    routes = [
+        Route("/", root),
+        Route("/status", status),
+        Route("/config", get_config, methods=["GET"]),
+        Route("/config", post_config, methods=["POST"]),
+        Route("/plugins/enabled", enabled),
+    ]
+    for kind in ("services", "routes", "plugins"):
+        routes.append(Route(f"/{kind}", listing(kind), methods=methods))
+        routes.append(Route(f"/{kind}/{{id}}", listing(kind), methods=methods))
+    return Starlette(routes=routes)
+
+
+def status_app(gateway: Gateway) -> Starlette:
+    async def ready(_request: Request) -> JSONResponse:
+        if gateway.config.empty:
+            return JSONResponse(
+                {"message": "no configuration available (empty configuration present)"},
+                status_code=503,
+            )
+        return JSONResponse({"message": "ready"})
+
+    async def status(_request: Request) -> JSONResponse:
+        return JSONResponse(status_body(gateway))
+
+    return Starlette(routes=[Route("/status/ready", ready), Route("/status", status)])
