@@ -71,13 +71,12 @@ def load(stacks) -> Callable[..., object]:
     return _load
 
 
-@pytest.fixture
-def sandbox_env(tmp_path: Path) -> dict[str, str]:
+def make_sandbox_env(base: Path) -> dict[str, str]:
     """Environment for the real sandbox stack on free ports with a private state dir."""
     env = dict(os.environ)
     env.update(
         {
-            "OPSKIT_STATE_DIR": str(tmp_path / "sandbox-state"),
+            "OPSKIT_STATE_DIR": str(base / "sandbox-state"),
             "REDIS_PASSWORD": "sandbox-test-pw-" + os.urandom(6).hex(),
             "REDIS_PORT": str(free_port()),
             "UPSTREAM_PORT": str(free_port()),
@@ -91,3 +90,34 @@ def sandbox_env(tmp_path: Path) -> dict[str, str]:
     )
     env.pop("OPSKIT_RUNTIME", None)
     return env
+
+
+@pytest.fixture
+def sandbox_env(tmp_path: Path) -> dict[str, str]:
+    return make_sandbox_env(tmp_path)
+
+
+@pytest.fixture
+def sandbox_stack(sandbox_env, stacks):
+    """The sandbox stack (not started) on free ports; stopped at teardown."""
+    from opskit.stack import load_stack
+
+    stack = load_stack(REPO / "sandbox" / "stack.yml", environ=sandbox_env)
+    stacks.append(stack)
+    return stack
+
+
+@pytest.fixture(scope="module")
+def running_sandbox(tmp_path_factory):
+    """One started sandbox stack shared by a module's read-only tests."""
+    from opskit.ops import lifecycle
+    from opskit.stack import load_stack
+
+    env = make_sandbox_env(tmp_path_factory.mktemp("sandbox"))
+    stack = load_stack(REPO / "sandbox" / "stack.yml", environ=env)
+    result = lifecycle.start(stack)
+    try:
+        assert result.ok, [(o.service, o.detail, o.log_tail) for o in result.outcomes]
+        yield stack
+    finally:
+        lifecycle.stop(stack)

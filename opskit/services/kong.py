@@ -122,6 +122,14 @@ class KongRole(Role):
 
     # -- configuration -------------------------------------------------------------------------
 
+    def reload_from_file(self) -> bool:
+        """What ``kong reload`` does in DB-less mode: HUP, so Kong re-reads its declarative file.
+
+        Returns False when Kong is not running. A file Kong rejects leaves the old config in
+        place, so callers verify with :meth:`configuration_hash`.
+        """
+        return self.unit.send_signal(signal.SIGHUP)
+
     def configuration_hash(self) -> str | None:
         response = self.http().get(f"{self.admin_url}/status")
         response.raise_for_status()

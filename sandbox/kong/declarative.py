@@ -75,7 +75,7 @@ def load(document: dict) -> Config:
     errors: list[dict] = []
     if str(document.get("_format_version", "")) not in ("3.0", "2.1", "1.1"):
         errors.append(_error("config", None, "_format_version", 'expected "3.0"'))
-    config = Config(raw=document)
+    config = Config(raw={k: v for k, v in document.items() if k != "_transform"})
     for service in document.get("services") or []:
         name = service.get("name") if isinstance(service, dict) else None
         if not isinstance(service, dict) or not isinstance(name, str):
@@ -115,7 +115,8 @@ def load(document: dict) -> Config:
     if errors:
         raise InvalidConfig(errors)
     if config.services or config.plugins:
-        canonical = json.dumps(document, sort_keys=True, separators=(",", ":"))
+        content = {k: v for k, v in document.items() if k != "_transform"}  # export-only key
+        canonical = json.dumps(content, sort_keys=True, separators=(",", ":"))
         config.hash = hashlib.md5(canonical.encode()).hexdigest()
     return config
 

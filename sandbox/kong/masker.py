@@ -10,6 +10,7 @@ from __future__ import annotations
 import base64
 import contextlib
 import json
+import os
 import random
 import sys
 import time
@@ -83,7 +84,12 @@ class Masker:
             retry=Retry(NoBackoff(), 0),
             decode_responses=True,
         )
-        self.breaker = CircuitBreaker()
+        # The plugin's breaker: 5 failures, 30 s open. The variables exist only in the stand-in,
+        # so tests can watch it recover without waiting 30 s.
+        self.breaker = CircuitBreaker(
+            threshold=int(os.environ.get("AWS_MASKER_BREAKER_THRESHOLD", "5")),
+            reset_after=float(os.environ.get("AWS_MASKER_BREAKER_RESET", "30")),
+        )
 
     @staticmethod
     def find(text: str) -> list[tuple[str, object]]:

@@ -66,6 +66,9 @@ PATTERNS: tuple[Pattern, ...] = (
     _p("public_ip", "ip", r"(?<![\d.])(?:\d{1,3}\.){3}\d{1,3}(?![\d.])", "AWS_PUBLIC_IP_%03d"),
 )
 
+_RFC1918 = tuple(
+    ipaddress.IPv4Network(net) for net in ("10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16")
+)
 MASKED_TOKEN = re.compile(r"\bAWS_[A-Z0-9_]+?_\d{3,}\b")
 
 
@@ -78,5 +81,5 @@ def accepts(pattern: Pattern, text: str) -> bool:
     except ValueError:
         return False
     if pattern.name == "private_ip":
-        return address.is_private and not address.is_loopback
+        return any(address in network for network in _RFC1918)
     return address.is_global

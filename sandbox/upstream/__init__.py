@@ -6,11 +6,13 @@ upstream *received* (``GET /_standin/requests``: masked ids, if masking works) a
 client got back (the unmasked original).
 
 It is not the Claude API: no model, no streaming, no rate limits. Any non-empty ``x-api-key``
-is accepted; a missing one gets the API's 401 shape.
+is accepted; a missing one gets the API's 401 shape. A request header ``x-standin-delay-ms``
+delays the answer, so tests can keep a request in flight.
 """
 
 from __future__ import annotations
 
+import asyncio
 import collections
 import itertools
 import time
@@ -68,6 +70,9 @@ def create_app() -> Starlette:
         text = _user_text(messages_field) if isinstance(messages_field, list) else None
         if text is None:
             return _error(400, "invalid_request_error", "messages: a user message is required")
+        delay = request.headers.get("x-standin-delay-ms")
+        if delay:  # lets tests hold a request in flight (drain on SIGQUIT)
+            await asyncio.sleep(min(int(delay), 30_000) / 1000)
         received.append(
             {
                 "at": time.time(),
