@@ -4,7 +4,7 @@
 before it starts anything, then walks the dependency graph: a service starts as soon as all its
 dependencies are *ready* (not merely started), services whose dependencies are ready start
 concurrently, and each is gated on its role's readiness probe with adaptive polling (first poll
-after 5 ms, backing off to 100 ms). A process that exits fails the gate at once; a probe that
+after 5 ms, backing off to 25 ms). A process that exits fails the gate at once; a probe that
 reports a fatal problem (wrong password) fails it at once too.
 
 ``stop`` walks the graph the other way: dependents first. ``restart`` is monit's cascade: stop
@@ -28,8 +28,8 @@ from opskit.runtime.base import UnitStatus
 from opskit.stack import Stack
 
 FIRST_POLL = 0.005
-POLL_BACKOFF = 1.3
-MAX_POLL = 0.1
+POLL_BACKOFF = 1.5
+MAX_POLL = 0.025
 LOG_TAIL_LINES = 20
 
 # Outcome states
