@@ -170,3 +170,40 @@ def test_sighup_rereads_the_declarative_file_and_keeps_it_when_invalid(sandbox_s
         time.sleep(0.05)
     assert kong.configuration_hash() == reloaded
     assert kong.unit.status().running and kong.probe_ready().ready
+
+
+def test_a_service_run_by_the_kong_cli_is_stopped_with_kong_quit(write_stack, load, tmp_path):
+    declarative = tmp_path / "kong.yml"
+    declarative.write_text(yaml.safe_dump(MINIMAL_CONFIG))
+    admin, status = free_port(), free_port()
+    text = f"""
+x-opskit: {{runtime: process, state_dir: "{{state}}"}}
+services:
+  kong:
+    image: kong:3.8
+    environment:
+      KONG_PROXY_LISTEN: 127.0.0.1:{free_port()}
+      KONG_ADMIN_LISTEN: 127.0.0.1:{admin}
+      KONG_STATUS_LISTEN: 127.0.0.1:{status}
+      KONG_DECLARATIVE_CONFIG: {declarative}
+      KONG_PREFIX: {tmp_path / "kong-prefix"}
+      KONG_STANDIN_PYTHON: {PYTHON}
+    stop_grace_period: 3s
+    x-opskit:
+      role: kong
+      admin_url: http://127.0.0.1:{admin}
+      status_url: http://127.0.0.1:{status}
+      process:
+        command: ["{REPO / "sandbox" / "kong" / "bin" / "kong"}", "start"]
+        cwd: "{REPO}"
+"""
+    stack = load(write_stack(text))
+    assert lifecycle.start(stack).ok
+    kong = stack.role("kong")
+    assert kong.stop_method == "kong quit"
+    pid = kong.unit.status().pid
+    assert (tmp_path / "kong-prefix" / "pids" / "nginx.pid").read_text().strip() == str(pid)
+    result = lifecycle.stop(stack).outcome("kong")
+    assert result.state == lifecycle.STOPPED
+    assert result.detail == "stopped by kong quit (Kong stopped (gracefully))"
+    assert kong.unit.status().state == "absent"

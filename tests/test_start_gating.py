@@ -132,3 +132,20 @@ def test_log_tail_of_a_failed_service_is_redacted(write_stack, load):
     assert outcome.state == lifecycle.FAILED
     assert "token is ***" in outcome.log_tail
     assert not any(secret in line for line in outcome.log_tail)
+
+
+def test_invalid_nginx_config_fails_preflight_with_nginxs_message(write_stack, load, tmp_path):
+    (tmp_path / "nginx.conf.template").write_text(
+        "events {}\nhttp { server { listen ${PORT}; location / { retrun 200; } } }\n"
+    )
+    port = free_port()
+    text = stack_text(
+        f"  web:\n    image: nginx\n    environment: {{PORT: '{port}'}}\n"
+        f'    ports: ["{port}:{port}"]\n'
+        "    x-opskit: {config_template: nginx.conf.template}"
+    )
+    stack = load(write_stack(text))
+    with pytest.raises(PreflightError) as info:
+        lifecycle.start(stack)
+    assert 'web: nginx -t failed: [emerg] unknown directive "retrun" in ' in str(info.value)
+    assert not lifecycle.status(stack).rows[0].status.running

@@ -53,6 +53,14 @@ class UnitStatus:
 
 
 @dataclass(frozen=True)
+class ExecResult:
+    """Outcome of a command run in the unit's context (``nginx -t``, ``kong quit``)."""
+
+    exit_code: int | None  # None: it could not run or timed out
+    output: str
+
+
+@dataclass(frozen=True)
 class StopResult:
     """How a unit stopped: gracefully, or killed after its grace period."""
 
@@ -90,6 +98,10 @@ class Unit(ABC):
     @abstractmethod
     def kill(self) -> None:
         """SIGKILL the whole unit (its process group or container)."""
+
+    @abstractmethod
+    def exec(self, argv: list[str], timeout: float = 15.0) -> ExecResult:
+        """Run ``argv`` where the service runs (its environment and working directory)."""
 
     @abstractmethod
     def log_tail(self, lines: int = 20) -> list[str]: ...

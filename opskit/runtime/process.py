@@ -26,7 +26,16 @@ from pathlib import Path
 from opskit.config import INHERITED_VARIABLES, ServiceSpec, StackConfig
 from opskit.errors import OpskitError, RuntimeUnavailableError
 from opskit.files import atomic_write_json, private_dir, read_json, tail_lines
-from opskit.runtime.base import ABSENT, EXITED, RUNNING, Launch, Runtime, Unit, UnitStatus
+from opskit.runtime.base import (
+    ABSENT,
+    EXITED,
+    RUNNING,
+    ExecResult,
+    Launch,
+    Runtime,
+    Unit,
+    UnitStatus,
+)
 from opskit.runtime.ports import describe_taken_port, port_is_free
 
 # psutil reports create-time as a float derived from boot time; the same process always gives
@@ -282,6 +291,28 @@ class ProcessUnit(Unit):
     def forget(self) -> None:
         self.pidfile.unlink(missing_ok=True)
         self.exitfile.unlink(missing_ok=True)
+
+    def exec(self, argv: list[str], timeout: float = 15.0) -> ExecResult:
+        env = self.runtime.environment(self.spec, Launch(argv=tuple(argv)))
+        cwd = self.spec.process.cwd or self.runtime.config.project_dir
+        binary = _resolve_binary(argv[0], env)
+        if binary is None:
+            return ExecResult(None, f"{argv[0]!r} not found on PATH")
+        try:
+            done = subprocess.run(
+                [binary, *argv[1:]],
+                cwd=cwd,
+                env=env,
+                stdin=subprocess.DEVNULL,
+                capture_output=True,
+                text=True,
+                timeout=timeout,
+            )
+        except subprocess.TimeoutExpired:
+            return ExecResult(None, f"timed out after {timeout:g}s")
+        except OSError as exc:
+            return ExecResult(None, f"cannot run {argv[0]!r}: {exc.strerror or exc}")
+        return ExecResult(done.returncode, (done.stdout or "") + (done.stderr or ""))
 
     # -- logs and addresses ----------------------------------------------------------------------
 

@@ -109,11 +109,35 @@ class KongRole(Role):
 
     # -- stopping ---------------------------------------------------------------------------------
 
+    @property
+    def kong_binary(self) -> str | None:
+        """The ``kong`` CLI when the service runs one (``kong start``), else None."""
+        command = self.spec.process.command
+        return command[0] if command and Path(command[0]).name == "kong" else None
+
+    @property
+    def stop_method(self) -> str:
+        return "kong quit" if self.kong_binary else super().stop_method
+
     def stop(self) -> StopResult:
-        """SIGQUIT, then SIGTERM when the grace period has passed, then SIGKILL (kong quit)."""
+        """``kong quit`` where a kong binary runs the service, else the same by signals.
+
+        ``kong quit --wait W --timeout T`` sleeps W seconds (``x-opskit.quit_wait``, for a load
+        balancer to notice), sends SIGQUIT so in-flight requests finish, and SIGTERMs after T.
+        Without the CLI opskit sends SIGQUIT, waits the grace period, then SIGTERM. Either way
+        SIGKILL to the unit comes last.
+        """
         unit = self.unit
         if not unit.status().running:
             return unit.stop(self.stop_signal, self.spec.stop_grace_period)
+        grace = self.spec.stop_grace_period
+        if self.kong_binary:
+            wait = float(self.spec.options.get("quit_wait", 0))
+            timeout = max(1, round(grace))
+            argv = [self.kong_binary, "quit", "--wait", f"{wait:g}", "--timeout", str(timeout)]
+            result = unit.exec(argv, timeout=wait + timeout + 5)
+            detail = result.output.strip().splitlines()[-1:] or [f"exit {result.exit_code}"]
+            return unit.finish_stop(SIGTERM_WAIT, f"kong quit ({detail[0]})")
         unit.send_signal(self.stop_signal)
         if not unit.wait_stopped(self.spec.stop_grace_period):
             unit.send_signal(signal.SIGTERM)

@@ -9,8 +9,8 @@ environment does not define is a config error, not an empty string in a listen d
 
 from __future__ import annotations
 
+import re
 import signal
-import subprocess
 from pathlib import Path
 from typing import TYPE_CHECKING, ClassVar
 
@@ -23,6 +23,8 @@ if TYPE_CHECKING:
     from opskit.config import ServiceSpec, StackConfig
     from opskit.runtime.base import Launch
 
+# "2026/11/24 00:45:21 [emerg] 13111#13111: unknown directive" -> "[emerg] unknown directive"
+_LOG_PREFIX = re.compile(r"^\d{4}/\d\d/\d\d \d\d:\d\d:\d\d (\[\w+\]) \d+#\d+: ")
 _TEMP_DIRS = ("client_body", "proxy", "fastcgi", "uwsgi", "scgi")
 
 
@@ -89,19 +91,10 @@ class NginxRole(Role):
         return [f"{self.spec.name}: nginx -t failed: {output}"]
 
     def test_config(self) -> tuple[bool, str]:
-        try:
-            done = subprocess.run(
-                [self.binary, "-t", "-q", *self.nginx_args(), "-g", "daemon off;"],
-                capture_output=True,
-                text=True,
-                timeout=15,
-            )
-        except FileNotFoundError:
-            return False, f"{self.binary!r} not found on PATH"
-        except subprocess.TimeoutExpired:
-            return False, "timed out after 15s"
-        lines = [line for line in (done.stderr or done.stdout).splitlines() if line.strip()]
-        return done.returncode == 0, " | ".join(lines[-3:])
+        result = self.unit.exec([self.binary, "-t", "-q", *self.nginx_args(), "-g", "daemon off;"])
+        lines = [_LOG_PREFIX.sub(r"\1 ", line) for line in result.output.splitlines()]
+        problems = [line for line in lines if "[emerg]" in line or "[alert]" in line]
+        return result.exit_code == 0, " | ".join(problems or [line for line in lines if line][-2:])
 
     def probe_ready(self) -> Probe:
         host, port = self.address()

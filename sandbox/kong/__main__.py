@@ -45,6 +45,12 @@ async def main() -> None:
         int(os.environ.get("REDIS_DB", "0")),
     )
     gateway = Gateway(os.environ.get("KONG_DECLARATIVE_CONFIG") or None, masker)
+    prefix = os.environ.get("KONG_PREFIX")
+    if prefix:  # where the kong CLI looks for the running gateway, as real Kong's nginx.pid
+        pids = os.path.join(prefix, "pids")
+        os.makedirs(pids, exist_ok=True)
+        with open(os.path.join(pids, "nginx.pid"), "w") as handle:
+            handle.write(f"{os.getpid()}\n")
     servers = []
     for app, variable, default in (
         (proxy_app(gateway), "KONG_PROXY_LISTEN", "127.0.0.1:8000"),
