@@ -17,6 +17,7 @@ from opskit.redact import Redactor
 
 if TYPE_CHECKING:
     from opskit.ops.lifecycle import Event, LifecycleResult, StatusResult
+    from opskit.report import Report
 
 _PHASE_LEVEL = {"failed": "ERROR", "skipped": "WARNING"}
 _PHASE_STYLE = {
@@ -28,6 +29,7 @@ _PHASE_STYLE = {
     "failed": "bold red",
     "skipped": "yellow",
 }
+_REPORT_STYLE = {"OK": "green", "WARNING": "yellow", "CRITICAL": "bold red", "UNKNOWN": "magenta"}
 _STATE_STYLE = {
     "started": "green",
     "already running": "green",
@@ -125,6 +127,33 @@ def print_lifecycle(
             console.print(f"[bold]last {len(outcome.log_tail)} log lines of {outcome.service}:[/]")
             for line in redact.lines(outcome.log_tail):
                 console.print(f"  {line}", markup=False)
+
+
+def print_report(report: Report, stream: IO[str] | None = None) -> None:
+    """The health report as a table; rich adds colour only when the stream is a terminal."""
+    from rich.console import Console
+    from rich.table import Table
+
+    console = Console(file=stream or sys.stdout, highlight=False, soft_wrap=True)
+    summary = report.summary
+    style = _REPORT_STYLE[report.status]
+    title = (
+        f"health of {report.target}: [{style}]{report.status}[/] — {summary['total']} checks, "
+        f"{summary['OK']} OK, {summary['WARNING']} warning, {summary['CRITICAL']} critical, "
+        f"{summary['UNKNOWN']} unknown"
+    )
+    table = Table(title=title)
+    for column in ("service", "check", "status", "ms", "detail"):
+        table.add_column(column, justify="right" if column == "ms" else "left")
+    for check in report.checks:
+        table.add_row(
+            check.service,
+            check.name,
+            f"[{_REPORT_STYLE[check.status]}]{check.status}[/]",
+            f"{check.duration_ms:.0f}",
+            check.detail,
+        )
+    console.print(table)
 
 
 def print_status(result: StatusResult, stream: IO[str] | None = None) -> None:

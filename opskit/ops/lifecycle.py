@@ -258,12 +258,18 @@ def stop(
     stack: Stack,
     services: Iterable[str] | None = None,
     *,
+    with_dependents: bool = True,
     on_event: EventSink | None = None,
 ) -> LifecycleResult:
-    """Stop ``services`` (default: all) and everything that depends on them, dependents first."""
+    """Stop ``services`` (default: all) and everything that depends on them, dependents first.
+
+    ``with_dependents=False`` stops exactly ``services`` (still in reverse dependency order):
+    for callers that restore a state they recorded, such as ``smoke``.
+    """
     emit = on_event or _ignore
     begin = time.monotonic()
-    targets = stack.with_dependents(stack.resolve(services))
+    names = stack.resolve(services)
+    targets = stack.with_dependents(names) if with_dependents else set(names)
     with stack_lock(stack.state_dir, "stop"):
         outcomes = _walk_stop(stack, targets, emit)
     return LifecycleResult("stop", outcomes, time.monotonic() - begin)

@@ -43,6 +43,7 @@ class UnitStatus:
     started_at: float | None = None  # epoch seconds
     exit_code: int | None = None
     detail: str = ""
+    restarts: int | None = None  # starts by opskit after the first, when the runtime counts them
 
     @property
     def running(self) -> bool:
@@ -50,6 +51,14 @@ class UnitStatus:
 
     def uptime(self, now: float) -> float | None:
         return now - self.started_at if self.running and self.started_at else None
+
+
+@dataclass(frozen=True)
+class UnitStats:
+    """Resource use of a running unit (all processes of it)."""
+
+    rss_bytes: int
+    cpu_percent: float  # average since the unit started
 
 
 @dataclass(frozen=True)
@@ -102,6 +111,10 @@ class Unit(ABC):
     @abstractmethod
     def exec(self, argv: list[str], timeout: float = 15.0) -> ExecResult:
         """Run ``argv`` where the service runs (its environment and working directory)."""
+
+    @abstractmethod
+    def stats(self) -> UnitStats | None:
+        """Memory and CPU of the running unit; None when it is not running."""
 
     @abstractmethod
     def log_tail(self, lines: int = 20) -> list[str]: ...

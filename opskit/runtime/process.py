@@ -34,6 +34,7 @@ from opskit.runtime.base import (
     Launch,
     Runtime,
     Unit,
+    UnitStats,
     UnitStatus,
 )
 from opskit.runtime.ports import describe_taken_port, port_is_free
@@ -112,6 +113,7 @@ class ProcessUnit(Unit):
         self.runtime = runtime
         self.pidfile = runtime.run_dir / f"{spec.name}.pid"
         self.exitfile = runtime.run_dir / f"{spec.name}.exit"
+        self.startsfile = runtime.run_dir / f"{spec.name}.starts"
         self.logfile = runtime.log_dir / f"{spec.name}.log"
         self._child: subprocess.Popen | None = None
         self._lock = threading.Lock()
@@ -156,6 +158,9 @@ class ProcessUnit(Unit):
         self._child = child
         with contextlib.suppress(FileNotFoundError):
             self.exitfile.unlink()
+        starts = read_json(self.startsfile)
+        count = starts.get("starts", 0) if isinstance(starts, dict) else 0
+        atomic_write_json(self.startsfile, {"starts": count + 1})
         atomic_write_json(
             self.pidfile,
             {
@@ -186,11 +191,14 @@ class ProcessUnit(Unit):
             return self._last_exit()
         pid = record["pid"]
         if self._alive(pid, record.get("create_time", 0.0)):
+            starts = read_json(self.startsfile)
+            count = starts.get("starts") if isinstance(starts, dict) else None
             return UnitStatus(
                 self.name,
                 RUNNING,
                 pid=pid,
                 started_at=record.get("started_at"),
+                restarts=max(count - 1, 0) if isinstance(count, int) else None,
             )
         # The recorded process is gone (or the pid now belongs to someone else): clean up.
         code = self._reap(pid)
@@ -289,8 +297,10 @@ class ProcessUnit(Unit):
         psutil.wait_procs(members, timeout=5)
 
     def forget(self) -> None:
+        """After a clean stop: no pidfile, no exit record, and the restart count starts over."""
         self.pidfile.unlink(missing_ok=True)
         self.exitfile.unlink(missing_ok=True)
+        self.startsfile.unlink(missing_ok=True)
 
     def exec(self, argv: list[str], timeout: float = 15.0) -> ExecResult:
         env = self.runtime.environment(self.spec, Launch(argv=tuple(argv)))
@@ -315,6 +325,23 @@ class ProcessUnit(Unit):
         return ExecResult(done.returncode, (done.stdout or "") + (done.stderr or ""))
 
     # -- logs and addresses ----------------------------------------------------------------------
+
+    def stats(self) -> UnitStats | None:
+        import psutil
+
+        record = self._record()
+        if record is None:
+            return None
+        rss, cpu_seconds, oldest = 0, 0.0, None
+        for process in _group_members(record["pid"], record.get("create_time")):
+            with contextlib.suppress(psutil.Error), process.oneshot():
+                rss += process.memory_info().rss
+                times = process.cpu_times()
+                cpu_seconds += times.user + times.system
+                created = process.create_time()
+                oldest = created if oldest is None else min(oldest, created)
+        age = max(time.time() - (oldest or time.time()), 1e-3)
+        return UnitStats(rss_bytes=rss, cpu_percent=100.0 * cpu_seconds / age)
 
     def log_tail(self, lines: int = 20) -> list[str]:
         return tail_lines(self.logfile, lines)

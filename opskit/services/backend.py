@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import ClassVar
 
-from opskit.services.base import Probe, Role
+from opskit.services.base import Check, Probe, Role
 
 
 class BackendRole(Role):
@@ -18,3 +18,11 @@ class BackendRole(Role):
         host, port = self.address()
         path = self.spec.options.get("ready_path", "/health/ready")
         return self.probe_http(f"http://{host}:{port}{path}")
+
+    def health_checks(self) -> list[Check]:
+        host, port = self.address()
+        base = f"http://{host}:{port}"
+        return [
+            self.http_check("health", base + self.spec.options.get("health_path", "/health")),
+            self.http_check("ready", base + self.spec.options.get("ready_path", "/health/ready")),
+        ]

@@ -9,6 +9,7 @@ HTTP service.
 from __future__ import annotations
 
 import signal
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, ClassVar
 
@@ -19,6 +20,18 @@ from opskit.errors import ConfigError
 if TYPE_CHECKING:
     from opskit.config import ServiceSpec, StackConfig
     from opskit.runtime.base import Launch, StopResult, Unit
+
+
+@dataclass(frozen=True)
+class Check:
+    """A named health check of a role: ``run()`` returns ``(status, detail)``.
+
+    Status is one of opskit.report's OK / WARNING / CRITICAL / UNKNOWN. Checks must bound
+    their own I/O (short timeouts); ops.health also abandons one that overruns its deadline.
+    """
+
+    name: str
+    run: Callable[[], tuple[str, str]]
 
 
 @dataclass(frozen=True)
@@ -119,6 +132,21 @@ class Role:
             return Probe(False, f"GET {url}: {type(exc).__name__}")
         ok = response.status_code in expect if expect else 200 <= response.status_code < 300
         return Probe(ok, f"GET {url}: HTTP {response.status_code}")
+
+    # -- health ---------------------------------------------------------------------------------
+
+    def health_checks(self) -> list[Check]:
+        """The role's checks for ``inv health``; the runtime check is added by ops.health."""
+        return []
+
+    def http_check(self, name: str, url: str, expect: tuple[int, ...] = ()) -> Check:
+        """A check that is OK when GET ``url`` answers an expected status (default 2xx)."""
+
+        def run() -> tuple[str, str]:
+            probe = self.probe_http(url, expect)
+            return ("OK" if probe.ready else "CRITICAL"), probe.detail
+
+        return Check(name, run)
 
     def close(self) -> None:
         if self._http is not None:

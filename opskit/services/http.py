@@ -11,7 +11,7 @@ from typing import ClassVar
 
 from opskit.config import ServiceSpec, StackConfig
 from opskit.errors import ConfigError
-from opskit.services.base import Probe, Role
+from opskit.services.base import Check, Probe, Role
 
 
 class HttpRole(Role):
@@ -47,3 +47,9 @@ class HttpRole(Role):
         if not url:
             return super().probe_ready()
         return self.probe_http(str(url), self._expected(self.spec))
+
+    def health_checks(self) -> list[Check]:
+        url = self.spec.options.get("url")
+        if not url:
+            return []
+        return [self.http_check("http", str(url), self._expected(self.spec))]

@@ -19,16 +19,20 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, ClassVar
 
+import httpx
+
 from opskit.config import ServiceSpec, StackConfig
 from opskit.errors import ConfigError
 from opskit.files import atomic_write, private_dir
-from opskit.services.base import Probe, Role
+from opskit.services.base import Check, Probe, Role
 from opskit.services.template import render_template
 
 if TYPE_CHECKING:
     from opskit.runtime.base import Launch, StopResult
 
 SIGTERM_WAIT = 5.0
+DEFAULT_MASKED_PATH = "/v1/messages"
+EMPTY_HASH = "0" * 32
 
 
 @dataclass(frozen=True)
@@ -106,6 +110,87 @@ class KongRole(Role):
         if probe.ready:
             return probe
         return Probe(False, probe.detail.replace("HTTP 503", "HTTP 503 (not ready)"))
+
+    # -- health ---------------------------------------------------------------------------------
+
+    def health_checks(self) -> list[Check]:
+        return [
+            Check("admin_status", self.check_admin_status),
+            Check("ready", self.check_ready),
+            Check("masker_attached", self.check_masker_attached),
+        ]
+
+    @property
+    def masked_path(self) -> str:
+        """The request path that must be masked (the Claude route), ``x-opskit.masked_path``."""
+        return str(self.spec.options.get("masked_path", DEFAULT_MASKED_PATH))
+
+    def _get(self, url: str):
+        try:
+            return self.http().get(url), None
+        except httpx.HTTPError as exc:
+            return None, f"GET {url}: {type(exc).__name__}"
+
+    def check_admin_status(self) -> tuple[str, str]:
+        response, error = self._get(f"{self.admin_url}/status")
+        if error or response.status_code != 200:
+            return "CRITICAL", error or f"GET /status: HTTP {response.status_code}"
+        body = response.json()
+        server = body.get("server", {})
+        config_hash = body.get("configuration_hash")
+        detail = (
+            f"{server.get('connections_active', '?')} active connections, "
+            f"{server.get('total_requests', '?')} requests"
+        )
+        if not config_hash:
+            return "WARNING", f"{detail}; no configuration_hash (not DB-less?)"
+        if config_hash == EMPTY_HASH:
+            return "WARNING", f"{detail}; empty configuration loaded"
+        return "OK", f"{detail}; configuration_hash {config_hash[:12]}"
+
+    def check_ready(self) -> tuple[str, str]:
+        response, error = self._get(f"{self.status_url}/status/ready")
+        if error:
+            return "CRITICAL", error
+        if response.status_code == 200:
+            return "OK", "GET /status/ready: 200 ready"
+        try:
+            message = response.json().get("message", "")
+        except ValueError:
+            message = response.text[:200]
+        return "CRITICAL", f"not ready: HTTP {response.status_code} {message}".rstrip()
+
+    def check_masker_attached(self) -> tuple[str, str]:
+        """aws-masker must be enabled on the route serving the Claude path, not merely loaded."""
+        routes, error = self._get(f"{self.admin_url}/routes")
+        plugins, error2 = self._get(f"{self.admin_url}/plugins")
+        if error or error2:
+            return "CRITICAL", error or error2
+        path = self.masked_path
+        candidates = [
+            route
+            for route in routes.json().get("data", [])
+            if any(path.startswith(prefix) for prefix in route.get("paths") or [])
+        ]
+        if not candidates:
+            return "CRITICAL", f"no route serves {path}"
+        route = max(
+            candidates,
+            key=lambda r: max(len(p) for p in r["paths"] if path.startswith(p)),
+        )
+        service_id = (route.get("service") or {}).get("id")
+        for plugin in plugins.json().get("data", []):
+            if plugin.get("name") != "aws-masker" or not plugin.get("enabled", True):
+                continue
+            on_route = (plugin.get("route") or {}).get("id") == route["id"]
+            on_service = service_id and (plugin.get("service") or {}).get("id") == service_id
+            is_global = not plugin.get("route") and not plugin.get("service")
+            if on_route or on_service or is_global:
+                where = (
+                    "on the route" if on_route else "on its service" if on_service else "globally"
+                )
+                return "OK", f"aws-masker enabled {where} serving {path} ({route.get('name')})"
+        return "CRITICAL", f"aws-masker is not enabled on the route serving {path}"
 
     # -- stopping ---------------------------------------------------------------------------------
 

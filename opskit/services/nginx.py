@@ -14,9 +14,11 @@ import signal
 from pathlib import Path
 from typing import TYPE_CHECKING, ClassVar
 
+import httpx
+
 from opskit.errors import ConfigError
 from opskit.files import atomic_write, private_dir
-from opskit.services.base import Probe, Role
+from opskit.services.base import Check, Probe, Role
 from opskit.services.template import render_template
 
 if TYPE_CHECKING:
@@ -25,6 +27,12 @@ if TYPE_CHECKING:
 
 # "2026/11/24 00:45:21 [emerg] 13111#13111: unknown directive" -> "[emerg] unknown directive"
 _LOG_PREFIX = re.compile(r"^\d{4}/\d\d/\d\d \d\d:\d\d:\d\d (\[\w+\]) \d+#\d+: ")
+_STUB_STATUS = re.compile(
+    r"Active connections:\s*(\d+).*?\n\s*(\d+)\s+(\d+)\s+(\d+).*?Reading:\s*(\d+)"
+    r"\s*Writing:\s*(\d+)\s*Waiting:\s*(\d+)",
+    re.S,
+)
+CHAIN_PROBE_PATH = "/__opskit/chain-probe"
 _TEMP_DIRS = ("client_body", "proxy", "fastcgi", "uwsgi", "scgi")
 
 
@@ -100,3 +108,56 @@ class NginxRole(Role):
         host, port = self.address()
         path = self.spec.options.get("health_path", "/health")
         return self.probe_http(f"http://{host}:{port}{path}")
+
+    # -- health ---------------------------------------------------------------------------------
+
+    def health_checks(self) -> list[Check]:
+        host, port = self.address()
+        base = f"http://{host}:{port}"
+        checks = [
+            self.http_check("health", base + self.spec.options.get("health_path", "/health")),
+            Check("stub_status", lambda: self.check_stub_status(base)),
+            Check("config", self.check_config),
+        ]
+        if self.spec.options.get("proxies_to") == "kong":
+            checks.append(Check("reaches_kong", lambda: self.check_reaches_kong(base)))
+        return checks
+
+    def check_stub_status(self, base: str) -> tuple[str, str]:
+        path = self.spec.options.get("status_path", "/nginx_status")
+        try:
+            response = self.http().get(base + path)
+        except httpx.HTTPError as exc:
+            return "CRITICAL", f"GET {path}: {type(exc).__name__}"
+        match = _STUB_STATUS.search(response.text) if response.status_code == 200 else None
+        if not match:
+            return "WARNING", f"GET {path}: HTTP {response.status_code}, no stub_status output"
+        active, accepts, handled, requests, reading, writing, waiting = map(int, match.groups())
+        detail = (
+            f"{active} active ({reading} reading, {writing} writing, {waiting} waiting), "
+            f"{requests} requests"
+        )
+        if handled < accepts:
+            return "WARNING", f"{detail}; {accepts - handled} connections dropped (limits hit)"
+        return "OK", detail
+
+    def check_config(self) -> tuple[str, str]:
+        ok, output = self.test_config()
+        return ("OK", "nginx -t: syntax ok") if ok else ("CRITICAL", f"nginx -t failed: {output}")
+
+    def check_reaches_kong(self, base: str) -> tuple[str, str]:
+        """A request through nginx must come back from Kong (its 404 counts): /health is static."""
+        url = base + self.spec.options.get("chain_path", CHAIN_PROBE_PATH)
+        try:
+            response = self.http().get(url)
+        except httpx.HTTPError as exc:
+            return "CRITICAL", f"GET {url}: {type(exc).__name__}"
+        headers = response.headers
+        from_kong = any(name.lower().startswith("x-kong-") for name in headers) or any(
+            "kong" in headers.get(name, "").lower() for name in ("via", "server")
+        )
+        if response.status_code in (502, 503, 504) and not from_kong:
+            return "CRITICAL", f"nginx answered {response.status_code}: Kong is not reachable"
+        if not from_kong:
+            return "CRITICAL", f"HTTP {response.status_code} without Kong's headers: not via Kong"
+        return "OK", f"request through nginx answered by Kong (HTTP {response.status_code})"

@@ -11,6 +11,9 @@ In the process runtime redis-server reads its whole configuration from stdin
 from __future__ import annotations
 
 import signal
+import threading
+import time
+import uuid
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
@@ -20,13 +23,16 @@ from redis.retry import Retry
 
 from opskit.errors import ConfigError
 from opskit.files import private_dir
-from opskit.services.base import Probe, Role
+from opskit.services.base import Check, Probe, Role
 
 if TYPE_CHECKING:
     from opskit.config import ServiceSpec, StackConfig
     from opskit.runtime.base import Launch, StopResult
 
 CONTAINER_PORT = 6379
+MEMORY_WARNING_PERCENT = 90.0
+SAVE_AGE_WARNING_SECONDS = 3600.0
+PROBE_KEY_PREFIX = "opskit:health:"
 DEFAULT_SAVE = "3600 1 300 100 60 10000"
 
 
@@ -126,6 +132,9 @@ class RedisRole(Role):
             return Probe(False, "loading the dataset into memory")
         return Probe(True, "PING ok (authenticated), loading:0")
 
+    def health_checks(self) -> list[Check]:
+        return RedisHealth(self).checks()
+
     # -- stopping ---------------------------------------------------------------------------------
 
     @property
@@ -165,3 +174,116 @@ def _quote(text: str) -> str:
     """A redis.conf double-quoted string (backslash escapes), safe for any password."""
     escaped = text.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
     return f'"{escaped}"'
+
+
+class RedisHealth:
+    """The redis role's health checks. One PING + INFO is shared by all of them per run."""
+
+    def __init__(self, role: RedisRole):
+        self.role = role
+        options = role.spec.options.get("health") or {}
+        self.memory_warning = float(options.get("memory_warning_percent", MEMORY_WARNING_PERCENT))
+        self.save_age_warning = float(options.get("save_age_warning", SAVE_AGE_WARNING_SECONDS))
+        self._lock = threading.Lock()
+        self._info: dict | None = None
+        self._error: str | None = None
+
+    def checks(self) -> list[Check]:
+        return [
+            Check("ping", self.ping),
+            Check("memory", self.memory),
+            Check("clients", self.clients),
+            Check("persistence", self.persistence),
+            Check("write_probe", self.write_probe),
+        ]
+
+    def snapshot(self) -> tuple[dict | None, str | None]:
+        with self._lock:
+            if self._info is None and self._error is None:
+                client = self.role.client(timeout=2.0)
+                try:
+                    client.ping()
+                    self._info = client.info()
+                except redis.AuthenticationError as exc:
+                    self._error = f"authentication failed: {exc}"
+                except redis.ResponseError as exc:
+                    text = str(exc)
+                    auth = text.startswith(("NOAUTH", "WRONGPASS"))
+                    self._error = f"authentication failed: {text}" if auth else f"error: {text}"
+                except redis.RedisError as exc:
+                    self._error = f"not reachable: {type(exc).__name__}: {exc}"
+                finally:
+                    client.close()
+            return self._info, self._error
+
+    def _needs_info(self) -> tuple[dict | None, tuple[str, str] | None]:
+        info, error = self.snapshot()
+        return info, (("UNKNOWN", f"skipped: {error}") if error else None)
+
+    def ping(self) -> tuple[str, str]:
+        info, error = self.snapshot()
+        if error:
+            return "CRITICAL", error
+        if str(info.get("loading", 0)) != "0":
+            return "CRITICAL", "loading the dataset into memory"
+        return "OK", f"PING ok (authenticated), redis {info.get('redis_version', '?')}, loading:0"
+
+    def memory(self) -> tuple[str, str]:
+        info, skipped = self._needs_info()
+        if skipped:
+            return skipped
+        used, limit = int(info.get("used_memory", 0)), int(info.get("maxmemory", 0))
+        human = info.get("used_memory_human", f"{used}B")
+        if not limit:
+            return "OK", f"used {human}, no maxmemory set"
+        percent = 100.0 * used / limit
+        status = "WARNING" if percent >= self.memory_warning else "OK"
+        policy = info.get("maxmemory_policy", "?")
+        return status, f"used {human} = {percent:.0f}% of maxmemory ({policy})"
+
+    def clients(self) -> tuple[str, str]:
+        info, skipped = self._needs_info()
+        if skipped:
+            return skipped
+        connected = info.get("connected_clients", 0)
+        blocked = info.get("blocked_clients", 0)
+        rejected = int(info.get("rejected_connections", 0))
+        status = "WARNING" if rejected else "OK"
+        return status, f"{connected} connected, {blocked} blocked, {rejected} rejected"
+
+    def persistence(self) -> tuple[str, str]:
+        info, skipped = self._needs_info()
+        if skipped:
+            return skipped
+        if info.get("rdb_last_bgsave_status") != "ok":
+            return "CRITICAL", f"last background save failed ({info.get('rdb_last_bgsave_status')})"
+        if int(info.get("aof_enabled", 0)):
+            for key in ("aof_last_write_status", "aof_last_bgrewrite_status"):
+                if info.get(key, "ok") != "ok":
+                    return "CRITICAL", f"AOF {key} is {info.get(key)}"
+        changes = int(info.get("rdb_changes_since_last_save", 0))
+        age = time.time() - int(info.get("rdb_last_save_time", time.time()))
+        aof = " AOF on," if int(info.get("aof_enabled", 0)) else ""
+        detail = f"last save {age:.0f}s ago,{aof} {changes} changes since"
+        if changes and age > self.save_age_warning:
+            return "WARNING", f"{detail} (unsaved for more than {self.save_age_warning:g}s)"
+        return "OK", detail
+
+    def write_probe(self) -> tuple[str, str]:
+        """SET/GET/DEL on a namespaced key with a 10 s TTL: the server accepts writes."""
+        _info, skipped = self._needs_info()
+        if skipped:
+            return skipped
+        key, value = PROBE_KEY_PREFIX + uuid.uuid4().hex, uuid.uuid4().hex
+        client = self.role.client(timeout=2.0)
+        try:
+            client.set(key, value, px=10_000)
+            read = client.get(key)
+            client.delete(key)
+        except redis.RedisError as exc:
+            return "CRITICAL", f"write probe failed: {exc}"
+        finally:
+            client.close()
+        if read is None or read.decode() != value:
+            return "CRITICAL", "write probe read back a different value"
+        return "OK", "SET/GET/DEL on a probe key ok"

@@ -7,10 +7,17 @@ import nothing heavy at module level so that ``inv --list`` stays fast.
 
 from invoke import Collection
 
-from opskit.tasks import lifecycle
+from opskit.tasks import health, lifecycle
 
 ns = Collection()
-for _task in (lifecycle.start, lifecycle.stop, lifecycle.restart, lifecycle.status):
+for _task in (
+    lifecycle.start,
+    lifecycle.stop,
+    lifecycle.restart,
+    lifecycle.status,
+    health.health,
+    health.smoke,
+):
     ns.add_task(_task)
 ns.configure({"opskit": {"stack": None, "runtime": None}})
 

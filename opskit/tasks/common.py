@@ -48,8 +48,16 @@ def load(c: Context, stack: str | None, runtime: str | None) -> Stack:
     return load_stack(stack_path(c, stack), runtime=runtime)
 
 
-def handles_errors(task_body: Callable[..., Any]) -> Callable[..., Any]:
-    """Turn an OpskitError into its one-line message on stderr and its exit code."""
+def handles_errors(
+    task_body: Callable[..., Any] | None = None, *, exit_code: int | None = None
+) -> Callable[..., Any]:
+    """Turn an OpskitError into its one-line message on stderr and its exit code.
+
+    ``exit_code`` replaces the error's own code: health checks report every failure to run as
+    Nagios UNKNOWN (3), whatever its cause.
+    """
+    if task_body is None:
+        return functools.partial(handles_errors, exit_code=exit_code)
 
     @functools.wraps(task_body)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
@@ -59,7 +67,7 @@ def handles_errors(task_body: Callable[..., Any]) -> Callable[..., Any]:
             return task_body(*args, **kwargs)
         except OpskitError as exc:
             print(f"opskit: {exc}", file=sys.stderr, flush=True)
-            raise Exit(code=exc.exit_code) from None
+            raise Exit(code=exit_code if exit_code is not None else exc.exit_code) from None
         except KeyboardInterrupt:
             print("opskit: interrupted", file=sys.stderr, flush=True)
             raise Exit(code=130) from None

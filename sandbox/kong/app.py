@@ -81,8 +81,12 @@ def proxy_app(gateway: Gateway) -> Starlette:
 
 async def _proxy(gateway: Gateway, request: Request) -> Response:
     route = gateway.route_for(request.url.path, request.method)
-    if route is None:
-        return JSONResponse({"message": "no Route matched with those values"}, status_code=404)
+    if route is None:  # a response Kong generates itself carries these headers
+        return JSONResponse(
+            {"message": "no Route matched with those values"},
+            status_code=404,
+            headers={"Server": f"kong/{VERSION}", "X-Kong-Response-Latency": "0"},
+        )
     service = next(s for s in gateway.config.services if s["id"] == route["service"]["id"])
     plugins = gateway.plugins_for(route)
     request_id = request.headers.get("x-request-id") or uuid.uuid4().hex
@@ -164,6 +168,7 @@ async def _proxy(gateway: Gateway, request: Request) -> Response:
             name, _, value = str(item).partition(":")
             response_headers[name.strip()] = value.strip()
     response_headers["X-Kong-Request-Id"] = request_id
+    response_headers["Via"] = f"1.1 kong/{VERSION}"
     return Response(text, status_code=upstream.status_code, headers=response_headers)
 
 
