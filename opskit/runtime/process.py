@@ -333,7 +333,11 @@ class ProcessUnit(Unit):
         if record is None:
             return None
         rss, cpu_seconds, oldest = 0, 0.0, None
-        for process in _group_members(record["pid"], record.get("create_time")):
+        try:
+            members = [psutil.Process(pid) for pid in _descendants(record["pid"])]
+        except psutil.Error:
+            return None
+        for process in members:
             with contextlib.suppress(psutil.Error), process.oneshot():
                 rss += process.memory_info().rss
                 times = process.cpu_times()
@@ -377,6 +381,33 @@ def _group_members(pgid: int, leader_create_time: float | None) -> list:
         except (ProcessLookupError, psutil.Error):
             continue
     return members
+
+
+def _descendants(pid: int) -> list[int]:
+    """``pid`` and its descendants, read from /proc/<pid>/task/<tid>/children.
+
+    One small read per process instead of psutil's scan of every /proc entry; this runs in
+    every health check of every service. Falls back to psutil where the kernel lacks the file.
+    """
+    import psutil
+
+    found, todo = [], [pid]
+    while todo:
+        current = todo.pop()
+        found.append(current)
+        try:
+            tasks = os.listdir(f"/proc/{current}/task")
+            for tid in tasks:
+                with open(f"/proc/{current}/task/{tid}/children") as handle:
+                    todo.extend(int(child) for child in handle.read().split())
+        except FileNotFoundError:
+            if current == pid and not os.path.exists(f"/proc/{pid}"):
+                raise psutil.NoSuchProcess(pid) from None
+            if current == pid:  # no children file on this kernel
+                return [pid, *(p.pid for p in psutil.Process(pid).children(recursive=True))]
+        except OSError:
+            continue
+    return found
 
 
 def rotate_log(path: Path, max_bytes: int, keep: int) -> None:
