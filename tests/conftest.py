@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import os
-import socket
+import subprocess
 import sys
 import textwrap
 from collections.abc import Callable, Iterator
@@ -11,14 +11,10 @@ from pathlib import Path
 
 import pytest
 
+from sandbox.environment import free_port, isolated_environ
+
 REPO = Path(__file__).resolve().parent.parent
 PYTHON = sys.executable
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 @pytest.fixture
@@ -73,23 +69,7 @@ def load(stacks) -> Callable[..., object]:
 
 def make_sandbox_env(base: Path) -> dict[str, str]:
     """Environment for the real sandbox stack on free ports with a private state dir."""
-    env = dict(os.environ)
-    env.update(
-        {
-            "OPSKIT_STATE_DIR": str(base / "sandbox-state"),
-            "REDIS_PASSWORD": "sandbox-test-pw-" + os.urandom(6).hex(),
-            "REDIS_PORT": str(free_port()),
-            "UPSTREAM_PORT": str(free_port()),
-            "NGINX_PROXY_PORT": str(free_port()),
-            "KONG_PROXY_PORT": str(free_port()),
-            "KONG_ADMIN_PORT": str(free_port()),
-            "KONG_STATUS_PORT": str(free_port()),
-            "BACKEND_PORT": str(free_port()),
-            "OPSKIT_STACK": str(REPO / "sandbox" / "stack.yml"),
-        }
-    )
-    env.pop("OPSKIT_RUNTIME", None)
-    return env
+    return isolated_environ(base / "sandbox-state")
 
 
 @pytest.fixture
@@ -121,3 +101,15 @@ def running_sandbox(tmp_path_factory):
         yield stack
     finally:
         lifecycle.stop(stack)
+
+
+def run_inv(env: dict, *args: str, timeout: float = 120) -> subprocess.CompletedProcess:
+    """``inv ARGS`` from the repository, as an operator types it, with ``env``."""
+    return subprocess.run(
+        [PYTHON, "-m", "invoke", "--search-root", str(REPO), *args],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        cwd=REPO,
+    )

@@ -6,7 +6,6 @@ import json
 import os
 import signal
 import socket
-import subprocess
 import threading
 import time
 from pathlib import Path
@@ -21,21 +20,10 @@ from opskit.ops import e2e, lifecycle
 from opskit.ops.health import HealthSettings, run_health
 from opskit.report import CRITICAL, OK, UNKNOWN, WARNING
 
-from .conftest import PYTHON, REPO
+from .conftest import REPO, run_inv
 from .helpers import script_service, stack_text
 
 SCHEMA = json.loads((REPO / "opskit" / "schemas" / "health-report.schema.json").read_text())
-
-
-def inv(env: dict, *args: str, timeout: float = 120) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [PYTHON, "-m", "invoke", "--search-root", str(REPO), *args],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        cwd=REPO,
-    )
 
 
 def by_key(report) -> dict[tuple[str, str], object]:
@@ -60,7 +48,7 @@ def started(sandbox_stack):
 
 def test_healthy_sandbox_exits_0_and_the_json_validates(running_sandbox, tmp_path):
     junit = tmp_path / "junit.xml"
-    done = inv(cli_env(running_sandbox), "health", "--json", "--junit", str(junit))
+    done = run_inv(cli_env(running_sandbox), "health", "--json", "--junit", str(junit))
     assert done.returncode == 0, done.stdout + done.stderr
     report = json.loads(done.stdout)
     jsonschema.validate(report, SCHEMA)
@@ -84,7 +72,7 @@ def test_healthy_sandbox_exits_0_and_the_json_validates(running_sandbox, tmp_pat
 
 
 def test_quiet_prints_one_line(running_sandbox):
-    done = inv(cli_env(running_sandbox), "health", "--quiet")
+    done = run_inv(cli_env(running_sandbox), "health", "--quiet")
     assert done.returncode == 0
     assert done.stdout.strip().startswith("HEALTH OK - ") and done.stdout.count("\n") == 1
 
@@ -101,7 +89,7 @@ def test_service_filter_checks_kong_alone(running_sandbox):
 
 
 def test_unknown_service_exits_3_with_a_suggestion(running_sandbox):
-    done = inv(cli_env(running_sandbox), "health", "--service", "kongg")
+    done = run_inv(cli_env(running_sandbox), "health", "--service", "kongg")
     assert done.returncode == 3
     assert "unknown service 'kongg' (did you mean kong?)" in done.stderr
 
@@ -109,7 +97,7 @@ def test_unknown_service_exits_3_with_a_suggestion(running_sandbox):
 def test_a_bad_stack_file_is_unknown_3(tmp_path):
     bad = tmp_path / "stack.yml"
     bad.write_text("services: {app: {image: x, depends_on: [ghost]}}\n")
-    done = inv(dict(os.environ, OPSKIT_STACK=str(bad)), "health")
+    done = run_inv(dict(os.environ, OPSKIT_STACK=str(bad)), "health")
     assert done.returncode == 3 and "unknown service" in done.stderr
 
 
@@ -140,7 +128,7 @@ def test_a_killed_service_is_critical_and_the_exit_code_2(started, victim):
 def test_killed_service_through_the_cli(started):
     os.kill(started.role("backend").unit.status().pid, signal.SIGKILL)
     started.role("backend").unit.wait_stopped(5)
-    done = inv(cli_env(started), "health", "--quiet")
+    done = run_inv(cli_env(started), "health", "--quiet")
     assert done.returncode == 2
     assert "backend.process CRITICAL: not running" in done.stdout
 
@@ -303,7 +291,7 @@ def test_fail_secure_never_leaves_redis_down_even_on_ctrl_c(started, mocker):
 
 def test_smoke_starts_checks_and_stops_what_it_started(sandbox_stack, tmp_path):
     env = cli_env(sandbox_stack)
-    done = inv(env, "smoke", "--report-dir", str(tmp_path / "reports"))
+    done = run_inv(env, "smoke", "--report-dir", str(tmp_path / "reports"))
     assert done.returncode == 0, done.stdout + done.stderr
     report = json.loads((tmp_path / "reports" / "health.json").read_text())
     jsonschema.validate(report, SCHEMA)
@@ -315,7 +303,7 @@ def test_smoke_starts_checks_and_stops_what_it_started(sandbox_stack, tmp_path):
 
 def test_smoke_leaves_a_running_stack_running(started, tmp_path):
     before = {r.service: r.status.pid for r in lifecycle.status(started).rows}
-    done = inv(cli_env(started), "smoke", "--report-dir", str(tmp_path / "r"))
+    done = run_inv(cli_env(started), "smoke", "--report-dir", str(tmp_path / "r"))
     assert done.returncode == 0, done.stdout + done.stderr
     assert "started nothing" in done.stdout
     assert {r.service: r.status.pid for r in lifecycle.status(started).rows} == before
@@ -324,7 +312,7 @@ def test_smoke_leaves_a_running_stack_running(started, tmp_path):
 def test_reports_are_private_files(sandbox_stack, tmp_path):
     lifecycle.start(sandbox_stack)
     path = Path(tmp_path / "junit" / "out.xml")
-    done = inv(cli_env(sandbox_stack), "health", "--junit", str(path), "--quiet")
+    done = run_inv(cli_env(sandbox_stack), "health", "--junit", str(path), "--quiet")
     assert done.returncode == 0
     assert path.stat().st_mode & 0o777 == 0o600
     assert sandbox_stack.config.environ["REDIS_PASSWORD"] not in path.read_text()

@@ -12,26 +12,15 @@ import psutil
 import pytest
 import redis
 
-from .conftest import PYTHON, REPO
+from .conftest import PYTHON, REPO, run_inv
 
 pytestmark = pytest.mark.slow
-
-
-def inv(env: dict, *args: str, timeout: float = 90) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [PYTHON, "-m", "invoke", "--search-root", str(REPO), *args],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        cwd=REPO,
-    )
 
 
 @pytest.fixture
 def sandbox(sandbox_env):
     yield sandbox_env
-    inv(sandbox_env, "stop")
+    run_inv(sandbox_env, "stop")
 
 
 def group_pids(pids: list[int]) -> set[int]:
@@ -56,7 +45,7 @@ def test_readme_first_command_starts_a_healthy_sandbox_and_stop_leaves_nothing(s
     assert env["REDIS_PASSWORD"] not in started.stdout + started.stderr
     assert "running" in started.stdout  # ./dev up ends with inv status
 
-    status = inv(env, "status", "--json")
+    status = run_inv(env, "status", "--json")
     assert status.returncode == 0, status.stderr
     report = json.loads(status.stdout)
     services = {row["service"]: row for row in report["services"]}
@@ -86,23 +75,23 @@ def test_readme_first_command_starts_a_healthy_sandbox_and_stop_leaves_nothing(s
     everything = group_pids(pids)
     assert len(everything) > len(pids)  # nginx workers at least
 
-    again = inv(env, "start")
+    again = run_inv(env, "start")
     assert again.returncode == 0 and "already running" in again.stdout
 
-    stopped = inv(env, "stop")
+    stopped = run_inv(env, "stop")
     assert stopped.returncode == 0, stopped.stderr
     deadline = time.monotonic() + 5
     while group_pids(pids) and time.monotonic() < deadline:
         time.sleep(0.05)
     assert group_pids(pids) == set(), "processes left behind after inv stop"
 
-    after = inv(env, "status", "--json")
+    after = run_inv(env, "status", "--json")
     assert after.returncode == 1
     assert {row["state"] for row in json.loads(after.stdout)["services"]} == {"absent"}
 
 
 def test_unknown_service_exits_2_with_a_suggestion(sandbox):
-    done = inv(sandbox, "start", "--service", "kongg")
+    done = run_inv(sandbox, "start", "--service", "kongg")
     assert done.returncode == 2
     assert "unknown service 'kongg'" in done.stderr
 
@@ -113,7 +102,7 @@ def test_missing_password_exits_2_and_names_the_variable(sandbox, tmp_path):
     copy = tmp_path / "stack.yml"  # away from any sandbox/.env a developer may have
     copy.write_text((REPO / "sandbox" / "stack.yml").read_text())
     env["OPSKIT_STACK"] = str(copy)
-    done = inv(env, "status")
+    done = run_inv(env, "status")
     assert done.returncode == 2
     assert "services.redis.environment.REDIS_PASSWORD" in done.stderr
     assert "required variable REDIS_PASSWORD: set REDIS_PASSWORD in sandbox/.env" in done.stderr
