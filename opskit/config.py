@@ -276,7 +276,12 @@ class _Reader:
         if runtime not in RUNTIMES:
             raise self.fail(runtime_key, f"expected one of {', '.join(RUNTIMES)}, got {runtime!r}")
 
-        name = document.get("name") or self.project_dir.name
+        # Compose's project name: `name:`, else COMPOSE_PROJECT_NAME, else the folder name.
+        name = (
+            document.get("name")
+            or self.variables.get("COMPOSE_PROJECT_NAME")
+            or self.project_dir.name
+        )
         name = self.string(name, "name")
         state_dir = self.path(top.get("state_dir", ".opskit"), "x-opskit.state_dir")
         logs_raw = self.mapping(top.get("logs"), "x-opskit.logs")

@@ -21,7 +21,7 @@ from collections.abc import Callable, Iterable
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 
-from opskit.errors import EXIT_FAILED, EXIT_OK, PreflightError
+from opskit.errors import EXIT_FAILED, EXIT_OK, OpskitError, PreflightError
 from opskit.lock import stack_lock
 from opskit.redact import Redactor
 from opskit.runtime.base import UnitStatus
@@ -210,7 +210,11 @@ def _start_one(
         emit(Event(name, "waiting", "already running; checking readiness"))
     else:
         emit(Event(name, "starting"))
-        role.unit.start(role.launch())
+        try:
+            role.unit.start(role.launch())
+        except OpskitError as exc:  # e.g. the engine refused: a failed service, not a crash
+            emit(Event(name, "failed", str(exc)))
+            return ServiceOutcome(name, FAILED, str(exc), time.monotonic() - began)
         emit(Event(name, "waiting", f"waiting for readiness (up to {limit:g}s)"))
     problem = _wait_ready(role, began + limit)
     seconds = time.monotonic() - began
@@ -238,6 +242,9 @@ def _wait_ready(role, deadline: float) -> str | None:
         if not status.running:
             code = "unknown code" if status.exit_code is None else f"code {status.exit_code}"
             return f"exited during start ({code})"
+        health = role.unit.container_health()
+        if health == "unhealthy":  # as Compose: an unhealthy dependency fails at once
+            return "the container's HEALTHCHECK reports unhealthy"
         probe = role.probe_ready()
         if probe.ready:
             return None

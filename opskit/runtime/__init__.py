@@ -17,6 +17,10 @@ def create_runtime(config: StackConfig) -> Runtime:
         from opskit.runtime.process import ProcessRuntime
 
         return ProcessRuntime(config)
+    if config.runtime == "docker":
+        from opskit.runtime.docker import DockerRuntime
+
+        return DockerRuntime(config)
     raise UsageError(
         f"{config.source}: runtime {config.runtime!r} is not available in this opskit version; "
         "set x-opskit.runtime: process (or --runtime process)"

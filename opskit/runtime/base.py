@@ -82,6 +82,9 @@ class StopResult:
 class Unit(ABC):
     """One service's unit in a runtime."""
 
+    #: The service runs as a host process and sees host paths (rendered configs, data dirs).
+    runs_on_host: bool = True
+
     def __init__(self, spec: ServiceSpec):
         self.spec = spec
 
@@ -111,6 +114,10 @@ class Unit(ABC):
     @abstractmethod
     def exec(self, argv: list[str], timeout: float = 15.0) -> ExecResult:
         """Run ``argv`` where the service runs (its environment and working directory)."""
+
+    def container_health(self) -> str | None:
+        """The runtime's own health verdict (a container HEALTHCHECK), when it has one."""
+        return None
 
     @abstractmethod
     def stats(self) -> UnitStats | None:

@@ -84,7 +84,7 @@ class KongRole(Role):
     # -- starting --------------------------------------------------------------------------------
 
     def prepare(self) -> None:
-        if self.template is None:
+        if self.template is None or not self.unit.runs_on_host:
             return
         private_dir(self.rendered_config.parent)
         variables = {**self.spec.environment, **self.spec.process.environment}

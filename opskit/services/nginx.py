@@ -69,6 +69,9 @@ class NginxRole(Role):
         return self.spec.process.command[0] if self.spec.process.command else "nginx"
 
     def nginx_args(self) -> tuple[str, ...]:
+        """Where our rendered config is; in a container nginx uses its own default paths."""
+        if not self.unit.runs_on_host:
+            return ()
         return ("-p", f"{self.prefix}/", "-c", str(self.conf_path), "-e", "stderr")
 
     # -- starting --------------------------------------------------------------------------------
@@ -87,12 +90,16 @@ class NginxRole(Role):
         )
 
     def prepare(self) -> None:
+        if not self.unit.runs_on_host:
+            return  # the container renders its own config
         for sub in ("conf", "logs", "tmp", *(f"tmp/{name}" for name in _TEMP_DIRS)):
             private_dir(self.prefix / sub)
         atomic_write(self.conf_path, self.render())
 
     def preflight(self) -> list[str]:
         """``nginx -t`` on the rendered config, so a typo fails before anything starts."""
+        if not self.unit.runs_on_host:
+            return []  # no container to exec in yet; the start gate sees a bad config exit
         ok, output = self.test_config()
         if ok:
             return []

@@ -93,7 +93,8 @@ class RedisRole(Role):
         return "\n".join(lines) + "\n"
 
     def prepare(self) -> None:
-        private_dir(self.data_dir)
+        if self.unit.runs_on_host:
+            private_dir(self.data_dir)
 
     def client(self, timeout: float = 1.0) -> redis.Redis:
         """A client that fails at once: redis-py's default retries (with backoff) would turn

@@ -1,0 +1,448 @@
+"""The docker runtime: each service is a container, created from its Compose definition.
+
+Containers opskit creates carry the labels ``io.opskit.stack`` and ``io.opskit.service`` and
+live on the project network ``<stack>_default`` with the service name as DNS alias, as Compose
+does. Containers that ``docker compose up`` created are **adopted**: found by Compose's labels
+(project, service) or by ``container_name``, then started, stopped, signalled and inspected in
+place — never removed. opskit removes only containers it created, and never prunes anything.
+
+Readiness uses the container's own HEALTHCHECK when it has one (``unhealthy`` or an exit fails
+the start at once); the role's probe then has the last word. Runtime code names no role.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import threading
+import time
+from datetime import datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from opskit.errors import OpskitError, RuntimeUnavailableError
+from opskit.runtime.base import (
+    ABSENT,
+    EXITED,
+    RUNNING,
+    ExecResult,
+    Launch,
+    Runtime,
+    Unit,
+    UnitStats,
+    UnitStatus,
+)
+from opskit.runtime.ports import describe_taken_port, port_is_free
+
+if TYPE_CHECKING:
+    import docker
+    from docker.models.containers import Container
+
+    from opskit.config import ServiceSpec, StackConfig
+
+STACK_LABEL = "io.opskit.stack"
+SERVICE_LABEL = "io.opskit.service"
+COMPOSE_PROJECT = "com.docker.compose.project"
+COMPOSE_SERVICE = "com.docker.compose.service"
+_NS = 1_000_000_000
+
+
+class DockerRuntime(Runtime):
+    name = "docker"
+
+    def __init__(self, config: StackConfig):
+        self.config = config
+        self._client: docker.DockerClient | None = None
+        self._units: dict[str, DockerUnit] = {}
+        self._network_lock = threading.Lock()
+
+    @property
+    def project(self) -> str:
+        return self.config.name
+
+    @property
+    def network_name(self) -> str:
+        return f"{self.project}_default"
+
+    @property
+    def client(self) -> docker.DockerClient:
+        if self._client is None:
+            self._client = connect()
+        return self._client
+
+    def unit(self, spec: ServiceSpec) -> DockerUnit:
+        if spec.name not in self._units:
+            self._units[spec.name] = DockerUnit(spec, self)
+        return self._units[spec.name]
+
+    def ensure_network(self) -> None:
+        """The project network: Compose's, when Compose made one; else ours, labelled.
+
+        Services start concurrently, and the engine happily creates two networks with one
+        name, so the check and the creation happen under a lock.
+        """
+        with self._network_lock:
+            if self.client.networks.list(names=[self.network_name]):
+                return
+            self.client.networks.create(
+                self.network_name, driver="bridge", labels={STACK_LABEL: self.project}
+            )
+
+    def remove_network_if_unused(self) -> None:
+        """Remove the project network once empty — only if opskit created it (its label)."""
+        import docker
+
+        with self._network_lock:
+            for network in self.client.networks.list(names=[self.network_name]):
+                with contextlib.suppress(docker.errors.APIError):
+                    network.reload()
+                    if network.attrs.get("Labels", {}).get(STACK_LABEL) == self.project and not (
+                        network.attrs.get("Containers")
+                    ):
+                        network.remove()
+
+    def preflight(self, plans: list[tuple[ServiceSpec, Launch]]) -> list[str]:
+        import docker
+
+        try:
+            self.client.ping()
+        except RuntimeUnavailableError as exc:
+            return [str(exc)]
+        problems: list[str] = []
+        for spec, _launch in plans:
+            unit = self.unit(spec)
+            if unit.container() is not None:
+                continue  # exists (stopped): it is started as it is
+            if not spec.image:
+                problems.append(f"{spec.name}: no image: in the Compose file")
+            else:
+                try:
+                    self.client.images.get(spec.image)
+                except docker.errors.ImageNotFound:
+                    problems.append(
+                        f"{spec.name}: image {spec.image} is not on this machine and no registry "
+                        "is reachable; build it first (scripts/build-images for the sandbox, "
+                        "`docker build -t IMAGE …` otherwise)"
+                    )
+            for mapping in spec.ports:
+                if mapping.protocol != "tcp" or mapping.host_port is None:
+                    continue
+                holder = self.container_on_port(mapping.host_port)
+                if holder:
+                    problems.append(
+                        f"{spec.name}: port {mapping.host_port} is already published by "
+                        f"container {holder}"
+                    )
+                elif not port_is_free(mapping.host_port):
+                    problems.append(describe_taken_port(mapping.host_port, spec.name))
+        return problems
+
+    def container_on_port(self, port: int) -> str | None:
+        for container in self.client.containers.list():
+            for bindings in (container.ports or {}).values():
+                for binding in bindings or []:
+                    if binding.get("HostPort") == str(port):
+                        return container.name
+        return None
+
+
+def connect() -> docker.DockerClient:
+    """A client for the engine, or one clear line saying why there is none and what to do."""
+    import docker
+
+    try:
+        client = docker.from_env(timeout=30)
+        client.ping()
+        return client
+    except docker.errors.DockerException as exc:
+        text = str(exc)
+        socket_path = "/var/run/docker.sock"
+        if "Permission denied" in text:
+            hint = f"permission denied on {socket_path}: add your user to the docker group"
+        elif "No such file" in text or "Connection refused" in text or "FileNotFound" in text:
+            hint = f"no engine answers on {socket_path}: start it (systemctl start docker)"
+        else:
+            hint = text.splitlines()[0][:200]
+        raise RuntimeUnavailableError(
+            f"docker runtime: {hint} (or use --runtime process)"
+        ) from None
+
+
+class DockerUnit(Unit):
+    runs_on_host = False
+
+    def __init__(self, spec: ServiceSpec, runtime: DockerRuntime):
+        super().__init__(spec)
+        self.runtime = runtime
+
+    @property
+    def container_name(self) -> str:
+        return self.spec.container_name or f"{self.runtime.project}-{self.spec.name}-1"
+
+    def container(self) -> Container | None:
+        """Ours (opskit labels), else Compose's (project/service labels), else by name."""
+        import docker
+
+        client = self.runtime.client
+        for labels in (
+            [f"{STACK_LABEL}={self.runtime.project}", f"{SERVICE_LABEL}={self.spec.name}"],
+            [f"{COMPOSE_PROJECT}={self.runtime.project}", f"{COMPOSE_SERVICE}={self.spec.name}"],
+        ):
+            found = client.containers.list(all=True, filters={"label": labels})
+            if found:
+                return found[0]
+        if self.spec.container_name:
+            with contextlib.suppress(docker.errors.NotFound):
+                return client.containers.get(self.spec.container_name)
+        return None
+
+    def created_by_opskit(self, container: Container) -> bool:
+        return container.labels.get(STACK_LABEL) == self.runtime.project
+
+    # -- start -------------------------------------------------------------------------------
+
+    def start(self, launch: Launch) -> UnitStatus:
+        """Start the existing container (ours or adopted), or create ours from Compose."""
+        import docker
+
+        container = self.container()
+        try:
+            if container is None:
+                self.runtime.ensure_network()
+                container = self.runtime.client.containers.create(**self.create_arguments())
+            container.start()
+        except docker.errors.APIError as exc:
+            raise OpskitError(
+                f"{self.name}: docker could not start it: {exc.explanation}"
+            ) from None
+        return self.status()
+
+    def create_arguments(self) -> dict[str, Any]:
+        """The Compose service as docker SDK arguments."""
+        import docker
+
+        spec, compose = self.spec, self.spec.compose
+        arguments: dict[str, Any] = {
+            "image": spec.image,
+            "name": self.container_name,
+            "detach": True,
+            "labels": {
+                **spec.labels,
+                STACK_LABEL: self.runtime.project,
+                SERVICE_LABEL: spec.name,
+            },
+            "environment": dict(spec.environment),
+            "stop_signal": spec.stop_signal,
+            "network": self.runtime.network_name,
+            "networking_config": {
+                self.runtime.network_name: self.runtime.client.api.create_endpoint_config(
+                    aliases=[spec.name]
+                )
+            },
+            "ports": {
+                f"{p.container_port}/{p.protocol}": (p.host_ip or "0.0.0.0", p.host_port)
+                for p in spec.ports
+                if p.host_port is not None
+            },
+        }
+        if spec.command:
+            arguments["command"] = list(spec.command)
+        if compose.get("entrypoint"):
+            entrypoint = compose["entrypoint"]
+            arguments["entrypoint"] = entrypoint if isinstance(entrypoint, list) else [entrypoint]
+        for key in ("user", "working_dir", "hostname"):
+            if compose.get(key):
+                arguments[key] = str(compose[key])
+        if spec.restart and spec.restart != "no":
+            name, _, retries = spec.restart.partition(":")
+            policy = {"Name": name}
+            if retries:
+                policy["MaximumRetryCount"] = int(retries)
+            arguments["restart_policy"] = policy
+        if spec.healthcheck and not spec.healthcheck.disabled and spec.healthcheck.test:
+            check = spec.healthcheck
+            # The SDK takes nanoseconds and has no start_interval.
+            arguments["healthcheck"] = docker.types.Healthcheck(
+                test=list(check.test),
+                interval=int(check.interval * _NS),
+                timeout=int(check.timeout * _NS),
+                retries=check.retries,
+                start_period=int(check.start_period * _NS),
+            )
+        volumes = self._volumes(compose.get("volumes") or [])
+        if volumes:
+            arguments["volumes"] = volumes
+        limits = ((compose.get("deploy") or {}).get("resources") or {}).get("limits") or {}
+        memory = compose.get("mem_limit") or limits.get("memory")
+        if memory:
+            arguments["mem_limit"] = str(memory)
+        cpus = compose.get("cpus") or limits.get("cpus")
+        if cpus:
+            arguments["nano_cpus"] = int(float(cpus) * _NS)
+        return arguments
+
+    def _volumes(self, entries: list) -> dict[str, dict[str, str]]:
+        """Bind mounts (paths relative to the stack file) and named volumes (project-scoped)."""
+        volumes: dict[str, dict[str, str]] = {}
+        for entry in entries:
+            if isinstance(entry, dict):
+                source, target = entry.get("source"), entry.get("target")
+                mode = "ro" if entry.get("read_only") else "rw"
+            else:
+                parts = str(entry).split(":")
+                source, target = (parts[0], parts[1]) if len(parts) > 1 else (None, parts[0])
+                mode = parts[2] if len(parts) > 2 else "rw"
+            if not source or not target:
+                continue
+            if source.startswith((".", "/", "~")):
+                path = Path(source).expanduser()
+                source = str(path if path.is_absolute() else self.runtime.config.project_dir / path)
+            else:
+                source = f"{self.runtime.project}_{source}"
+                self._ensure_volume(source)
+            volumes[source] = {"bind": target, "mode": mode}
+        return volumes
+
+    def _ensure_volume(self, name: str) -> None:
+        import docker
+
+        try:
+            self.runtime.client.volumes.get(name)
+        except docker.errors.NotFound:
+            self.runtime.client.volumes.create(name, labels={STACK_LABEL: self.runtime.project})
+
+    # -- inspection --------------------------------------------------------------------------
+
+    def status(self) -> UnitStatus:
+        container = self.container()
+        if container is None:
+            return UnitStatus(self.name, ABSENT)
+        state = container.attrs.get("State", {})
+        restarts = container.attrs.get("RestartCount")
+        if state.get("Running") and not state.get("Restarting"):
+            return UnitStatus(
+                self.name,
+                RUNNING,
+                pid=state.get("Pid") or None,
+                started_at=_epoch(state.get("StartedAt")),
+                restarts=restarts,
+                detail=f"container {container.name}"
+                + ("" if self.created_by_opskit(container) else " (adopted)"),
+            )
+        if state.get("Status") == "created":
+            return UnitStatus(self.name, ABSENT, detail=f"container {container.name} created")
+        return UnitStatus(
+            self.name,
+            EXITED,
+            exit_code=state.get("ExitCode"),
+            restarts=restarts,
+            detail=f"container {container.name}",
+        )
+
+    def container_health(self) -> str | None:
+        """The engine's HEALTHCHECK verdict (``starting``/``healthy``/``unhealthy``), if any."""
+        container = self.container()
+        if container is None:
+            return None
+        health = container.attrs.get("State", {}).get("Health")
+        return health.get("Status") if health else None
+
+    def stats(self) -> UnitStats | None:
+        """From the container's processes on the host (cheap), not `docker stats` (slow)."""
+        import psutil
+
+        status = self.status()
+        if not status.running or not status.pid:
+            return None
+        try:
+            leader = psutil.Process(status.pid)
+            members = [leader, *leader.children(recursive=True)]
+            rss = sum(p.memory_info().rss for p in members)
+            cpu = sum(sum(p.cpu_times()[:2]) for p in members)
+            age = max(time.time() - leader.create_time(), 1e-3)
+        except psutil.Error:
+            return None
+        return UnitStats(rss_bytes=rss, cpu_percent=100.0 * cpu / age)
+
+    # -- control -------------------------------------------------------------------------------
+
+    def send_signal(self, sig) -> bool:
+        import docker
+
+        container = self.container()
+        if container is None or not self.status().running:
+            return False
+        try:
+            container.kill(signal=int(sig))
+        except docker.errors.APIError:
+            return False
+        return True
+
+    def wait_stopped(self, timeout: float) -> bool:
+        deadline = time.monotonic() + timeout
+        interval = 0.02
+        while True:
+            if not self.status().running:
+                return True
+            if time.monotonic() >= deadline:
+                return False
+            time.sleep(min(interval, max(deadline - time.monotonic(), 0)))
+            interval = min(interval * 1.5, 0.2)
+
+    def kill(self) -> None:
+        import docker
+
+        container = self.container()
+        if container is not None and self.status().running:
+            with contextlib.suppress(docker.errors.APIError):
+                container.kill()
+            self.wait_stopped(10)
+
+    def forget(self) -> None:
+        """Remove the container if opskit created it; an adopted one stays (stopped)."""
+        import docker
+
+        container = self.container()
+        if container is not None and self.created_by_opskit(container):
+            with contextlib.suppress(docker.errors.APIError):
+                container.remove()
+            self.runtime.remove_network_if_unused()
+
+    def exec(self, argv: list[str], timeout: float = 15.0) -> ExecResult:
+        import docker
+
+        container = self.container()
+        if container is None or not self.status().running:
+            return ExecResult(None, f"container of {self.name} is not running")
+        try:
+            code, output = container.exec_run(argv, demux=False)
+        except docker.errors.APIError as exc:
+            return ExecResult(None, f"docker exec failed: {exc.explanation}")
+        return ExecResult(code, (output or b"").decode("utf-8", errors="replace"))
+
+    def log_tail(self, lines: int = 20) -> list[str]:
+        import docker
+
+        container = self.container()
+        if container is None:
+            return []
+        try:
+            raw = container.logs(tail=lines, timestamps=False)
+        except docker.errors.APIError:
+            return []
+        return raw.decode("utf-8", errors="replace").splitlines()[-lines:]
+
+    def address(self, container_port: int) -> tuple[str, int]:
+        mapping = self.spec.port(container_port) or self.spec.port()
+        if mapping is not None and mapping.host_port is not None:
+            host = mapping.host_ip if mapping.host_ip not in ("", "0.0.0.0") else "127.0.0.1"
+            return (host, mapping.host_port)
+        return ("127.0.0.1", container_port)
+
+
+def _epoch(timestamp: str | None) -> float | None:
+    if not timestamp or timestamp.startswith("0001-"):
+        return None
+    text = timestamp.rstrip("Z")
+    main, _, fraction = text.partition(".")
+    parsed = datetime.fromisoformat(main + "+00:00")
+    return parsed.timestamp() + (float(f"0.{fraction[:6]}") if fraction else 0.0)
