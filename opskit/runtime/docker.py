@@ -13,6 +13,7 @@ the start at once); the role's probe then has the last word. Runtime code names 
 from __future__ import annotations
 
 import contextlib
+import os
 import threading
 import time
 from datetime import datetime
@@ -155,10 +156,10 @@ def connect() -> docker.DockerClient:
         return client
     except docker.errors.DockerException as exc:
         text = str(exc)
-        socket_path = "/var/run/docker.sock"
+        socket_path = os.environ.get("DOCKER_HOST") or "unix:///var/run/docker.sock"
         if "Permission denied" in text:
             hint = f"permission denied on {socket_path}: add your user to the docker group"
-        elif "No such file" in text or "Connection refused" in text or "FileNotFound" in text:
+        elif any(s in text for s in ("No such file", "Connection refused", "FileNotFound")):
             hint = f"no engine answers on {socket_path}: start it (systemctl start docker)"
         else:
             hint = text.splitlines()[0][:200]
