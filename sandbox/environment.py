@@ -7,6 +7,7 @@ every port comes from the kernel and the state directory is theirs alone.
 from __future__ import annotations
 
 import os
+import random
 import socket
 from pathlib import Path
 
@@ -23,10 +24,31 @@ PORT_VARIABLES = (
 
 
 def free_port() -> int:
-    """A TCP port on 127.0.0.1 that nothing listens on right now."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+    """A TCP port on 127.0.0.1 that nothing listens on right now, outside the ephemeral range.
+
+    ``bind(0)`` would hand out an ephemeral port — the range the kernel also draws from for
+    outgoing connections, so a probe's client socket could take it before the service binds.
+    Ports below that range are only ever taken on purpose.
+    """
+    low, _high = _ephemeral_range()
+    for _ in range(200):
+        port = random.randint(max(1024, low - 12000), low - 1)
+        with socket.socket() as sock:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            try:
+                sock.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return port
+    raise RuntimeError("no free TCP port below the ephemeral range")
+
+
+def _ephemeral_range() -> tuple[int, int]:
+    try:
+        low, high = Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()
+        return int(low), int(high)
+    except (OSError, ValueError):
+        return 32768, 60999
 
 
 def isolated_environ(state_dir: Path | str) -> dict[str, str]:
