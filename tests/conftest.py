@@ -77,12 +77,43 @@ def sandbox_env(tmp_path: Path) -> dict[str, str]:
     return make_sandbox_env(tmp_path)
 
 
-@pytest.fixture
-def sandbox_stack(sandbox_env, stacks):
-    """The sandbox stack (not started) on free ports; stopped at teardown."""
+def docker_problem() -> str | None:
+    """Why the docker runtime cannot be tested here, or None when it can."""
+    try:
+        import docker
+
+        client = docker.from_env(timeout=10)
+        client.ping()
+        client.images.get("opskit-sandbox:latest")
+    except Exception as exc:
+        return f"docker runtime untestable here: {type(exc).__name__}: {str(exc)[:120]}"
+    return None
+
+
+DOCKER_PROBLEM = docker_problem()
+
+
+@pytest.fixture(
+    params=[
+        "process",
+        pytest.param(
+            "docker",
+            marks=[
+                pytest.mark.docker,
+                pytest.mark.skipif(DOCKER_PROBLEM is not None, reason=str(DOCKER_PROBLEM)),
+            ],
+        ),
+    ]
+)
+def sandbox_stack(request, sandbox_env, stacks):
+    """The sandbox stack (not started) on free ports, once per runtime; stopped at teardown."""
     from opskit.stack import load_stack
 
-    stack = load_stack(REPO / "sandbox" / "stack.yml", environ=sandbox_env)
+    env = dict(sandbox_env)
+    if request.param == "docker":
+        env["COMPOSE_PROJECT_NAME"] = "optest" + os.urandom(4).hex()
+    env["OPSKIT_RUNTIME"] = request.param
+    stack = load_stack(REPO / "sandbox" / "stack.yml", environ=env)
     stacks.append(stack)
     return stack
 

@@ -33,6 +33,7 @@ def by_key(report) -> dict[tuple[str, str], object]:
 def cli_env(stack) -> dict[str, str]:
     env = dict(stack.config.environ)
     env["OPSKIT_STACK"] = str(REPO / "sandbox" / "stack.yml")
+    env["OPSKIT_RUNTIME"] = stack.config.runtime
     return env
 
 
@@ -114,7 +115,7 @@ def test_concurrent_and_sequential_runs_report_the_same_checks(running_sandbox):
 @pytest.mark.parametrize("victim", ["redis", "upstream", "kong", "nginx", "backend"])
 def test_a_killed_service_is_critical_and_the_exit_code_2(started, victim):
     status = started.role(victim).unit.status()
-    os.kill(status.pid, signal.SIGKILL)
+    os.kill(status.pid, signal.SIGKILL)  # the host pid, of a process or a container's PID 1
     assert started.role(victim).unit.wait_stopped(5)
     report = run_health(started)
     checks = by_key(report)
@@ -161,8 +162,9 @@ def test_kong_with_an_empty_config_is_not_ready(started):
 
 def test_invalid_nginx_config_is_critical(started):
     nginx = started.role("nginx")
-    conf = nginx.conf_path
-    conf.write_text(conf.read_text().replace("worker_connections 1024;", "worker_connections;"))
+    conf = str(nginx.conf_path) if nginx.unit.runs_on_host else "/etc/nginx/nginx.conf"
+    broken = nginx.unit.exec(["sed", "-i", "s/worker_connections 1024;/worker_connections;/", conf])
+    assert broken.exit_code == 0, broken.output
     check = by_key(run_health(started, ["nginx"]))[("nginx", "config")]
     assert check.status == CRITICAL
     assert "nginx -t failed: [emerg]" in check.detail and "worker_connections" in check.detail
