@@ -21,6 +21,7 @@ if TYPE_CHECKING:
 
 _PHASE_LEVEL = {"failed": "ERROR", "skipped": "WARNING"}
 _PHASE_STYLE = {
+    "building": "cyan",
     "starting": "cyan",
     "waiting": "cyan",
     "stopping": "cyan",
@@ -93,7 +94,7 @@ class Progress:
 
         table = Table(show_header=False, box=None, padding=(0, 1))
         for name, (phase, detail) in self.rows.items():
-            busy = phase in ("starting", "waiting", "stopping")
+            busy = phase in ("building", "starting", "waiting", "stopping")
             marker = Spinner("dots") if busy else ""
             style = _PHASE_STYLE.get(phase, "dim")
             table.add_row(marker, name, f"[{style}]{phase}[/]", detail)

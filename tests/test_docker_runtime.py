@@ -227,3 +227,26 @@ def test_an_unreachable_engine_is_one_clear_line(write_stack, monkeypatch):
     message = str(info.value)
     assert "no engine answers on unix:///tmp/opskit-no-engine.sock" in message
     assert "--runtime process" in message
+
+
+def test_build_through_the_engine_with_progress(write_stack, stacks, engine, tmp_path):
+    context = tmp_path / "app"
+    context.mkdir()
+    (context / "Dockerfile").write_text(
+        f"FROM {SANDBOX_IMAGE}\nRUN echo built-by-opskit > /built\n"
+        'CMD ["python3", "-c", "import time; time.sleep(600)"]\n'
+    )
+    tag = f"opskit-test-build:{uuid.uuid4().hex[:8]}"
+    body = f"  app:\n    build: ./app\n    image: {tag}\n    x-opskit: {{role: http}}"
+    stack = single_service_stack(write_stack, body, "build")
+    stacks.append(stack)
+    events = []
+    try:
+        result = lifecycle.start(stack, on_event=events.append)
+        assert result.ok, [(o.service, o.detail) for o in result.outcomes]
+        building = [e.detail for e in events if e.phase == "building"]
+        assert any("RUN echo built-by-opskit" in line for line in building)
+        assert stack.role("app").unit.exec(["cat", "/built"]).output.strip() == "built-by-opskit"
+    finally:
+        lifecycle.stop(stack)
+        engine.images.remove(tag, force=True)

@@ -138,6 +138,10 @@ def start(
         running = {name for name in targets if stack.role(name).unit.status().running}
         to_start = [name for name in stack.start_order(targets) if name not in running]
         if to_start:
+            stack.runtime.build_images(
+                [stack.services[name] for name in to_start],
+                lambda service, line: emit(Event(service, "building", line)),
+            )
             _preflight(stack, to_start)
         outcomes = _walk_start(stack, targets, running, timeout, emit)
         result = LifecycleResult("start", outcomes)

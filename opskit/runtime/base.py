@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import signal
 from abc import ABC, abstractmethod
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
@@ -167,6 +168,11 @@ class Runtime(ABC):
 
     @abstractmethod
     def unit(self, spec: ServiceSpec) -> Unit: ...
+
+    def build_images(  # noqa: B027 - an optional hook: nothing to build for most runtimes
+        self, specs: list[ServiceSpec], progress: Callable[[str, str], None]
+    ) -> None:
+        """Build what the services need before they can start (docker: ``build:``)."""
 
     @abstractmethod
     def preflight(self, plans: list[tuple[ServiceSpec, Launch]]) -> list[str]:

@@ -101,6 +101,47 @@ class DockerRuntime(Runtime):
                     ):
                         network.remove()
 
+    def build_images(self, specs: list[ServiceSpec], progress) -> None:
+        """``build:`` through the engine for services whose image is not here yet.
+
+        The build's output goes to ``progress(service, line)`` as it streams; a failed build
+        raises with its last lines.
+        """
+        import docker
+
+        for spec in specs:
+            build = spec.compose.get("build")
+            if not build or self.unit(spec).container() is not None:
+                continue
+            try:
+                self.client.images.get(spec.image or "")
+                continue
+            except docker.errors.ImageNotFound:
+                pass
+            options = build if isinstance(build, dict) else {"context": build}
+            context = Path(str(options.get("context", ".")))
+            if not context.is_absolute():
+                context = self.config.project_dir / context
+            tag = spec.image or f"{self.project}-{spec.name}"
+            lines: list[str] = []
+            stream = self.client.api.build(
+                path=str(context),
+                dockerfile=options.get("dockerfile"),
+                tag=tag,
+                buildargs={k: str(v) for k, v in (options.get("args") or {}).items()},
+                rm=True,
+                decode=True,
+                labels={STACK_LABEL: self.project},
+            )
+            for chunk in stream:
+                if "error" in chunk:
+                    detail = " | ".join([*lines[-5:], chunk["error"].strip()])
+                    raise OpskitError(f"{spec.name}: building {tag} failed: {detail}")
+                text = (chunk.get("stream") or "").strip()
+                if text:
+                    lines.append(text)
+                    progress(spec.name, text)
+
     def preflight(self, plans: list[tuple[ServiceSpec, Launch]]) -> list[str]:
         import docker
 
@@ -113,9 +154,9 @@ class DockerRuntime(Runtime):
             unit = self.unit(spec)
             if unit.container() is not None:
                 continue  # exists (stopped): it is started as it is
-            if not spec.image:
+            if not spec.image and not spec.compose.get("build"):
                 problems.append(f"{spec.name}: no image: in the Compose file")
-            else:
+            elif spec.image:
                 try:
                     self.client.images.get(spec.image)
                 except docker.errors.ImageNotFound:
@@ -223,7 +264,7 @@ class DockerUnit(Unit):
 
         spec, compose = self.spec, self.spec.compose
         arguments: dict[str, Any] = {
-            "image": spec.image,
+            "image": spec.image or f"{self.runtime.project}-{spec.name}",
             "name": self.container_name,
             "detach": True,
             "labels": {
