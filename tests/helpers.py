@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import time
+from dataclasses import asdict, is_dataclass
 
 from .conftest import PYTHON, free_port
 
@@ -67,3 +68,17 @@ def wait_for_log_line(unit, prefix: str, timeout: float = 5.0) -> str:
                 return line
         assert time.monotonic() < deadline, f"no log line starting with {prefix!r}"
         time.sleep(0.02)
+
+
+def assert_healthy(checks) -> int:
+    """Every check OK — except that the host's may warn: load, memory and disk belong to the
+    machine running the tests (a busy CI box), not to the stack. Returns the exit code that
+    state means (0, or 1 for host warnings) for the caller to compare with what it got."""
+    items = [asdict(c) if is_dataclass(c) else c for c in checks]
+    bad = [
+        c
+        for c in items
+        if c["status"] != "OK" and not (c["service"] == "host" and c["status"] == "WARNING")
+    ]
+    assert not bad, bad
+    return 1 if any(c["status"] != "OK" for c in items) else 0

