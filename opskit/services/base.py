@@ -160,6 +160,3 @@ class Role:
             return ("OK" if probe.ready else "CRITICAL"), probe.detail
 
         return Check(name, run)
-
-    def close(self) -> None:
-        """Release per-role resources (the shared HTTP client lives for the process)."""
