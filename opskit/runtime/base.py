@@ -7,6 +7,7 @@ service is a local process or a container.
 from __future__ import annotations
 
 import signal
+import time
 from abc import ABC, abstractmethod
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -104,9 +105,21 @@ class Unit(ABC):
     def send_signal(self, sig: signal.Signals) -> bool:
         """Signal the unit's main process; False when it is not running."""
 
-    @abstractmethod
     def wait_stopped(self, timeout: float) -> bool:
-        """Wait up to ``timeout`` seconds for the unit to exit; True once it has."""
+        """Wait up to ``timeout`` seconds for the unit to exit; True once it has.
+
+        Polls :meth:`status`, first after 10 ms, backing off to 100 ms.
+        """
+        deadline = time.monotonic() + timeout
+        interval = 0.01
+        while True:
+            if not self.status().running:
+                return True
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                return False
+            time.sleep(min(interval, remaining))
+            interval = min(interval * 1.5, 0.1)
 
     @abstractmethod
     def kill(self) -> None:

@@ -15,12 +15,12 @@ from __future__ import annotations
 import contextlib
 import os
 import threading
-import time
 from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from opskit.errors import OpskitError, RuntimeUnavailableError
+from opskit.runtime import host
 from opskit.runtime.base import (
     ABSENT,
     EXITED,
@@ -390,20 +390,8 @@ class DockerUnit(Unit):
 
     def stats(self) -> UnitStats | None:
         """From the container's processes on the host (cheap), not `docker stats` (slow)."""
-        import psutil
-
         status = self.status()
-        if not status.running or not status.pid:
-            return None
-        try:
-            leader = psutil.Process(status.pid)
-            members = [leader, *leader.children(recursive=True)]
-            rss = sum(p.memory_info().rss for p in members)
-            cpu = sum(sum(p.cpu_times()[:2]) for p in members)
-            age = max(time.time() - leader.create_time(), 1e-3)
-        except psutil.Error:
-            return None
-        return UnitStats(rss_bytes=rss, cpu_percent=100.0 * cpu / age)
+        return host.process_tree_stats(status.pid) if status.running and status.pid else None
 
     # -- control -------------------------------------------------------------------------------
 
@@ -418,17 +406,6 @@ class DockerUnit(Unit):
         except docker.errors.APIError:
             return False
         return True
-
-    def wait_stopped(self, timeout: float) -> bool:
-        deadline = time.monotonic() + timeout
-        interval = 0.02
-        while True:
-            if not self.status().running:
-                return True
-            if time.monotonic() >= deadline:
-                return False
-            time.sleep(min(interval, max(deadline - time.monotonic(), 0)))
-            interval = min(interval * 1.5, 0.2)
 
     def kill(self) -> None:
         import docker

@@ -26,6 +26,7 @@ from pathlib import Path
 from opskit.config import INHERITED_VARIABLES, ServiceSpec, StackConfig
 from opskit.errors import OpskitError, RuntimeUnavailableError
 from opskit.files import atomic_write_json, private_dir, read_json, tail_lines
+from opskit.runtime import host
 from opskit.runtime.base import (
     ABSENT,
     EXITED,
@@ -268,18 +269,6 @@ class ProcessUnit(Unit):
             return False
         return True
 
-    def wait_stopped(self, timeout: float) -> bool:
-        deadline = time.monotonic() + timeout
-        interval = 0.01
-        while True:
-            if not self.status().running:
-                return True
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
-                return False
-            time.sleep(min(interval, remaining))
-            interval = min(interval * 1.5, 0.1)
-
     def kill(self) -> None:
         """SIGKILL every process of the unit's group that is provably ours."""
         import psutil
@@ -327,25 +316,8 @@ class ProcessUnit(Unit):
     # -- logs and addresses ----------------------------------------------------------------------
 
     def stats(self) -> UnitStats | None:
-        import psutil
-
         record = self._record()
-        if record is None:
-            return None
-        rss, cpu_seconds, oldest = 0, 0.0, None
-        try:
-            members = [psutil.Process(pid) for pid in _descendants(record["pid"])]
-        except psutil.Error:
-            return None
-        for process in members:
-            with contextlib.suppress(psutil.Error), process.oneshot():
-                rss += process.memory_info().rss
-                times = process.cpu_times()
-                cpu_seconds += times.user + times.system
-                created = process.create_time()
-                oldest = created if oldest is None else min(oldest, created)
-        age = max(time.time() - (oldest or time.time()), 1e-3)
-        return UnitStats(rss_bytes=rss, cpu_percent=100.0 * cpu_seconds / age)
+        return host.process_tree_stats(record["pid"]) if record else None
 
     def log_tail(self, lines: int = 20) -> list[str]:
         return tail_lines(self.logfile, lines)
@@ -381,33 +353,6 @@ def _group_members(pgid: int, leader_create_time: float | None) -> list:
         except (ProcessLookupError, psutil.Error):
             continue
     return members
-
-
-def _descendants(pid: int) -> list[int]:
-    """``pid`` and its descendants, read from /proc/<pid>/task/<tid>/children.
-
-    One small read per process instead of psutil's scan of every /proc entry; this runs in
-    every health check of every service. Falls back to psutil where the kernel lacks the file.
-    """
-    import psutil
-
-    found, todo = [], [pid]
-    while todo:
-        current = todo.pop()
-        found.append(current)
-        try:
-            tasks = os.listdir(f"/proc/{current}/task")
-            for tid in tasks:
-                with open(f"/proc/{current}/task/{tid}/children") as handle:
-                    todo.extend(int(child) for child in handle.read().split())
-        except FileNotFoundError:
-            if current == pid and not os.path.exists(f"/proc/{pid}"):
-                raise psutil.NoSuchProcess(pid) from None
-            if current == pid:  # no children file on this kernel
-                return [pid, *(p.pid for p in psutil.Process(pid).children(recursive=True))]
-        except OSError:
-            continue
-    return found
 
 
 def rotate_log(path: Path, max_bytes: int, keep: int) -> None:
