@@ -251,3 +251,19 @@ def test_build_through_the_engine_with_progress(write_stack, stacks, engine, tmp
     finally:
         lifecycle.stop(stack)
         engine.images.remove(tag, force=True)
+
+
+def test_an_unhealthy_container_fails_the_start_gate_at_once(write_stack, stacks):
+    body = (
+        "  sick:\n"
+        f"    image: {SANDBOX_IMAGE}\n"
+        "    command: [python3, -c, 'import time; time.sleep(600)']\n"
+        "    healthcheck: {test: [CMD, 'false'], interval: 1s, timeout: 1s, retries: 1}\n"
+        f"    x-opskit: {{role: http, url: 'http://127.0.0.1:{free_port()}/', start_timeout: 60s}}"
+    )
+    stack = single_service_stack(write_stack, body, "sick")
+    stacks.append(stack)
+    outcome = lifecycle.start(stack).outcome("sick")
+    assert outcome.state == lifecycle.FAILED
+    assert outcome.detail.startswith("the container's HEALTHCHECK reports unhealthy")
+    assert outcome.seconds < 20  # not the 60 s start timeout
