@@ -11,6 +11,7 @@ opskit) when it is not set, so sandbox services can be started with the same Pyt
 
 from __future__ import annotations
 
+import difflib
 import os
 import shlex
 import sys
@@ -22,12 +23,17 @@ from typing import Any
 from opskit.durations import parse_duration, parse_size
 from opskit.errors import ConfigError
 from opskit.interpolate import InterpolationError, interpolate_tree
+from opskit.options import OptionReader
+from opskit.vocabulary import RoleKind
 
 RUNTIMES = ("process", "docker")
 DEFAULT_RUNTIME = "docker"
 DEPENDENCY_CONDITIONS = ("service_started", "service_healthy")
 DEFAULT_START_TIMEOUT = 60.0
 DEFAULT_GRACE_PERIOD = 10.0
+MAX_PORT = 65535
+# Per-service x-opskit keys every role shares; the rest belong to the role (Role.parse_options).
+COMMON_SERVICE_KEYS = ("role", "process", "start_timeout")
 
 # Variables a process-runtime service inherits from opskit's own environment. Everything else
 # comes from the stack file, so an operator's shell secrets never leak into services.
@@ -79,7 +85,7 @@ class ServiceSpec:
     """One service: its Compose fields plus the ``x-opskit`` options its role reads."""
 
     name: str
-    role: str
+    role: RoleKind
     image: str | None = None
     command: tuple[str, ...] = ()
     environment: Mapping[str, str] = field(default_factory=dict)
@@ -92,14 +98,16 @@ class ServiceSpec:
     container_name: str | None = None
     labels: Mapping[str, str] = field(default_factory=dict)
     process: ProcessSettings = field(default_factory=ProcessSettings)
+    #: The role's own ``x-opskit`` keys, raw; the role reads them into typed settings at load.
     options: Mapping[str, Any] = field(default_factory=dict)
     compose: Mapping[str, Any] = field(default_factory=dict)
+    start_timeout_option: float | None = None
 
     @property
     def start_timeout(self) -> float:
-        """Readiness budget: the healthcheck's own, else ``x-opskit.start_timeout``, else 60 s."""
-        if "start_timeout" in self.options:
-            return float(self.options["start_timeout"])
+        """Readiness budget: ``x-opskit.start_timeout``, else the healthcheck's own, else 60 s."""
+        if self.start_timeout_option is not None:
+            return self.start_timeout_option
         if self.healthcheck and not self.healthcheck.disabled:
             return max(self.healthcheck.start_budget, 1.0)
         return DEFAULT_START_TIMEOUT
@@ -119,6 +127,35 @@ class LogSettings:
 
 
 @dataclass(frozen=True)
+class HealthSettings:
+    """``x-opskit.health`` (percentages are of capacity used)."""
+
+    check_timeout: float = 5.0
+    deadline: float = 30.0
+    e2e_timeout: float = 15.0
+    # 1-minute load per core: 1.0 is every core busy, which is work, not trouble; a queue of
+    # two and four runnable tasks per core is where latency suffers (Nagios check_load habits).
+    load_warning: float = 2.0
+    load_critical: float = 4.0
+    memory_warning: float = 90.0
+    memory_critical: float = 95.0
+    disk_warning: float = 90.0
+    disk_critical: float = 95.0
+
+    @classmethod
+    def read(cls, reader: OptionReader) -> HealthSettings:
+        defaults = cls()
+        values: dict[str, float] = {}
+        for name in ("check_timeout", "deadline", "e2e_timeout"):
+            values[name] = reader.positive_duration(name, getattr(defaults, name))
+        for name in cls.__dataclass_fields__:
+            if name not in values:
+                values[name] = reader.number(name, getattr(defaults, name), high=100_000)
+        reader.finish()
+        return cls(**values)
+
+
+@dataclass(frozen=True)
 class StackConfig:
     """Everything read from one stack file, already interpolated and validated."""
 
@@ -131,6 +168,8 @@ class StackConfig:
     environ: Mapping[str, str]
     logs: LogSettings = field(default_factory=LogSettings)
     min_free_disk: int = 100 * 1024 * 1024
+    health: HealthSettings = field(default_factory=HealthSettings)
+    backups_dir: Path | None = None
     options: Mapping[str, Any] = field(default_factory=dict)
 
 
@@ -290,11 +329,28 @@ class _Reader:
             keep=self.integer(logs_raw.get("keep", 3), "x-opskit.logs.keep", minimum=1),
         )
         min_free = self._size(top.get("min_free_disk", "100MB"), "x-opskit.min_free_disk")
+        top_reader = OptionReader(
+            self.label,
+            "x-opskit",
+            top,
+            self.project_dir,
+            ignored=("runtime", "state_dir", "logs", "min_free_disk", "alerts"),
+        )
+        health = HealthSettings.read(top_reader.section("health"))
+        backups = top_reader.section("backups")
+        backups_dir = self.path(backups.string("dir", "backups"), "x-opskit.backups.dir")
+        backups.mapping("keep")
+        backups.finish()
+        top_reader.finish()
+        for key in logs_raw:
+            if key not in ("max_size", "keep"):
+                raise self.fail(f"x-opskit.logs.{key}", "unknown key; known: keep, max_size")
 
         services = {
             str(svc_name): self.service(str(svc_name), body, runtime)
             for svc_name, body in services_raw.items()
         }
+        self._check_published_ports(services)
         for svc in services.values():
             for dependency in svc.depends_on:
                 if dependency not in services:
@@ -313,8 +369,33 @@ class _Reader:
             environ=dict(self.variables),
             logs=logs,
             min_free_disk=min_free,
+            health=health,
+            backups_dir=backups_dir,
             options=top,
         )
+
+    def _check_published_ports(self, services: Mapping[str, ServiceSpec]) -> None:
+        """Two services cannot publish one host port: the second would fail after the first
+        started. Named with both keys, before anything runs."""
+        seen: dict[tuple[str, int, str], str] = {}
+        for spec in services.values():
+            for index, mapping in enumerate(spec.ports):
+                if mapping.host_port is None:
+                    continue
+                host = "" if mapping.host_ip in ("", "0.0.0.0") else mapping.host_ip
+                key = f"services.{spec.name}.ports[{index}]"
+                for candidate in {
+                    (host, mapping.host_port, mapping.protocol),
+                    ("", mapping.host_port, mapping.protocol),
+                }:
+                    other = seen.get(candidate)
+                    if other is not None:
+                        raise self.fail(
+                            key, f"host port {mapping.host_port} is already published by {other}"
+                        )
+                seen[(host, mapping.host_port, mapping.protocol)] = key
+                if host == "":  # 0.0.0.0 covers every address
+                    seen[("", mapping.host_port, mapping.protocol)] = key
 
     def _size(self, value: Any, key: str) -> int:
         try:
@@ -323,27 +404,32 @@ class _Reader:
             raise self.fail(key, str(exc)) from None
 
     def service(self, name: str, body: Any, runtime: str) -> ServiceSpec:
-        from opskit.services import ROLE_NAMES, infer_role
-
         key = f"services.{name}"
         body = self.mapping(body, key)
         extension = self.mapping(body.get("x-opskit"), f"{key}.x-opskit")
         image = self.string(body["image"], f"{key}.image") if "image" in body else None
 
-        role = extension.get("role")
-        if role is None:
-            role = infer_role(image)
-        elif role not in ROLE_NAMES:
-            raise self.fail(
-                f"{key}.x-opskit.role", f"expected one of {', '.join(ROLE_NAMES)}, got {role!r}"
-            )
+        role_name = extension.get("role")
+        if role_name is None:
+            role = RoleKind.infer(image)
+        else:
+            try:
+                role = RoleKind(role_name)
+            except ValueError:
+                allowed = ", ".join(kind.value for kind in RoleKind)
+                raise self.fail(
+                    f"{key}.x-opskit.role", f"expected one of {allowed}, got {role_name!r}"
+                ) from None
 
-        process = self.process(extension.get("process"), f"{key}.x-opskit.process")
-        options = {k: v for k, v in extension.items() if k not in ("role", "process")}
-        if "start_timeout" in options:
-            options["start_timeout"] = self.duration(
-                options["start_timeout"], f"{key}.x-opskit.start_timeout"
+        process = self.process(extension.get("process"), f"{key}.x-opskit.process", runtime)
+        options = {k: v for k, v in extension.items() if k not in COMMON_SERVICE_KEYS}
+        start_timeout = None
+        if extension.get("start_timeout") is not None:
+            start_timeout = self.duration(
+                extension["start_timeout"], f"{key}.x-opskit.start_timeout"
             )
+            if start_timeout <= 0:
+                raise self.fail(f"{key}.x-opskit.start_timeout", "expected a duration above zero")
 
         return ServiceSpec(
             name=name,
@@ -368,14 +454,25 @@ class _Reader:
             process=process,
             options=options,
             compose=body,
+            start_timeout_option=start_timeout,
         )
 
-    def process(self, value: Any, key: str) -> ProcessSettings:
+    def process(self, value: Any, key: str, runtime: str) -> ProcessSettings:
         raw = self.mapping(value, key)
+        for name in raw:
+            if name not in ("command", "cwd", "environment"):
+                close = difflib.get_close_matches(str(name), ["command", "cwd", "environment"], 1)
+                hint = f" (did you mean {close[0]}?)" if close else ""
+                raise self.fail(
+                    f"{key}.{name}", f"unknown key{hint}; known: command, cwd, environment"
+                )
         environment = self.mapping(raw.get("environment"), f"{key}.environment")
+        cwd = self.path(raw["cwd"], f"{key}.cwd") if raw.get("cwd") else None
+        if cwd is not None and runtime == "process" and not cwd.is_dir():
+            raise self.fail(f"{key}.cwd", f"directory {cwd} not found")
         return ProcessSettings(
             command=self.command(raw.get("command"), f"{key}.command"),
-            cwd=self.path(raw["cwd"], f"{key}.cwd") if raw.get("cwd") else None,
+            cwd=cwd,
             environment={
                 str(k): self._env_value(v, f"{key}.environment.{k}", str(k))
                 for k, v in environment.items()
@@ -435,11 +532,23 @@ class _Reader:
         return tuple(self._port(item, f"{key}[{index}]") for index, item in enumerate(value))
 
     def _port(self, item: Any, key: str) -> PortMapping:
+        mapping = self._port_mapping(item, key)
+        for number, where in ((mapping.container_port, "container"), (mapping.host_port, "host")):
+            if number is not None and not 1 <= number <= MAX_PORT:
+                raise self.fail(
+                    key,
+                    f"{where} port {number} is out of range (expected 1-{MAX_PORT}), got {item!r}",
+                )
+        if mapping.protocol not in ("tcp", "udp", "sctp"):
+            raise self.fail(key, f"expected protocol tcp, udp or sctp, got {mapping.protocol!r}")
+        return mapping
+
+    def _port_mapping(self, item: Any, key: str) -> PortMapping:
         if isinstance(item, dict):
             return PortMapping(
-                container_port=self.integer(item.get("target"), f"{key}.target", 1),
+                container_port=self.integer(item.get("target"), f"{key}.target", 0),
                 host_port=(
-                    self.integer(item["published"], f"{key}.published", 1)
+                    self.integer(item["published"], f"{key}.published", 0)
                     if item.get("published") not in (None, "")
                     else None
                 ),

@@ -14,35 +14,40 @@ import time
 from typing import IO, TYPE_CHECKING
 
 from opskit.redact import Redactor
+from opskit.vocabulary import CheckStatus, Phase, StepOutcome, UnitState
 
 if TYPE_CHECKING:
-    from opskit.ops.lifecycle import Event, LifecycleResult, StatusResult
+    from opskit.ops.engine import Event, OperationResult
+    from opskit.ops.lifecycle import StatusResult
     from opskit.report import Report
 
-_PHASE_LEVEL = {"failed": "ERROR", "skipped": "WARNING"}
+_PHASE_LEVEL = {Phase.FAILED: "ERROR", Phase.SKIPPED: "WARNING"}
 _PHASE_STYLE = {
-    "building": "cyan",
-    "starting": "cyan",
-    "waiting": "cyan",
-    "stopping": "cyan",
-    "ready": "green",
-    "stopped": "green",
-    "failed": "bold red",
-    "skipped": "yellow",
+    Phase.READY: "green",
+    Phase.STOPPED: "green",
+    Phase.DONE: "green",
+    Phase.FAILED: "bold red",
+    Phase.SKIPPED: "yellow",
 }
-_REPORT_STYLE = {"OK": "green", "WARNING": "yellow", "CRITICAL": "bold red", "UNKNOWN": "magenta"}
-_STATE_STYLE = {
-    "started": "green",
-    "already running": "green",
-    "stopped": "green",
-    "not running": "dim",
-    "killed": "yellow",
-    "failed": "bold red",
-    "skipped": "yellow",
-    "running": "green",
-    "exited": "red",
-    "absent": "dim",
+_REPORT_STYLE = {
+    CheckStatus.OK: "green",
+    CheckStatus.WARNING: "yellow",
+    CheckStatus.CRITICAL: "bold red",
+    CheckStatus.UNKNOWN: "magenta",
 }
+_STEP_STYLE = {
+    StepOutcome.STARTED: "green",
+    StepOutcome.ALREADY_RUNNING: "green",
+    StepOutcome.STOPPED: "green",
+    StepOutcome.DONE: "green",
+    StepOutcome.UNCHANGED: "green",
+    StepOutcome.NOT_RUNNING: "dim",
+    StepOutcome.UNSUPPORTED: "dim",
+    StepOutcome.KILLED: "yellow",
+    StepOutcome.FAILED: "bold red",
+    StepOutcome.SKIPPED: "yellow",
+}
+_UNIT_STYLE = {UnitState.RUNNING: "green", UnitState.EXITED: "red", UnitState.ABSENT: "dim"}
 
 
 def timestamp() -> str:
@@ -60,7 +65,7 @@ class Progress:
         self.redact = redact
         self.stream = stream or sys.stderr
         self.interactive = self.stream.isatty()
-        self.rows: dict[str, tuple[str, str]] = {name: ("pending", "") for name in services}
+        self.rows: dict[str, tuple[Phase | None, str]] = {name: (None, "") for name in services}
         self._live = None
         self._lock = threading.Lock()  # events arrive from the worker threads of one start
 
@@ -85,7 +90,7 @@ class Progress:
                 self._live.update(self._table())
             else:
                 level = _PHASE_LEVEL.get(event.phase, "INFO")
-                text = f"{event.service}: {event.phase}" + (f" — {detail}" if detail else "")
+                text = f"{event.service}: {event.phase.value}" + (f" — {detail}" if detail else "")
                 log_line(level, text, self.stream)
 
     def _table(self):
@@ -94,15 +99,15 @@ class Progress:
 
         table = Table(show_header=False, box=None, padding=(0, 1))
         for name, (phase, detail) in self.rows.items():
-            busy = phase in ("building", "starting", "waiting", "stopping")
-            marker = Spinner("dots") if busy else ""
-            style = _PHASE_STYLE.get(phase, "dim")
-            table.add_row(marker, name, f"[{style}]{phase}[/]", detail)
+            marker = Spinner("dots") if phase is not None and phase.busy else ""
+            style = _PHASE_STYLE.get(phase, "cyan" if phase is not None else "dim")
+            label = phase.value if phase is not None else "pending"
+            table.add_row(marker, name, f"[{style}]{label}[/]", detail)
         return table
 
 
 def print_lifecycle(
-    result: LifecycleResult, redact: Redactor, stream: IO[str] | None = None
+    result: OperationResult, redact: Redactor, stream: IO[str] | None = None
 ) -> None:
     """Summary table after start/stop/restart, with the log tail of each failed service."""
     from rich.console import Console
@@ -115,10 +120,10 @@ def print_lifecycle(
     for column in ("service", "result", "time", "detail"):
         table.add_column(column)
     for outcome in result.outcomes:
-        style = _STATE_STYLE.get(outcome.state, "")
+        style = _STEP_STYLE.get(outcome.state, "")
         table.add_row(
             outcome.service,
-            f"[{style}]{outcome.state}[/]",
+            f"[{style}]{outcome.state.value}[/]",
             f"{outcome.seconds:.2f}s",
             redact(outcome.detail),
         )
@@ -139,7 +144,8 @@ def print_report(report: Report, stream: IO[str] | None = None) -> None:
     summary = report.summary
     style = _REPORT_STYLE[report.status]
     title = (
-        f"health of {report.target}: [{style}]{report.status}[/] — {summary['total']} checks, "
+        f"health of {report.target}: [{style}]{report.status.value}[/] — "
+        f"{summary['total']} checks, "
         f"{summary['OK']} OK, {summary['WARNING']} warning, {summary['CRITICAL']} critical, "
         f"{summary['UNKNOWN']} unknown"
     )
@@ -150,7 +156,7 @@ def print_report(report: Report, stream: IO[str] | None = None) -> None:
         table.add_row(
             check.service,
             check.name,
-            f"[{_REPORT_STYLE[check.status]}]{check.status}[/]",
+            f"[{_REPORT_STYLE[check.status]}]{check.status.value}[/]",
             f"{check.duration_ms:.0f}",
             check.detail,
         )
@@ -167,14 +173,14 @@ def print_status(result: StatusResult, stream: IO[str] | None = None) -> None:
         table.add_column(column)
     for row in result.rows:
         status = row.status
-        state = status.state
-        if state == "exited":
+        state = status.state.value
+        if status.state is UnitState.EXITED:
             state = f"exited({'?' if status.exit_code is None else status.exit_code})"
         uptime = status.uptime(result.checked_at)
         table.add_row(
             row.service,
-            row.role,
-            f"[{_STATE_STYLE.get(status.state, '')}]{state}[/]",
+            str(row.role),
+            f"[{_UNIT_STYLE.get(status.state, '')}]{state}[/]",
             str(status.pid or "-") if status.running else "-",
             _duration(uptime) if uptime is not None else "-",
             status.detail,
@@ -190,8 +196,8 @@ def status_json(result: StatusResult) -> str:
             "services": [
                 {
                     "service": row.service,
-                    "role": row.role,
-                    "state": row.status.state,
+                    "role": str(row.role),
+                    "state": row.status.state.value,
                     "pid": row.status.pid if row.status.running else None,
                     "started_at": row.status.started_at,
                     "uptime_s": row.status.uptime(result.checked_at),

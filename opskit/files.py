@@ -12,7 +12,7 @@ import json
 import os
 import tempfile
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 
 def private_dir(path: Path) -> Path:
@@ -87,3 +87,28 @@ def _fsync_dir(path: Path) -> None:
             os.fsync(fd)
         finally:
             os.close(fd)
+
+
+def copy_private(source: Path, destination: Path) -> None:
+    """Copy ``source`` to ``destination`` atomically, mode 0600 (its directory 0700 if new)."""
+    private_dir(destination.parent)
+    with source.open("rb") as data:
+        write_stream_private(data, destination)
+
+
+def write_stream_private(data: BinaryIO, destination: Path) -> None:
+    """Write what ``data`` yields to ``destination``: temp file, 0600, fsync, rename."""
+    fd, tmp = tempfile.mkstemp(dir=destination.parent, prefix=f".{destination.name}.")
+    try:
+        os.fchmod(fd, 0o600)
+        with os.fdopen(fd, "wb") as out:
+            while chunk := data.read(1 << 20):
+                out.write(chunk)
+            out.flush()
+            os.fsync(out.fileno())
+        os.replace(tmp, destination)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        raise
+    _fsync_dir(destination.parent)

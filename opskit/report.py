@@ -10,26 +10,33 @@ from __future__ import annotations
 
 import json
 import time
-from dataclasses import asdict, dataclass, field
-from xml.etree import ElementTree
+from dataclasses import dataclass, field
 
-OK = "OK"
-WARNING = "WARNING"
-CRITICAL = "CRITICAL"
-UNKNOWN = "UNKNOWN"
-STATUSES = (OK, WARNING, CRITICAL, UNKNOWN)
-EXIT_CODES = {OK: 0, WARNING: 1, CRITICAL: 2, UNKNOWN: 3}
-# Which status wins when checks disagree: any CRITICAL makes the report CRITICAL, and so on.
-_SEVERITY = {OK: 0, WARNING: 1, UNKNOWN: 2, CRITICAL: 3}
+from opskit.vocabulary import CheckStatus
+
+# The members under their short names, for callers of the first release.
+OK = CheckStatus.OK
+WARNING = CheckStatus.WARNING
+CRITICAL = CheckStatus.CRITICAL
+UNKNOWN = CheckStatus.UNKNOWN
 
 
 @dataclass
 class CheckResult:
     name: str
     service: str
-    status: str
+    status: CheckStatus
     detail: str = ""
     duration_ms: float = 0.0
+
+    def to_dict(self) -> dict:
+        return {
+            "name": self.name,
+            "service": self.service,
+            "status": self.status.value,
+            "detail": self.detail,
+            "duration_ms": self.duration_ms,
+        }
 
 
 @dataclass
@@ -41,27 +48,27 @@ class Report:
     )
 
     @property
-    def status(self) -> str:
+    def status(self) -> CheckStatus:
         if not self.checks:
-            return UNKNOWN
-        return max((c.status for c in self.checks), key=_SEVERITY.__getitem__)
+            return CheckStatus.UNKNOWN
+        return max((c.status for c in self.checks), key=lambda status: status.severity)
 
     @property
     def exit_code(self) -> int:
-        return EXIT_CODES[self.status]
+        return int(self.status.exit_code)
 
     @property
     def summary(self) -> dict:
-        counts = {status: 0 for status in STATUSES}
+        counts = {status.value: 0 for status in CheckStatus}
         for check in self.checks:
-            counts[check.status] += 1
-        return {"status": self.status, "total": len(self.checks), **counts}
+            counts[check.status.value] += 1
+        return {"status": self.status.value, "total": len(self.checks), **counts}
 
     def to_dict(self) -> dict:
         return {
             "timestamp": self.timestamp,
             "target": self.target,
-            "checks": [asdict(check) for check in self.checks],
+            "checks": [check.to_dict() for check in self.checks],
             "summary": self.summary,
             "exit_code": self.exit_code,
         }
@@ -71,13 +78,15 @@ class Report:
 
     def to_junit(self) -> str:
         """One ``<testcase>`` per check: CRITICAL/WARNING are failures, UNKNOWN an error."""
+        from xml.etree import ElementTree
+
         summary = self.summary
         suite = ElementTree.Element(
             "testsuite",
             name=f"opskit health: {self.target}",
             tests=str(summary["total"]),
-            failures=str(summary[CRITICAL] + summary[WARNING]),
-            errors=str(summary[UNKNOWN]),
+            failures=str(summary["CRITICAL"] + summary["WARNING"]),
+            errors=str(summary["UNKNOWN"]),
             skipped="0",
             timestamp=self.timestamp,
             time=f"{sum(c.duration_ms for c in self.checks) / 1000:.3f}",
@@ -90,13 +99,15 @@ class Report:
                 name=check.name,
                 time=f"{check.duration_ms / 1000:.3f}",
             )
-            if check.status in (CRITICAL, WARNING):
+            if check.status in (CheckStatus.CRITICAL, CheckStatus.WARNING):
                 failure = ElementTree.SubElement(
-                    case, "failure", type=check.status, message=check.detail
+                    case, "failure", type=check.status.value, message=check.detail
                 )
                 failure.text = f"{check.status}: {check.detail}"
-            elif check.status == UNKNOWN:
-                error = ElementTree.SubElement(case, "error", type=UNKNOWN, message=check.detail)
+            elif check.status is CheckStatus.UNKNOWN:
+                error = ElementTree.SubElement(
+                    case, "error", type=check.status.value, message=check.detail
+                )
                 error.text = f"UNKNOWN: {check.detail}"
             else:
                 ElementTree.SubElement(case, "system-out").text = check.detail
@@ -105,7 +116,7 @@ class Report:
 
     def one_line(self) -> str:
         """``HEALTH CRITICAL - 2 of 21 checks failing: kong.ready: …; …`` (for cron and Nagios)."""
-        bad = [c for c in self.checks if c.status != OK]
+        bad = [c for c in self.checks if c.status is not CheckStatus.OK]
         head = f"HEALTH {self.status} - {len(self.checks)} checks"
         if not bad:
             return f"{head}, all OK"

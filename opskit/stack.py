@@ -24,10 +24,11 @@ if TYPE_CHECKING:
 class Stack:
     """A validated stack: services, graph and runtime. Build it with :func:`load_stack`."""
 
-    def __init__(self, config: StackConfig):
+    def __init__(self, config: StackConfig, role_options: Mapping[str, object] | None = None):
         self.config = config
         self._runtime: Runtime | None = None
         self._roles: dict[str, Role] = {}
+        self._role_options = dict(role_options or {})
         self._check_graph()
 
     # -- identity ------------------------------------------------------------------------------
@@ -62,32 +63,23 @@ class Stack:
 
     def start_order(self, names: Iterable[str] | None = None) -> list[str]:
         """Topological order (dependencies first) restricted to ``names``; ties keep file order."""
-        wanted = [name for name in self.services if names is None or name in set(names)]
+        wanted = set(self.services) if names is None else set(names)
+        position = {name: index for index, name in enumerate(self.services)}
+        waiting = {
+            name: {dep for dep in self.dependencies(name) if dep in wanted} for name in wanted
+        }
         placed: list[str] = []
-        while len(placed) < len(wanted):
-            for name in wanted:
-                if name not in placed and all(
-                    dep in placed or dep not in wanted for dep in self.dependencies(name)
-                ):
-                    placed.append(name)
-                    break
+        ready = sorted((n for n, deps in waiting.items() if not deps), key=position.__getitem__)
+        while ready:
+            name = ready.pop(0)
+            placed.append(name)
+            for dependent in self.dependents(name):
+                if dependent in waiting and name in waiting[dependent]:
+                    waiting[dependent].discard(name)
+                    if not waiting[dependent]:
+                        ready.append(dependent)
+                        ready.sort(key=position.__getitem__)
         return placed
-
-    def sorter(self, names: Iterable[str] | None = None, reverse: bool = False):
-        """A prepared :class:`graphlib.TopologicalSorter` over ``names``.
-
-        Forward: a service becomes ready once its dependencies are done (start). Reverse: once
-        its dependents are done (stop). Callers use ``get_ready``/``done`` to run whole graph
-        levels concurrently.
-        """
-        wanted = set(self.services if names is None else names)
-        graph: dict[str, set[str]] = {}
-        for name in wanted:
-            edges = self.dependents(name) if reverse else self.dependencies(name)
-            graph[name] = {other for other in edges if other in wanted}
-        sorter = graphlib.TopologicalSorter(graph)
-        sorter.prepare()
-        return sorter
 
     def resolve(self, names: Iterable[str] | None) -> list[str]:
         """Validate service names from the command line; ``None`` or empty means all."""
@@ -140,7 +132,10 @@ class Stack:
             from opskit.services import role_class
 
             spec = self.services[name]
-            self._roles[name] = role_class(spec.role)(spec, self.runtime.unit(spec), self.config)
+            options = self._role_options.get(name)
+            self._roles[name] = role_class(spec.role)(
+                spec, self.runtime.unit(spec), self.config, options
+            )
         return self._roles[name]
 
     def secrets(self) -> list[str]:
@@ -159,7 +154,8 @@ def load_stack(
     from opskit.services import role_class
 
     config = load_config(path, environ=environ, runtime=runtime)
-    stack = Stack(config)
-    for spec in config.services.values():
-        role_class(spec.role).check(spec, config)
-    return stack
+    options = {
+        name: role_class(spec.role).parse_options(spec, config)
+        for name, spec in config.services.items()
+    }
+    return Stack(config, options)

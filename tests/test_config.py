@@ -210,7 +210,8 @@ def test_service_without_a_command_for_the_process_runtime(write_stack):
     assert "runtime 'process'" in error.problem
 
 
-def test_roles_that_bring_their_own_command_need_none(write_stack):
+def test_roles_that_bring_their_own_command_need_none(write_stack, tmp_path):
+    (tmp_path / "nginx.conf.template").write_text("events {}\n")
     path = write_stack(
         """
         x-opskit: {runtime: process}

@@ -284,12 +284,10 @@ def test_fail_secure_probe_passes_and_redis_is_back(started):
 
 
 def test_fail_secure_never_leaves_redis_down_even_on_ctrl_c(started, mocker):
-    redis_role, nginx = started.role("redis"), started.role("nginx")
-    host, port = nginx.address()
-    url = f"http://{host}:{port}/v1/messages"
+    redis_role = started.role("redis")
     mocker.patch.object(e2e, "_send", side_effect=KeyboardInterrupt)  # Ctrl-C mid-probe
     with pytest.raises(KeyboardInterrupt):
-        e2e._fail_secure(redis_role, url, "key", time.sleep)
+        e2e.fail_secure_drill(started)
     assert redis_role.unit.status().running
     assert redis_role.probe_ready().ready
 

@@ -7,19 +7,23 @@ service is a local process or a container.
 from __future__ import annotations
 
 import signal
-import time
 from abc import ABC, abstractmethod
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import TYPE_CHECKING
+
+from opskit.polling import deadline_in, poll_until
+from opskit.vocabulary import UnitState
 
 if TYPE_CHECKING:
     from opskit.config import ServiceSpec
 
 
-RUNNING = "running"
-EXITED = "exited"
-ABSENT = "absent"
+# Kept for readers of the old names; new code uses UnitState.
+RUNNING = UnitState.RUNNING
+EXITED = UnitState.EXITED
+ABSENT = UnitState.ABSENT
 
 
 @dataclass(frozen=True)
@@ -40,7 +44,7 @@ class UnitStatus:
     """Runtime state of one service."""
 
     service: str
-    state: str  # running | exited | absent
+    state: UnitState
     pid: int | None = None
     started_at: float | None = None  # epoch seconds
     exit_code: int | None = None
@@ -49,7 +53,7 @@ class UnitStatus:
 
     @property
     def running(self) -> bool:
-        return self.state == RUNNING
+        return self.state is UnitState.RUNNING
 
     def uptime(self, now: float) -> float | None:
         return now - self.started_at if self.running and self.started_at else None
@@ -69,6 +73,16 @@ class ExecResult:
 
     exit_code: int | None  # None: it could not run or timed out
     output: str
+
+
+@dataclass(frozen=True)
+class LogLine:
+    """One line a unit wrote. ``timestamp`` (epoch seconds) is None where the runtime does not
+    record one per line (a process's stdout); the line is then placed by its file's age."""
+
+    service: str
+    text: str
+    timestamp: float | None = None
 
 
 @dataclass(frozen=True)
@@ -106,20 +120,15 @@ class Unit(ABC):
         """Signal the unit's main process; False when it is not running."""
 
     def wait_stopped(self, timeout: float) -> bool:
-        """Wait up to ``timeout`` seconds for the unit to exit; True once it has.
+        """Wait up to ``timeout`` seconds for the unit to exit; True once it has."""
+        gone = poll_until(lambda: True if not self.status().running else None, deadline_in(timeout))
+        return bool(gone)
 
-        Polls :meth:`status`, first after 10 ms, backing off to 100 ms.
-        """
-        deadline = time.monotonic() + timeout
-        interval = 0.01
-        while True:
-            if not self.status().running:
-                return True
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
-                return False
-            time.sleep(min(interval, remaining))
-            interval = min(interval * 1.5, 0.1)
+    def clear_leftovers(self) -> list[str]:
+        """Kill what a previous run of this unit left behind (e.g. nginx workers whose master
+        was ``kill -9``-ed and that still hold its port); describe each. Only what is provably
+        the unit's own is touched. Default: nothing to clear."""
+        return []
 
     @abstractmethod
     def kill(self) -> None:
@@ -127,7 +136,29 @@ class Unit(ABC):
 
     @abstractmethod
     def exec(self, argv: list[str], timeout: float = 15.0) -> ExecResult:
-        """Run ``argv`` where the service runs (its environment and working directory)."""
+        """Run ``argv`` where the service runs (its environment and working directory).
+
+        Returns within ``timeout`` seconds whatever the command does: a command still running
+        then is killed and reported with ``exit_code=None``.
+        """
+
+    @abstractmethod
+    def logs(
+        self, since: float | None = None, until: float | None = None, follow: bool = False
+    ) -> Iterator[LogLine]:
+        """The unit's output, oldest first, between epoch seconds ``since`` and ``until``.
+
+        With ``follow`` the iterator keeps yielding new lines as they are written until the
+        caller stops iterating (``close()``) — ``tail -f``.
+        """
+
+    @abstractmethod
+    def copy_out(self, path: str, destination: Path) -> None:
+        """Copy the file ``path`` as the unit sees it to ``destination`` on this host (0600)."""
+
+    @abstractmethod
+    def copy_in(self, source: Path, path: str) -> None:
+        """Copy the host file ``source`` into the unit at ``path``."""
 
     def container_health(self) -> str | None:
         """The runtime's own health verdict (a container HEALTHCHECK), when it has one."""
@@ -151,16 +182,17 @@ class Unit(ABC):
     def stop(self, sig: signal.Signals, grace: float) -> StopResult:
         """Send ``sig``, wait ``grace`` seconds, then kill: the Compose ``stop`` contract."""
         if not self.status().running:
-            self.kill()  # a dead leader may have left group members behind
+            cleared = self.clear_leftovers()  # a dead leader may have left members behind
             self.forget()
-            return StopResult(self.name, was_running=False, detail="not running")
+            detail = "not running" + (f"; {'; '.join(cleared)}" if cleared else "")
+            return StopResult(self.name, was_running=False, detail=detail)
         self.send_signal(sig)
         return self.finish_stop(grace, f"{sig.name}")
 
     def finish_stop(self, grace: float, how: str) -> StopResult:
         """After a stop was requested: wait out the grace period, then escalate to SIGKILL."""
         if self.wait_stopped(grace):
-            self.kill()  # reap stragglers left in the group (e.g. workers of a dead master)
+            self.clear_leftovers()  # stragglers left in the group (workers of a dead master)
             self.forget()
             return StopResult(self.name, was_running=True, detail=f"stopped by {how}")
         self.kill()

@@ -13,26 +13,30 @@ the start at once); the role's probe then has the last word. Runtime code names 
 from __future__ import annotations
 
 import contextlib
+import io
 import os
+import signal
+import tarfile
 import threading
+from collections.abc import Iterator
 from datetime import datetime
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING, Any
 
 from opskit.errors import OpskitError, RuntimeUnavailableError
+from opskit.files import private_dir, write_stream_private
 from opskit.runtime import host
 from opskit.runtime.base import (
-    ABSENT,
-    EXITED,
-    RUNNING,
     ExecResult,
     Launch,
+    LogLine,
     Runtime,
     Unit,
     UnitStats,
     UnitStatus,
 )
 from opskit.runtime.ports import describe_taken_port, port_is_free
+from opskit.vocabulary import UnitState
 
 if TYPE_CHECKING:
     import docker
@@ -357,13 +361,13 @@ class DockerUnit(Unit):
     def status(self) -> UnitStatus:
         container = self.container()
         if container is None:
-            return UnitStatus(self.name, ABSENT)
+            return UnitStatus(self.name, UnitState.ABSENT)
         state = container.attrs.get("State", {})
         restarts = container.attrs.get("RestartCount")
         if state.get("Running") and not state.get("Restarting"):
             return UnitStatus(
                 self.name,
-                RUNNING,
+                UnitState.RUNNING,
                 pid=state.get("Pid") or None,
                 started_at=_epoch(state.get("StartedAt")),
                 restarts=restarts,
@@ -371,10 +375,12 @@ class DockerUnit(Unit):
                 + ("" if self.created_by_opskit(container) else " (adopted)"),
             )
         if state.get("Status") == "created":
-            return UnitStatus(self.name, ABSENT, detail=f"container {container.name} created")
+            return UnitStatus(
+                self.name, UnitState.ABSENT, detail=f"container {container.name} created"
+            )
         return UnitStatus(
             self.name,
-            EXITED,
+            UnitState.EXITED,
             exit_code=state.get("ExitCode"),
             restarts=restarts,
             detail=f"container {container.name}",
@@ -427,16 +433,117 @@ class DockerUnit(Unit):
             self.runtime.remove_network_if_unused()
 
     def exec(self, argv: list[str], timeout: float = 15.0) -> ExecResult:
+        """``docker exec`` bounded by ``timeout``: the engine has no exec timeout, so the exec
+        runs on a daemon thread and, when it overruns, its process (a host pid the engine
+        reports) is killed where this host can see it, and abandoned otherwise."""
         import docker
 
         container = self.container()
         if container is None or not self.status().running:
             return ExecResult(None, f"container of {self.name} is not running")
+        api = self.runtime.client.api
         try:
-            code, output = container.exec_run(argv, demux=False)
+            exec_id = api.exec_create(container.id, argv, stdout=True, stderr=True)["Id"]
         except docker.errors.APIError as exc:
             return ExecResult(None, f"docker exec failed: {exc.explanation}")
-        return ExecResult(code, (output or b"").decode("utf-8", errors="replace"))
+        finished: dict[str, Any] = {}
+
+        def run() -> None:
+            try:
+                finished["output"] = api.exec_start(exec_id)
+            except Exception as exc:  # reported below; a thread must not die silently
+                finished["error"] = exc
+
+        worker = threading.Thread(target=run, name=f"opskit-exec-{self.name}", daemon=True)
+        worker.start()
+        worker.join(timeout)
+        if worker.is_alive():
+            self._kill_exec(exec_id)
+            return ExecResult(None, f"timed out after {timeout:g}s")
+        if "error" in finished:
+            return ExecResult(None, f"docker exec failed: {finished['error']}")
+        code = api.exec_inspect(exec_id).get("ExitCode")
+        return ExecResult(code, (finished.get("output") or b"").decode("utf-8", errors="replace"))
+
+    def _kill_exec(self, exec_id: str) -> None:
+        import psutil
+
+        with contextlib.suppress(Exception):
+            pid = self.runtime.client.api.exec_inspect(exec_id).get("Pid")
+            if pid:
+                for member in reversed(host.descendants(pid)):
+                    with contextlib.suppress(psutil.Error, ProcessLookupError):
+                        os.kill(member, signal.SIGKILL)
+
+    def logs(
+        self, since: float | None = None, until: float | None = None, follow: bool = False
+    ) -> Iterator[LogLine]:
+        """The container's stdout/stderr with the engine's own timestamps."""
+        import docker
+
+        container = self.container()
+        if container is None:
+            return
+        options: dict[str, Any] = {"timestamps": True}
+        if since is not None:
+            options["since"] = datetime.utcfromtimestamp(since)
+        if until is not None:
+            options["until"] = datetime.utcfromtimestamp(until)
+        try:
+            if follow:
+                chunks = container.logs(stream=True, follow=True, **options)
+            else:
+                chunks = iter([container.logs(**options)])
+            pending = b""
+            for chunk in chunks:
+                pending += chunk
+                *lines, pending = pending.split(b"\n")
+                for line in lines:
+                    yield _log_line(self.name, line)
+            if pending:
+                yield _log_line(self.name, pending)
+        except docker.errors.APIError:
+            return
+
+    def copy_out(self, path: str, destination: Path) -> None:
+        """One regular file out of the container (``docker cp``); links and directories are
+        refused, so an archive cannot place anything outside ``destination``."""
+        import docker
+
+        container = self.container()
+        if container is None:
+            raise OpskitError(f"{self.name}: no container to copy {path} from")
+        try:
+            stream, _stat = container.get_archive(path)
+        except docker.errors.APIError as exc:
+            raise OpskitError(f"{self.name}: cannot copy {path} out: {exc.explanation}") from None
+        with tarfile.open(fileobj=io.BytesIO(b"".join(stream)), mode="r:") as archive:
+            member = next(iter(archive.getmembers()), None)
+            if member is None or not member.isfile():
+                raise OpskitError(f"{self.name}: {path} is not a regular file in the container")
+            data = archive.extractfile(member)
+            assert data is not None
+            private_dir(destination.parent)
+            write_stream_private(data, destination)
+
+    def copy_in(self, source: Path, path: str) -> None:
+        import docker
+
+        container = self.container()
+        if container is None:
+            raise OpskitError(f"{self.name}: no container to copy {path} into")
+        target = PurePosixPath(path)
+        buffer = io.BytesIO()
+        with tarfile.open(fileobj=buffer, mode="w:") as archive:
+            info = archive.gettarinfo(str(source), arcname=target.name)
+            info.uid = info.gid = 0
+            info.uname = info.gname = ""
+            with source.open("rb") as data:
+                archive.addfile(info, data)
+        try:
+            container.put_archive(str(target.parent), buffer.getvalue())
+        except docker.errors.APIError as exc:
+            raise OpskitError(f"{self.name}: cannot copy into {path}: {exc.explanation}") from None
 
     def log_tail(self, lines: int = 20) -> list[str]:
         import docker
@@ -456,6 +563,16 @@ class DockerUnit(Unit):
             host = mapping.host_ip if mapping.host_ip not in ("", "0.0.0.0") else "127.0.0.1"
             return (host, mapping.host_port)
         return ("127.0.0.1", container_port)
+
+
+def _log_line(service: str, raw: bytes) -> LogLine:
+    """``2026-11-24T02:47:58.123456789Z text`` (docker's timestamps) as a LogLine."""
+    text = raw.decode("utf-8", errors="replace")
+    stamp, _, rest = text.partition(" ")
+    try:
+        return LogLine(service, rest, _epoch(stamp))
+    except ValueError:
+        return LogLine(service, text)
 
 
 def _epoch(timestamp: str | None) -> float | None:

@@ -1,7 +1,8 @@
 """Roles: what each piece of software needs (probes, graceful stop, reload, backup).
 
 A role never touches docker or psutil; it asks its runtime unit. Role classes are imported
-lazily so that ``inv --list`` stays fast.
+lazily so that ``inv --list`` stays fast. The names are the closed vocabulary
+:class:`~opskit.vocabulary.RoleKind`; this module maps each to its code.
 """
 
 from __future__ import annotations
@@ -9,29 +10,21 @@ from __future__ import annotations
 import importlib
 from typing import TYPE_CHECKING
 
+from opskit.vocabulary import RoleKind
+
 if TYPE_CHECKING:
     from opskit.services.base import Role
 
 _ROLE_MODULES = {
-    "redis": ("opskit.services.redis", "RedisRole"),
-    "kong": ("opskit.services.kong", "KongRole"),
-    "nginx": ("opskit.services.nginx", "NginxRole"),
-    "backend": ("opskit.services.backend", "BackendRole"),
-    "http": ("opskit.services.http", "HttpRole"),
+    RoleKind.REDIS: ("opskit.services.redis", "RedisRole"),
+    RoleKind.KONG: ("opskit.services.kong", "KongRole"),
+    RoleKind.NGINX: ("opskit.services.nginx", "NginxRole"),
+    RoleKind.BACKEND: ("opskit.services.backend", "BackendRole"),
+    RoleKind.HTTP: ("opskit.services.http", "HttpRole"),
 }
-ROLE_NAMES = tuple(_ROLE_MODULES)
+ROLE_NAMES = tuple(kind.value for kind in _ROLE_MODULES)
 
 
-def infer_role(image: str | None) -> str:
-    """Role for a service without ``x-opskit.role``: from its image name, else ``http``."""
-    if image:
-        base = image.rsplit("/", 1)[-1].split(":", 1)[0].split("@", 1)[0]
-        for role in ("redis", "kong", "nginx"):
-            if base.startswith(role):
-                return role
-    return "http"
-
-
-def role_class(name: str) -> type[Role]:
-    module_name, class_name = _ROLE_MODULES[name]
+def role_class(kind: RoleKind | str) -> type[Role]:
+    module_name, class_name = _ROLE_MODULES[RoleKind(kind)]
     return getattr(importlib.import_module(module_name), class_name)

@@ -6,23 +6,40 @@ liveness ``/health`` the original scripts grepped for.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import ClassVar
 
+from opskit.config import ServiceSpec, StackConfig
+from opskit.options import OptionReader
 from opskit.services.base import Check, Probe, Role
+
+
+@dataclass(frozen=True)
+class BackendOptions:
+    health_path: str = "/health"
+    ready_path: str = "/health/ready"
 
 
 class BackendRole(Role):
     name: ClassVar[str] = "backend"
+    outage_impact: ClassVar[str] = "the application's API is down"
+    options: BackendOptions
+
+    @classmethod
+    def read_options(
+        cls, reader: OptionReader, spec: ServiceSpec, config: StackConfig
+    ) -> BackendOptions:
+        return BackendOptions(
+            health_path=reader.url_path("health_path", BackendOptions.health_path),
+            ready_path=reader.url_path("ready_path", BackendOptions.ready_path),
+        )
 
     def probe_ready(self) -> Probe:
-        host, port = self.address()
-        path = self.spec.options.get("ready_path", "/health/ready")
-        return self.probe_http(f"http://{host}:{port}{path}")
+        return self.probe_http(self.base_url() + self.options.ready_path)
 
     def health_checks(self) -> list[Check]:
-        host, port = self.address()
-        base = f"http://{host}:{port}"
+        base = self.base_url()
         return [
-            self.http_check("health", base + self.spec.options.get("health_path", "/health")),
-            self.http_check("ready", base + self.spec.options.get("ready_path", "/health/ready")),
+            self.http_check("health", base + self.options.health_path),
+            self.http_check("ready", base + self.options.ready_path),
         ]

@@ -3,51 +3,44 @@
 *How do I run you?* (:meth:`Role.launch`), *is the machine ready for you?*
 (:meth:`Role.preflight`), *are you ready to serve?* (:meth:`Role.probe_ready`) and *how do you
 stop gracefully?* (:meth:`Role.stop`). Subclasses answer for redis, nginx, the backend and any
-HTTP service.
+HTTP service; what more a role can do it offers as capabilities
+(:mod:`opskit.services.capabilities`).
+
+Each role reads its ``x-opskit`` keys into a frozen ``Options`` dataclass when the stack file
+loads (:meth:`Role.parse_options`): a typo is an error before anything starts, and code reads
+``self.options.health_path`` with the default written once.
 """
 
 from __future__ import annotations
 
 import signal
-import threading
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, ClassVar
-
-import httpx
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from opskit.errors import ConfigError
+from opskit.options import OptionReader
+from opskit.services.capabilities import LogSource
+from opskit.services.probes import HttpAnswer, ProbeError, http_get
+from opskit.vocabulary import CheckStatus
 
 if TYPE_CHECKING:
     from opskit.config import ServiceSpec, StackConfig
     from opskit.runtime.base import Launch, StopResult, Unit
 
-
-_client_lock = threading.Lock()
-_client: httpx.Client | None = None
-
-
-def shared_http_client() -> httpx.Client:
-    """One httpx.Client for every role: creating one builds an SSL context and loads the CA
-    bundle (tens of ms), which five roles probing at once would otherwise each pay.
-    httpx.Client is thread-safe, and sharing it pools connections across probes too."""
-    global _client
-    with _client_lock:
-        if _client is None:
-            _client = httpx.Client(timeout=httpx.Timeout(2.0, connect=1.0), trust_env=False)
-        return _client
+CheckOutcome = tuple[CheckStatus, str]
 
 
 @dataclass(frozen=True)
 class Check:
-    """A named health check of a role: ``run()`` returns ``(status, detail)``.
+    """A named health check of a role: ``run()`` returns ``(CheckStatus, detail)``.
 
-    Status is one of opskit.report's OK / WARNING / CRITICAL / UNKNOWN. Checks must bound
-    their own I/O (short timeouts); ops.health also abandons one that overruns its deadline.
+    Checks must bound their own I/O (short timeouts); ops.health also abandons one that
+    overruns its deadline.
     """
 
     name: str
-    run: Callable[[], tuple[str, str]]
+    run: Callable[[], Any]
 
 
 @dataclass(frozen=True)
@@ -63,6 +56,11 @@ class Probe:
     fatal: bool = False
 
 
+@dataclass(frozen=True)
+class RoleOptions:
+    """A role without settings of its own."""
+
+
 class Role:
     """Base role: run the configured command, stop with the Compose stop signal."""
 
@@ -71,17 +69,22 @@ class Role:
     provides_process_command: ClassVar[bool] = False
     #: Signal for a graceful stop when the Compose file sets no ``stop_signal``.
     graceful_signal: ClassVar[signal.Signals] = signal.SIGTERM
+    #: What the services that depend on this one lose while it is down (health's "impacted").
+    outage_impact: ClassVar[str] = "requests that need it fail"
 
-    def __init__(self, spec: ServiceSpec, unit: Unit, config: StackConfig):
+    def __init__(
+        self, spec: ServiceSpec, unit: Unit, config: StackConfig, options: Any | None = None
+    ):
         self.spec = spec
         self.unit = unit
         self.config = config
+        self.options = options if options is not None else self.parse_options(spec, config)
 
     # -- configuration --------------------------------------------------------------------------
 
     @classmethod
-    def check(cls, spec: ServiceSpec, config: StackConfig) -> None:
-        """Validate role options at load time; raise ConfigError naming the key."""
+    def parse_options(cls, spec: ServiceSpec, config: StackConfig) -> Any:
+        """Read and validate the role's ``x-opskit`` keys; ConfigError names the bad key."""
         needs_command = config.runtime == "process" and not cls.provides_process_command
         if needs_command and not spec.process.command:
             raise ConfigError(
@@ -89,6 +92,17 @@ class Role:
                 f"services.{spec.name}.x-opskit.process.command",
                 "expected a command list for runtime 'process'",
             )
+        reader = OptionReader(
+            config.source, f"services.{spec.name}.x-opskit", spec.options, config.project_dir
+        )
+        options = cls.read_options(reader, spec, config)
+        reader.finish()
+        return options
+
+    @classmethod
+    def read_options(cls, reader: OptionReader, spec: ServiceSpec, config: StackConfig) -> Any:
+        """Subclasses read their keys here; the base role has none."""
+        return RoleOptions()
 
     # -- starting --------------------------------------------------------------------------------
 
@@ -127,6 +141,12 @@ class Role:
         """Graceful stop, SIGKILL to the unit only after ``stop_grace_period``."""
         return self.unit.stop(self.stop_signal, self.spec.stop_grace_period)
 
+    # -- logs --------------------------------------------------------------------------------------
+
+    def log_sources(self) -> list[LogSource]:
+        """The unit's own output; roles with log files add theirs."""
+        return [LogSource("output")]
+
     # -- helpers for subclasses ------------------------------------------------------------------
 
     def address(self, container_port: int | None = None) -> tuple[str, int]:
@@ -134,15 +154,19 @@ class Role:
         port = container_port or (mapping.container_port if mapping else 0)
         return self.unit.address(port)
 
-    def http(self) -> httpx.Client:
-        """The process-wide probe client (short timeouts: a probe must never hang a start)."""
-        return shared_http_client()
+    def base_url(self) -> str:
+        host, port = self.address()
+        return f"http://{host}:{port}"
+
+    def get(self, url: str) -> HttpAnswer:
+        """One probe GET (short timeouts: a probe must never hang a start). Raises ProbeError."""
+        return http_get(url)
 
     def probe_http(self, url: str, expect: tuple[int, ...] = ()) -> Probe:
         try:
-            response = self.http().get(url)
-        except httpx.HTTPError as exc:
-            return Probe(False, f"GET {url}: {type(exc).__name__}")
+            response = self.get(url)
+        except ProbeError as exc:
+            return Probe(False, f"GET {url}: {exc.kind}")
         ok = response.status_code in expect if expect else 200 <= response.status_code < 300
         return Probe(ok, f"GET {url}: HTTP {response.status_code}")
 
@@ -155,8 +179,8 @@ class Role:
     def http_check(self, name: str, url: str, expect: tuple[int, ...] = ()) -> Check:
         """A check that is OK when GET ``url`` answers an expected status (default 2xx)."""
 
-        def run() -> tuple[str, str]:
+        def run() -> CheckOutcome:
             probe = self.probe_http(url, expect)
-            return ("OK" if probe.ready else "CRITICAL"), probe.detail
+            return (CheckStatus.OK if probe.ready else CheckStatus.CRITICAL), probe.detail
 
         return Check(name, run)

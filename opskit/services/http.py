@@ -7,49 +7,38 @@ process runs, and the probe detail says so.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import ClassVar
 
 from opskit.config import ServiceSpec, StackConfig
-from opskit.errors import ConfigError
+from opskit.options import OptionReader
 from opskit.services.base import Check, Probe, Role
+
+
+@dataclass(frozen=True)
+class HttpOptions:
+    url: str | None = None
+    expect_status: tuple[int, ...] = ()
 
 
 class HttpRole(Role):
     name: ClassVar[str] = "http"
+    options: HttpOptions
 
     @classmethod
-    def check(cls, spec: ServiceSpec, config: StackConfig) -> None:
-        super().check(spec, config)
-        url = spec.options.get("url")
-        if url is not None and not str(url).startswith(("http://", "https://")):
-            raise ConfigError(
-                config.source,
-                f"services.{spec.name}.x-opskit.url",
-                f"expected an http(s) URL, got {url!r}",
-            )
-        try:
-            cls._expected(spec)
-        except (TypeError, ValueError):
-            raise ConfigError(
-                config.source,
-                f"services.{spec.name}.x-opskit.expect_status",
-                "expected an HTTP status code or a list of them",
-            ) from None
-
-    @staticmethod
-    def _expected(spec: ServiceSpec) -> tuple[int, ...]:
-        raw = spec.options.get("expect_status", ())
-        values = raw if isinstance(raw, list) else ([raw] if raw != () else [])
-        return tuple(int(value) for value in values)
+    def read_options(
+        cls, reader: OptionReader, spec: ServiceSpec, config: StackConfig
+    ) -> HttpOptions:
+        return HttpOptions(
+            url=reader.url("url"), expect_status=reader.status_codes("expect_status")
+        )
 
     def probe_ready(self) -> Probe:
-        url = self.spec.options.get("url")
-        if not url:
+        if not self.options.url:
             return super().probe_ready()
-        return self.probe_http(str(url), self._expected(self.spec))
+        return self.probe_http(self.options.url, self.options.expect_status)
 
     def health_checks(self) -> list[Check]:
-        url = self.spec.options.get("url")
-        if not url:
+        if not self.options.url:
             return []
-        return [self.http_check("http", str(url), self._expected(self.spec))]
+        return [self.http_check("http", self.options.url, self.options.expect_status)]

@@ -19,20 +19,24 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, ClassVar
 
-import httpx
-
 from opskit.config import ServiceSpec, StackConfig
-from opskit.errors import ConfigError
 from opskit.files import atomic_write, private_dir
-from opskit.services.base import Check, Probe, Role
+from opskit.options import OptionReader
+from opskit.services.base import Check, CheckOutcome, Probe, Role
+from opskit.services.capabilities import Verdict
+from opskit.services.probes import HttpAnswer, ProbeError
 from opskit.services.template import render_template
+from opskit.vocabulary import CheckStatus
 
 if TYPE_CHECKING:
+    import httpx
+
     from opskit.runtime.base import Launch, StopResult
 
 SIGTERM_WAIT = 5.0
 DEFAULT_MASKED_PATH = "/v1/messages"
 EMPTY_HASH = "0" * 32
+COSTLY_HOSTS = ("anthropic.com",)
 
 
 @dataclass(frozen=True)
@@ -45,29 +49,43 @@ class ConfigApplied:
     detail: str = ""
 
 
+@dataclass(frozen=True)
+class KongOptions:
+    admin_url: str
+    status_url: str
+    declarative_template: Path | None = None
+    masked_path: str = DEFAULT_MASKED_PATH
+    quit_wait: float = 0.0
+
+
 class KongRole(Role):
+    """Kong DB-less: also Reloadable, ConfigExporting and the MaskingGateway."""
+
     name: ClassVar[str] = "kong"
+    label: ClassVar[str] = "reload its declarative config (POST /config)"
     graceful_signal: ClassVar[signal.Signals] = signal.SIGQUIT
+    outage_impact: ClassVar[str] = "nothing is masked or forwarded to the Claude API"
+    options: KongOptions
 
     @classmethod
-    def check(cls, spec: ServiceSpec, config: StackConfig) -> None:
-        super().check(spec, config)
-        for key in ("admin_url", "status_url"):
-            value = spec.options.get(key)
-            if not isinstance(value, str) or not value.startswith(("http://", "https://")):
-                raise ConfigError(
-                    config.source,
-                    f"services.{spec.name}.x-opskit.{key}",
-                    f"expected an http(s) URL, got {value!r}",
-                )
+    def read_options(
+        cls, reader: OptionReader, spec: ServiceSpec, config: StackConfig
+    ) -> KongOptions:
+        return KongOptions(
+            admin_url=str(reader.url("admin_url", required=True)).rstrip("/"),
+            status_url=str(reader.url("status_url", required=True)).rstrip("/"),
+            declarative_template=reader.existing_path("declarative_template"),
+            masked_path=reader.url_path("masked_path", DEFAULT_MASKED_PATH),
+            quit_wait=reader.duration("quit_wait", 0.0) or 0.0,
+        )
 
     @property
     def admin_url(self) -> str:
-        return str(self.spec.options["admin_url"]).rstrip("/")
+        return self.options.admin_url
 
     @property
     def status_url(self) -> str:
-        return str(self.spec.options["status_url"]).rstrip("/")
+        return self.options.status_url
 
     @property
     def rendered_config(self) -> Path:
@@ -75,11 +93,12 @@ class KongRole(Role):
 
     @property
     def template(self) -> Path | None:
-        value = self.spec.options.get("declarative_template")
-        if not value:
-            return None
-        path = Path(str(value))
-        return path if path.is_absolute() else self.config.project_dir / path
+        return self.options.declarative_template
+
+    @property
+    def masked_path(self) -> str:
+        """The request path that must be masked (the Claude route), ``x-opskit.masked_path``."""
+        return self.options.masked_path
 
     # -- starting --------------------------------------------------------------------------------
 
@@ -120,21 +139,16 @@ class KongRole(Role):
             Check("masker_attached", self.check_masker_attached),
         ]
 
-    @property
-    def masked_path(self) -> str:
-        """The request path that must be masked (the Claude route), ``x-opskit.masked_path``."""
-        return str(self.spec.options.get("masked_path", DEFAULT_MASKED_PATH))
-
-    def _get(self, url: str):
+    def _get(self, url: str) -> tuple[HttpAnswer | None, str | None]:
         try:
-            return self.http().get(url), None
-        except httpx.HTTPError as exc:
-            return None, f"GET {url}: {type(exc).__name__}"
+            return self.get(url), None
+        except ProbeError as exc:
+            return None, f"GET {url}: {exc.kind}"
 
-    def check_admin_status(self) -> tuple[str, str]:
+    def check_admin_status(self) -> CheckOutcome:
         response, error = self._get(f"{self.admin_url}/status")
         if error or response.status_code != 200:
-            return "CRITICAL", error or f"GET /status: HTTP {response.status_code}"
+            return CheckStatus.CRITICAL, error or f"GET /status: HTTP {response.status_code}"
         body = response.json()
         server = body.get("server", {})
         config_hash = body.get("configuration_hash")
@@ -143,29 +157,29 @@ class KongRole(Role):
             f"{server.get('total_requests', '?')} requests"
         )
         if not config_hash:
-            return "WARNING", f"{detail}; no configuration_hash (not DB-less?)"
+            return CheckStatus.WARNING, f"{detail}; no configuration_hash (not DB-less?)"
         if config_hash == EMPTY_HASH:
-            return "WARNING", f"{detail}; empty configuration loaded"
-        return "OK", f"{detail}; configuration_hash {config_hash[:12]}"
+            return CheckStatus.WARNING, f"{detail}; empty configuration loaded"
+        return CheckStatus.OK, f"{detail}; configuration_hash {config_hash[:12]}"
 
-    def check_ready(self) -> tuple[str, str]:
+    def check_ready(self) -> CheckOutcome:
         response, error = self._get(f"{self.status_url}/status/ready")
         if error:
-            return "CRITICAL", error
+            return CheckStatus.CRITICAL, error
         if response.status_code == 200:
-            return "OK", "GET /status/ready: 200 ready"
+            return CheckStatus.OK, "GET /status/ready: 200 ready"
         try:
             message = response.json().get("message", "")
         except ValueError:
             message = response.text[:200]
-        return "CRITICAL", f"not ready: HTTP {response.status_code} {message}".rstrip()
+        return CheckStatus.CRITICAL, f"not ready: HTTP {response.status_code} {message}".rstrip()
 
-    def check_masker_attached(self) -> tuple[str, str]:
+    def check_masker_attached(self) -> CheckOutcome:
         """aws-masker must be enabled on the route serving the Claude path, not merely loaded."""
         routes, error = self._get(f"{self.admin_url}/routes")
         plugins, error2 = self._get(f"{self.admin_url}/plugins")
         if error or error2:
-            return "CRITICAL", error or error2
+            return CheckStatus.CRITICAL, error or error2
         path = self.masked_path
         candidates = [
             route
@@ -173,7 +187,7 @@ class KongRole(Role):
             if any(path.startswith(prefix) for prefix in route.get("paths") or [])
         ]
         if not candidates:
-            return "CRITICAL", f"no route serves {path}"
+            return CheckStatus.CRITICAL, f"no route serves {path}"
         route = max(
             candidates,
             key=lambda r: max(len(p) for p in r["paths"] if path.startswith(p)),
@@ -189,8 +203,9 @@ class KongRole(Role):
                 where = (
                     "on the route" if on_route else "on its service" if on_service else "globally"
                 )
-                return "OK", f"aws-masker enabled {where} serving {path} ({route.get('name')})"
-        return "CRITICAL", f"aws-masker is not enabled on the route serving {path}"
+                detail = f"aws-masker enabled {where} serving {path} ({route.get('name')})"
+                return CheckStatus.OK, detail
+        return CheckStatus.CRITICAL, f"aws-masker is not enabled on the route serving {path}"
 
     # -- stopping ---------------------------------------------------------------------------------
 
@@ -217,7 +232,7 @@ class KongRole(Role):
             return unit.stop(self.stop_signal, self.spec.stop_grace_period)
         grace = self.spec.stop_grace_period
         if self.kong_binary:
-            wait = float(self.spec.options.get("quit_wait", 0))
+            wait = self.options.quit_wait
             timeout = max(1, round(grace))
             argv = [self.kong_binary, "quit", "--wait", f"{wait:g}", "--timeout", str(timeout)]
             result = unit.exec(argv, timeout=wait + timeout + 5)
@@ -229,7 +244,13 @@ class KongRole(Role):
             return unit.finish_stop(SIGTERM_WAIT, f"{self.stop_signal.name}, then SIGTERM")
         return unit.finish_stop(0, self.stop_signal.name)
 
-    # -- configuration -------------------------------------------------------------------------
+    # -- configuration (capabilities: Reloadable, ConfigExporting) ------------------------------
+
+    def http_client(self) -> httpx.Client:
+        """httpx for the Admin API calls that are not probes (export, apply)."""
+        import httpx
+
+        return httpx.Client(timeout=httpx.Timeout(10.0, connect=2.0), trust_env=False)
 
     def reload_from_file(self) -> bool:
         """What ``kong reload`` does in DB-less mode: HUP, so Kong re-reads its declarative file.
@@ -239,25 +260,39 @@ class KongRole(Role):
         """
         return self.unit.send_signal(signal.SIGHUP)
 
+    def reload(self) -> Verdict:
+        """Apply the declarative file (re-rendered) with ``POST /config?check_hash=1``;
+        without an opskit-rendered file, HUP (``kong reload``)."""
+        if self.template is None or not self.unit.runs_on_host:
+            sent = self.reload_from_file()
+            return Verdict(sent, "HUP sent (kong reload)" if sent else "kong is not running")
+        self.prepare()
+        applied = self.apply_config(self.rendered_config.read_text(encoding="utf-8"))
+        if applied.status not in (201, 304):
+            return Verdict(False, f"POST /config: HTTP {applied.status}: {applied.detail}")
+        hash_text = (applied.configuration_hash or "?")[:12]
+        return Verdict(True, f"{applied.detail}; configuration_hash {hash_text}", applied.changed)
+
     def configuration_hash(self) -> str | None:
-        response = self.http().get(f"{self.admin_url}/status")
-        response.raise_for_status()
-        return response.json().get("configuration_hash")
+        response = self.get(f"{self.admin_url}/status")
+        return response.json().get("configuration_hash") if response.status_code == 200 else None
 
     def export_config(self) -> str:
         """The running declarative config (``GET /config``), a native backup primitive."""
-        response = self.http().get(f"{self.admin_url}/config")
-        response.raise_for_status()
-        return response.json()["config"]
+        with self.http_client() as client:
+            response = client.get(f"{self.admin_url}/config")
+            response.raise_for_status()
+            return response.json()["config"]
 
     def apply_config(self, declarative: str) -> ConfigApplied:
         """``POST /config?check_hash=1``; 304 means Kong already runs exactly this config."""
-        response = self.http().post(
-            f"{self.admin_url}/config",
-            params={"check_hash": "1"},
-            content=declarative.encode(),
-            headers={"Content-Type": "text/yaml"},
-        )
+        with self.http_client() as client:
+            response = client.post(
+                f"{self.admin_url}/config",
+                params={"check_hash": "1"},
+                content=declarative.encode(),
+                headers={"Content-Type": "text/yaml"},
+            )
         if response.status_code == 304:
             return ConfigApplied(304, False, self.configuration_hash(), "unchanged")
         if response.status_code == 201:
@@ -267,3 +302,23 @@ class KongRole(Role):
         except ValueError:
             detail = response.text
         return ConfigApplied(response.status_code, False, None, str(detail)[:500])
+
+    # -- the masking gateway (capabilities.MaskingGateway) -----------------------------------------
+
+    def costly_upstream(self) -> str | None:
+        """The paid upstream host Kong forwards to (anthropic.com), if any service does."""
+        from urllib.parse import urlsplit
+
+        response, _error = self._get(f"{self.admin_url}/services")
+        if response is None or response.status_code != 200:
+            return None  # Kong's own checks report an unreachable admin API
+        try:
+            services = response.json().get("data", [])
+        except ValueError:
+            return None
+        for service in services:
+            url = service.get("url") or f"http://{service.get('host', '')}"
+            host = urlsplit(url).hostname or ""
+            if host.endswith(COSTLY_HOSTS):
+                return host
+        return None

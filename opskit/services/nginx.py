@@ -11,18 +11,21 @@ from __future__ import annotations
 
 import re
 import signal
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, ClassVar
 
-import httpx
-
+from opskit.config import ServiceSpec, StackConfig
 from opskit.errors import ConfigError
 from opskit.files import atomic_write, private_dir
-from opskit.services.base import Check, Probe, Role
+from opskit.options import OptionReader
+from opskit.services.base import Check, CheckOutcome, Probe, Role
+from opskit.services.capabilities import Verdict
+from opskit.services.probes import ProbeError
 from opskit.services.template import render_template
+from opskit.vocabulary import CheckStatus
 
 if TYPE_CHECKING:
-    from opskit.config import ServiceSpec, StackConfig
     from opskit.runtime.base import Launch
 
 # "2026/11/24 00:45:21 [emerg] 13111#13111: unknown directive" -> "[emerg] unknown directive"
@@ -36,20 +39,46 @@ CHAIN_PROBE_PATH = "/__opskit/chain-probe"
 _TEMP_DIRS = ("client_body", "proxy", "fastcgi", "uwsgi", "scgi")
 
 
+@dataclass(frozen=True)
+class NginxOptions:
+    config_template: Path | None = None
+    health_path: str = "/health"
+    status_path: str = "/nginx_status"
+    chain_path: str = CHAIN_PROBE_PATH
+    proxies_to: str | None = None  # "kong": health also proves a request reaches Kong
+
+
 class NginxRole(Role):
+    """nginx: also a ConfigValidating, Reloadable and EntryPoint capability."""
+
     name: ClassVar[str] = "nginx"
+    label: ClassVar[str] = "reload its configuration (nginx -t, HUP)"
     provides_process_command: ClassVar[bool] = True
     graceful_signal: ClassVar[signal.Signals] = signal.SIGQUIT
+    outage_impact: ClassVar[str] = "no client request reaches Kong"
+    options: NginxOptions
 
     @classmethod
-    def check(cls, spec: ServiceSpec, config: StackConfig) -> None:
-        super().check(spec, config)
-        if config.runtime == "process" and not spec.options.get("config_template"):
+    def read_options(
+        cls, reader: OptionReader, spec: ServiceSpec, config: StackConfig
+    ) -> NginxOptions:
+        template = reader.existing_path("config_template")
+        if template is None and config.runtime == "process":
             raise ConfigError(
                 config.source,
                 f"services.{spec.name}.x-opskit.config_template",
                 "expected the path of an nginx.conf template for runtime 'process'",
             )
+        proxies_to = reader.string("proxies_to")
+        if proxies_to not in (None, "kong"):
+            raise reader.fail("proxies_to", f"expected 'kong' or nothing, got {proxies_to!r}")
+        return NginxOptions(
+            config_template=template,
+            health_path=reader.url_path("health_path", NginxOptions.health_path),
+            status_path=reader.url_path("status_path", NginxOptions.status_path),
+            chain_path=reader.url_path("chain_path", NginxOptions.chain_path),
+            proxies_to=proxies_to,
+        )
 
     @property
     def prefix(self) -> Path:
@@ -61,8 +90,8 @@ class NginxRole(Role):
 
     @property
     def template_path(self) -> Path:
-        path = Path(str(self.spec.options["config_template"]))
-        return path if path.is_absolute() else self.config.project_dir / path
+        assert self.options.config_template is not None
+        return self.options.config_template
 
     @property
     def binary(self) -> str:
@@ -112,59 +141,85 @@ class NginxRole(Role):
         return result.exit_code == 0, " | ".join(problems or [line for line in lines if line][-2:])
 
     def probe_ready(self) -> Probe:
-        host, port = self.address()
-        path = self.spec.options.get("health_path", "/health")
-        return self.probe_http(f"http://{host}:{port}{path}")
+        return self.probe_http(self.base_url() + self.options.health_path)
+
+    # -- capabilities --------------------------------------------------------------------------
+
+    def validate_config(self) -> Verdict:
+        """``nginx -t`` on the configuration nginx would load next (re-rendered first)."""
+        self.prepare()
+        ok, output = self.test_config()
+        return Verdict(ok, "nginx -t: syntax ok" if ok else f"nginx -t failed: {output}")
+
+    def reload(self) -> Verdict:
+        """``nginx -t``, then HUP: a config nginx rejects is never signalled in."""
+        verdict = self.validate_config()
+        if not verdict.ok:
+            return verdict
+        if not self.unit.send_signal(signal.SIGHUP):
+            return Verdict(False, "nginx is not running")
+        return Verdict(True, "nginx -t ok; HUP sent: workers reload the configuration")
+
+    def entry_url(self, path: str) -> str:
+        return self.base_url() + path
 
     # -- health ---------------------------------------------------------------------------------
 
     def health_checks(self) -> list[Check]:
-        host, port = self.address()
-        base = f"http://{host}:{port}"
+        base = self.base_url()
         checks = [
-            self.http_check("health", base + self.spec.options.get("health_path", "/health")),
+            self.http_check("health", base + self.options.health_path),
             Check("stub_status", lambda: self.check_stub_status(base)),
             Check("config", self.check_config),
         ]
-        if self.spec.options.get("proxies_to") == "kong":
+        if self.options.proxies_to == "kong":
             checks.append(Check("reaches_kong", lambda: self.check_reaches_kong(base)))
         return checks
 
-    def check_stub_status(self, base: str) -> tuple[str, str]:
-        path = self.spec.options.get("status_path", "/nginx_status")
+    def check_stub_status(self, base: str) -> CheckOutcome:
+        path = self.options.status_path
         try:
-            response = self.http().get(base + path)
-        except httpx.HTTPError as exc:
-            return "CRITICAL", f"GET {path}: {type(exc).__name__}"
+            response = self.get(base + path)
+        except ProbeError as exc:
+            return CheckStatus.CRITICAL, f"GET {path}: {exc.kind}"
         match = _STUB_STATUS.search(response.text) if response.status_code == 200 else None
         if not match:
-            return "WARNING", f"GET {path}: HTTP {response.status_code}, no stub_status output"
+            status = response.status_code
+            return CheckStatus.WARNING, f"GET {path}: HTTP {status}, no stub_status output"
         active, accepts, handled, requests, reading, writing, waiting = map(int, match.groups())
         detail = (
             f"{active} active ({reading} reading, {writing} writing, {waiting} waiting), "
             f"{requests} requests"
         )
         if handled < accepts:
-            return "WARNING", f"{detail}; {accepts - handled} connections dropped (limits hit)"
-        return "OK", detail
+            dropped = accepts - handled
+            return CheckStatus.WARNING, f"{detail}; {dropped} connections dropped (limits hit)"
+        return CheckStatus.OK, detail
 
-    def check_config(self) -> tuple[str, str]:
+    def check_config(self) -> CheckOutcome:
         ok, output = self.test_config()
-        return ("OK", "nginx -t: syntax ok") if ok else ("CRITICAL", f"nginx -t failed: {output}")
+        if ok:
+            return CheckStatus.OK, "nginx -t: syntax ok"
+        return CheckStatus.CRITICAL, f"nginx -t failed: {output}"
 
-    def check_reaches_kong(self, base: str) -> tuple[str, str]:
+    def check_reaches_kong(self, base: str) -> CheckOutcome:
         """A request through nginx must come back from Kong (its 404 counts): /health is static."""
-        url = base + self.spec.options.get("chain_path", CHAIN_PROBE_PATH)
+        url = base + self.options.chain_path
         try:
-            response = self.http().get(url)
-        except httpx.HTTPError as exc:
-            return "CRITICAL", f"GET {url}: {type(exc).__name__}"
+            response = self.get(url)
+        except ProbeError as exc:
+            return CheckStatus.CRITICAL, f"GET {url}: {exc.kind}"
         headers = response.headers
-        from_kong = any(name.lower().startswith("x-kong-") for name in headers) or any(
+        from_kong = any(name.startswith("x-kong-") for name in headers) or any(
             "kong" in headers.get(name, "").lower() for name in ("via", "server")
         )
         if response.status_code in (502, 503, 504) and not from_kong:
-            return "CRITICAL", f"nginx answered {response.status_code}: Kong is not reachable"
+            code = response.status_code
+            return CheckStatus.CRITICAL, f"nginx answered {code}: Kong is not reachable"
         if not from_kong:
-            return "CRITICAL", f"HTTP {response.status_code} without Kong's headers: not via Kong"
-        return "OK", f"request through nginx answered by Kong (HTTP {response.status_code})"
+            code = response.status_code
+            return CheckStatus.CRITICAL, f"HTTP {code} without Kong's headers: not via Kong"
+        return (
+            CheckStatus.OK,
+            f"request through nginx answered by Kong (HTTP {response.status_code})",
+        )

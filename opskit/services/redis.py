@@ -10,58 +10,86 @@ In the process runtime redis-server reads its whole configuration from stdin
 
 from __future__ import annotations
 
+import base64
+import contextlib
 import signal
 import threading
 import time
 import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from enum import Enum
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
-import redis
-from redis.backoff import NoBackoff
-from redis.retry import Retry
-
-from opskit.errors import ConfigError
+from opskit.config import ServiceSpec, StackConfig
 from opskit.files import private_dir
-from opskit.services.base import Check, Probe, Role
+from opskit.options import OptionReader
+from opskit.services.base import Check, CheckOutcome, Probe, Role
+from opskit.services.probes import (
+    RedisAuthFailed,
+    RedisLoading,
+    RedisProbe,
+    RedisProbeError,
+    RedisReplyError,
+    RedisUnreachable,
+)
+from opskit.vocabulary import CheckStatus
 
 if TYPE_CHECKING:
-    from opskit.config import ServiceSpec, StackConfig
+    import redis
+
     from opskit.runtime.base import Launch, StopResult
 
 CONTAINER_PORT = 6379
-MEMORY_WARNING_PERCENT = 90.0
-SAVE_AGE_WARNING_SECONDS = 3600.0
 PROBE_KEY_PREFIX = "opskit:health:"
 DEFAULT_SAVE = "3600 1 300 100 60 10000"
+EVENTS_CHANNEL = "aws-masker:events:masking"
+
+
+class ShutdownMode(str, Enum):
+    SAVE = "save"
+    NOSAVE = "nosave"
+
+
+@dataclass(frozen=True)
+class RedisOptions:
+    password: str | None = None
+    config: dict[str, Any] = field(default_factory=dict)
+    shutdown: ShutdownMode = ShutdownMode.SAVE
+    memory_warning_percent: float = 90.0
+    save_age_warning: float = 3600.0
 
 
 class RedisRole(Role):
     name: ClassVar[str] = "redis"
     provides_process_command: ClassVar[bool] = True
+    outage_impact: ClassVar[str] = (
+        "the aws-masker plugin can neither store nor look up masking maps, so requests "
+        "carrying AWS ids fail or leave unmasked"
+    )
+    options: RedisOptions
 
     @classmethod
-    def check(cls, spec: ServiceSpec, config: StackConfig) -> None:
-        super().check(spec, config)
-        extra = spec.options.get("config", {})
-        if not isinstance(extra, dict):
-            raise ConfigError(
-                config.source,
-                f"services.{spec.name}.x-opskit.config",
-                "expected a mapping of redis.conf directives",
-            )
-        shutdown = spec.options.get("shutdown", "save")
-        if shutdown not in ("save", "nosave"):
-            raise ConfigError(
-                config.source,
-                f"services.{spec.name}.x-opskit.shutdown",
-                f"expected 'save' or 'nosave', got {shutdown!r}",
-            )
+    def read_options(
+        cls, reader: OptionReader, spec: ServiceSpec, config: StackConfig
+    ) -> RedisOptions:
+        health = reader.section("health")
+        options = RedisOptions(
+            password=reader.string("password") or None,
+            config=reader.mapping("config"),
+            shutdown=reader.choice("shutdown", ShutdownMode, ShutdownMode.SAVE),
+            memory_warning_percent=health.number(
+                "memory_warning_percent", RedisOptions.memory_warning_percent, high=100
+            ),
+            save_age_warning=health.duration("save_age_warning", RedisOptions.save_age_warning),
+        )
+        health.finish()
+        return options
 
     @property
     def password(self) -> str | None:
-        value = self.spec.options.get("password")
-        return str(value) if value not in (None, "") else None
+        return self.options.password
 
     @property
     def data_dir(self) -> Path:
@@ -86,7 +114,7 @@ class RedisRole(Role):
             "save": DEFAULT_SAVE,
             "appendonly": "no",
         }
-        directives.update(self.spec.options.get("config", {}))
+        directives.update(self.options.config)
         lines = [f"{key} {_value(value)}" for key, value in directives.items()]
         if self.password:
             lines.append(f"requirepass {_quote(self.password)}")
@@ -97,8 +125,13 @@ class RedisRole(Role):
             private_dir(self.data_dir)
 
     def client(self, timeout: float = 1.0) -> redis.Redis:
-        """A client that fails at once: redis-py's default retries (with backoff) would turn
-        one refused connection into seconds of waiting, in probes and in SHUTDOWN alike."""
+        """A redis-py client that fails at once: its default retries (with backoff) would turn
+        one refused connection into seconds of waiting. For SHUTDOWN, pub/sub and backups;
+        probes use :meth:`probe`, which does not pay redis-py's import."""
+        import redis
+        from redis.backoff import NoBackoff
+        from redis.retry import Retry
+
         host, port = self.address(CONTAINER_PORT)
         return redis.Redis(
             host=host,
@@ -109,27 +142,24 @@ class RedisRole(Role):
             retry=Retry(NoBackoff(), 0),
         )
 
+    def probe(self, timeout: float = 1.0) -> RedisProbe:
+        host, port = self.address(CONTAINER_PORT)
+        return RedisProbe(host, port, self.password, timeout)
+
     def probe_ready(self) -> Probe:
-        client = self.client()
         try:
-            client.ping()
-            loading = client.info("persistence").get("loading", 0)
-        except redis.AuthenticationError as exc:
+            with self.probe() as connection:
+                connection.call("PING")
+                loading = connection.info("persistence").get("loading", "0")
+        except RedisAuthFailed as exc:
             return Probe(False, f"authentication failed: {exc}", fatal=True)
-        except redis.ResponseError as exc:
-            text = str(exc)
-            if text.startswith(("NOAUTH", "WRONGPASS")):
-                return Probe(False, f"authentication failed: {text}", fatal=True)
-            return Probe(False, f"error reply: {text}")
-        except redis.BusyLoadingError:
+        except RedisLoading:
             return Probe(False, "loading the dataset into memory")
-        except redis.ConnectionError as exc:
+        except RedisReplyError as exc:
+            return Probe(False, f"error reply: {exc}")
+        except RedisUnreachable as exc:
             return Probe(False, f"not reachable: {exc}")
-        except redis.TimeoutError:
-            return Probe(False, "PING timed out")
-        finally:
-            client.close()
-        if str(loading) != "0":
+        if loading != "0":
             return Probe(False, "loading the dataset into memory")
         return Probe(True, "PING ok (authenticated), loading:0")
 
@@ -140,29 +170,70 @@ class RedisRole(Role):
 
     @property
     def stop_method(self) -> str:
-        return f"SHUTDOWN {self.spec.options.get('shutdown', 'save').upper()}"
+        return f"SHUTDOWN {self.options.shutdown.value.upper()}"
 
     def stop(self) -> StopResult:
-        """``SHUTDOWN SAVE`` (or NOSAVE) through the client; SIGTERM if that is refused.
+        """``SHUTDOWN SAVE`` (or NOSAVE) through the client; SIGTERM when it is refused.
 
-        A renamed-away SHUTDOWN command or a failed save must not hang the stop: the grace period
-        and SIGKILL escalation still apply.
+        Only a connection the server closed after SHUTDOWN means "going down". A refused
+        SHUTDOWN — a stale password after a rotation, the command renamed away, no connection
+        at all — falls back to SIGTERM, on which Redis saves when persistence is on; waiting
+        out the grace period instead would end in SIGKILL and lose every write since the last
+        save. The grace period and SIGKILL escalation still apply either way.
         """
+        import redis
+
         if not self.unit.status().running:
             return self.unit.stop(signal.SIGTERM, self.spec.stop_grace_period)
-        mode = self.spec.options.get("shutdown", "save")
+        mode = self.options.shutdown
         client = self.client(timeout=self.spec.stop_grace_period)
-        how = f"SHUTDOWN {mode.upper()}"
+        how = f"SHUTDOWN {mode.value.upper()}"
+        refused: str | None = None
         try:
-            client.shutdown(save=mode == "save", nosave=mode == "nosave")
-        except redis.ConnectionError:
-            pass  # the server closed the connection: it is going down
+            client.shutdown(save=mode is ShutdownMode.SAVE, nosave=mode is ShutdownMode.NOSAVE)
+        except redis.AuthenticationError as exc:
+            refused = f"authentication failed: {exc}"
+        except redis.ConnectionError as exc:
+            if "closed" not in str(exc).lower():  # it never reached the server
+                refused = f"not reachable: {exc}"
         except redis.RedisError as exc:
-            how = f"SIGTERM (SHUTDOWN refused: {exc})"
-            self.unit.send_signal(signal.SIGTERM)
+            refused = str(exc)
         finally:
             client.close()
+        if refused is not None:
+            how = f"SIGTERM (SHUTDOWN refused: {refused})"
+            self.unit.send_signal(signal.SIGTERM)
         return self.unit.finish_stop(self.spec.stop_grace_period, how)
+
+    # -- the masking store (capabilities.MaskingStore) ---------------------------------------------
+
+    def masked_token_for(self, original: str) -> tuple[str | None, str | None, int | None]:
+        """The aws-masker plugin's keys for ``original``: rev → token, map:token → original."""
+        rev_key = "aws_masker:rev:" + base64.b64encode(original.encode()).decode()
+        with self.probe(timeout=2.0) as connection:
+            token = connection.call("GET", rev_key)
+            if token is None:
+                return None, None, None
+            token_text = token.decode()
+            stored = connection.call("GET", f"aws_masker:map:{token_text}")
+            ttl = connection.call("TTL", f"aws_masker:map:{token_text}")
+        return token_text, (stored.decode() if stored is not None else None), ttl
+
+    @contextlib.contextmanager
+    def events(self) -> Iterator[Any]:
+        """A pub/sub subscription to the plugin's masking events (redis-py PubSub)."""
+        client = self.client(timeout=2.0)
+        pubsub = client.pubsub(ignore_subscribe_messages=True)
+        try:
+            pubsub.subscribe(EVENTS_CHANNEL)
+            pubsub.get_message(timeout=0.5)  # the subscribe confirmation
+            yield pubsub
+        finally:
+            pubsub.close()
+            client.close()
+
+    def interrupt(self) -> StopResult:
+        return self.stop()
 
 
 def _value(value: Any) -> str:
@@ -182,9 +253,6 @@ class RedisHealth:
 
     def __init__(self, role: RedisRole):
         self.role = role
-        options = role.spec.options.get("health") or {}
-        self.memory_warning = float(options.get("memory_warning_percent", MEMORY_WARNING_PERCENT))
-        self.save_age_warning = float(options.get("save_age_warning", SAVE_AGE_WARNING_SECONDS))
         self._lock = threading.Lock()
         self._info: dict | None = None
         self._error: str | None = None
@@ -201,90 +269,88 @@ class RedisHealth:
     def snapshot(self) -> tuple[dict | None, str | None]:
         with self._lock:
             if self._info is None and self._error is None:
-                client = self.role.client(timeout=2.0)
                 try:
-                    client.ping()
-                    self._info = client.info()
-                except redis.AuthenticationError as exc:
+                    with self.role.probe(timeout=2.0) as connection:
+                        connection.call("PING")
+                        self._info = connection.info()
+                except RedisAuthFailed as exc:
                     self._error = f"authentication failed: {exc}"
-                except redis.ResponseError as exc:
-                    text = str(exc)
-                    auth = text.startswith(("NOAUTH", "WRONGPASS"))
-                    self._error = f"authentication failed: {text}" if auth else f"error: {text}"
-                except redis.RedisError as exc:
-                    self._error = f"not reachable: {type(exc).__name__}: {exc}"
-                finally:
-                    client.close()
+                except RedisReplyError as exc:
+                    self._error = f"error: {exc}"
+                except RedisProbeError as exc:
+                    self._error = f"not reachable: {exc}"
             return self._info, self._error
 
-    def _needs_info(self) -> tuple[dict | None, tuple[str, str] | None]:
+    def _needs_info(self) -> tuple[dict | None, CheckOutcome | None]:
         info, error = self.snapshot()
-        return info, (("UNKNOWN", f"skipped: {error}") if error else None)
+        return info, ((CheckStatus.UNKNOWN, f"skipped: {error}") if error else None)
 
-    def ping(self) -> tuple[str, str]:
+    def ping(self) -> CheckOutcome:
         info, error = self.snapshot()
         if error:
-            return "CRITICAL", error
+            return CheckStatus.CRITICAL, error
         if str(info.get("loading", 0)) != "0":
-            return "CRITICAL", "loading the dataset into memory"
-        return "OK", f"PING ok (authenticated), redis {info.get('redis_version', '?')}, loading:0"
+            return CheckStatus.CRITICAL, "loading the dataset into memory"
+        version = info.get("redis_version", "?")
+        return CheckStatus.OK, f"PING ok (authenticated), redis {version}, loading:0"
 
-    def memory(self) -> tuple[str, str]:
+    def memory(self) -> CheckOutcome:
         info, skipped = self._needs_info()
         if skipped:
             return skipped
         used, limit = int(info.get("used_memory", 0)), int(info.get("maxmemory", 0))
         human = info.get("used_memory_human", f"{used}B")
         if not limit:
-            return "OK", f"used {human}, no maxmemory set"
+            return CheckStatus.OK, f"used {human}, no maxmemory set"
         percent = 100.0 * used / limit
-        status = "WARNING" if percent >= self.memory_warning else "OK"
+        warning = self.role.options.memory_warning_percent
+        status = CheckStatus.WARNING if percent >= warning else CheckStatus.OK
         policy = info.get("maxmemory_policy", "?")
         return status, f"used {human} = {percent:.0f}% of maxmemory ({policy})"
 
-    def clients(self) -> tuple[str, str]:
+    def clients(self) -> CheckOutcome:
         info, skipped = self._needs_info()
         if skipped:
             return skipped
         connected = info.get("connected_clients", 0)
         blocked = info.get("blocked_clients", 0)
         rejected = int(info.get("rejected_connections", 0))
-        status = "WARNING" if rejected else "OK"
+        status = CheckStatus.WARNING if rejected else CheckStatus.OK
         return status, f"{connected} connected, {blocked} blocked, {rejected} rejected"
 
-    def persistence(self) -> tuple[str, str]:
+    def persistence(self) -> CheckOutcome:
         info, skipped = self._needs_info()
         if skipped:
             return skipped
         if info.get("rdb_last_bgsave_status") != "ok":
-            return "CRITICAL", f"last background save failed ({info.get('rdb_last_bgsave_status')})"
+            status = info.get("rdb_last_bgsave_status")
+            return CheckStatus.CRITICAL, f"last background save failed ({status})"
         if int(info.get("aof_enabled", 0)):
             for key in ("aof_last_write_status", "aof_last_bgrewrite_status"):
                 if info.get(key, "ok") != "ok":
-                    return "CRITICAL", f"AOF {key} is {info.get(key)}"
+                    return CheckStatus.CRITICAL, f"AOF {key} is {info.get(key)}"
         changes = int(info.get("rdb_changes_since_last_save", 0))
         age = time.time() - int(info.get("rdb_last_save_time", time.time()))
         aof = " AOF on," if int(info.get("aof_enabled", 0)) else ""
         detail = f"last save {age:.0f}s ago,{aof} {changes} changes since"
-        if changes and age > self.save_age_warning:
-            return "WARNING", f"{detail} (unsaved for more than {self.save_age_warning:g}s)"
-        return "OK", detail
+        limit = self.role.options.save_age_warning
+        if changes and age > limit:
+            return CheckStatus.WARNING, f"{detail} (unsaved for more than {limit:g}s)"
+        return CheckStatus.OK, detail
 
-    def write_probe(self) -> tuple[str, str]:
+    def write_probe(self) -> CheckOutcome:
         """SET/GET/DEL on a namespaced key with a 10 s TTL: the server accepts writes."""
         _info, skipped = self._needs_info()
         if skipped:
             return skipped
         key, value = PROBE_KEY_PREFIX + uuid.uuid4().hex, uuid.uuid4().hex
-        client = self.role.client(timeout=2.0)
         try:
-            client.set(key, value, px=10_000)
-            read = client.get(key)
-            client.delete(key)
-        except redis.RedisError as exc:
-            return "CRITICAL", f"write probe failed: {exc}"
-        finally:
-            client.close()
+            with self.role.probe(timeout=2.0) as connection:
+                connection.call("SET", key, value, "PX", 10_000)
+                read = connection.call("GET", key)
+                connection.call("DEL", key)
+        except RedisProbeError as exc:
+            return CheckStatus.CRITICAL, f"write probe failed: {exc}"
         if read is None or read.decode() != value:
-            return "CRITICAL", "write probe read back a different value"
-        return "OK", "SET/GET/DEL on a probe key ok"
+            return CheckStatus.CRITICAL, "write probe read back a different value"
+        return CheckStatus.OK, "SET/GET/DEL on a probe key ok"

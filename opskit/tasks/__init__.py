@@ -1,24 +1,20 @@
-"""opskit's invoke collection.
+"""opskit's invoke collection: one sub-collection per operation (invocations' layout).
 
 Import it into your own tasks.py (``from opskit.tasks import ns``) or use the repository's.
-Tasks parse arguments, call :mod:`opskit.ops`, render, and exit with a documented code; they
-import nothing heavy at module level so that ``inv --list`` stays fast.
+Each operation is a collection whose default task answers the bare verb (``inv start``); later
+operations add their sub-tasks beside it (``inv backup.validate``). Tasks parse arguments, call
+:mod:`opskit.ops`, render, and exit with a documented code; they import nothing heavy at module
+level so that ``inv --list`` stays fast.
 """
 
 from invoke import Collection
 
-from opskit.tasks import health, lifecycle
+from opskit.tasks import config, health, lifecycle
 
 ns = Collection()
-for _task in (
-    lifecycle.start,
-    lifecycle.stop,
-    lifecycle.restart,
-    lifecycle.status,
-    health.health,
-    health.smoke,
-):
-    ns.add_task(_task)
+for _module in (lifecycle, health, config):
+    for _collection in _module.COLLECTIONS:
+        ns.add_collection(_collection)
 ns.configure({"opskit": {"stack": None, "runtime": None}})
 
 __all__ = ["ns"]

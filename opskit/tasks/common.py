@@ -1,4 +1,13 @@
-"""What every task does: find the stack file, load it, and turn errors into exit codes."""
+"""What every task shares: its Task class, its flags, the stack file, and exit codes.
+
+- :class:`OpskitTask` gives every task the same short flags (:data:`SHORT_FLAGS`: ``-s`` is
+  ``--service`` everywhere) instead of invoke's first-free-letter guess, and makes a bare
+  ``--service`` (no name after it) an error instead of invoke's silent empty list — which meant
+  "all" and once stopped a whole stack.
+- :func:`services_option` and :func:`seconds_option` turn raw flag values into clean ones or
+  one-line UsageErrors; :func:`handles_errors` turns any OpskitError into its line on stderr
+  and the task's exit code (``ExitCode`` in :mod:`opskit.vocabulary`).
+"""
 
 from __future__ import annotations
 
@@ -9,7 +18,10 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from invoke import Context, Exit
+from invoke import Context, Exit, Task
+
+from opskit.errors import UsageError
+from opskit.vocabulary import ExitCode
 
 if TYPE_CHECKING:
     from opskit.stack import Stack
@@ -18,6 +30,62 @@ HELP_STACK = "stack file (default: $OPSKIT_STACK, then invoke config opskit.stac
 HELP_RUNTIME = "process or docker (overrides x-opskit.runtime and $OPSKIT_RUNTIME)"
 HELP_SERVICE = "limit to this service (repeatable)"
 
+#: One letter per flag, the same in every task. Flags not listed have no short form.
+SHORT_FLAGS = {
+    "service": "s",
+    "stack": "f",
+    "runtime": "r",
+    "timeout": "t",
+    "json": "j",
+    "quiet": "q",
+    "e2e": "e",
+}
+
+
+class OpskitTask(Task):
+    """An invoke Task with opskit's flag table and strict list flags."""
+
+    def __init__(self, *args: Any, **kwargs: Any):
+        kwargs["auto_shortflags"] = False
+        super().__init__(*args, **kwargs)
+
+    def get_arguments(self, ignore_unknown_help: bool | None = None):
+        arguments = super().get_arguments(ignore_unknown_help)
+        for argument in arguments:
+            short = SHORT_FLAGS.get(argument.name)
+            if short:
+                argument.names = (*argument.names, short)
+            if argument.kind is list:
+                # invoke starts a list flag as [] and so accepts `--service` with no value;
+                # as an optional flag starting from None, a bare one arrives as [True].
+                argument.optional = True
+                argument.raw_value = argument._value = None
+        return arguments
+
+
+def services_option(values: list | None) -> list[str] | None:
+    """The ``--service`` names, or None for "all"; a bare ``--service`` is a usage error."""
+    if not values:
+        return None
+    if any(value is True or not str(value).strip() for value in values):
+        raise UsageError("--service needs a service name (e.g. --service kong)")
+    return [str(value) for value in values]
+
+
+def seconds_option(flag: str, value: object) -> float | None:
+    """A positive number of seconds (``5``, ``2.5``, ``10s``, ``1m``), or None when not given."""
+    if value is None:
+        return None
+    from opskit.durations import parse_duration
+
+    try:
+        seconds = parse_duration(value if not isinstance(value, str) else value.strip())
+    except ValueError:
+        seconds = -1.0
+    if isinstance(value, bool) or seconds <= 0:
+        raise UsageError(f"--{flag}: expected a number of seconds above zero, got {value!r}")
+    return seconds
+
 
 def stack_path(c: Context, stack: str | None) -> Path:
     """``--stack``, then ``$OPSKIT_STACK``, then ``opskit.stack`` from invoke config.
@@ -25,14 +93,14 @@ def stack_path(c: Context, stack: str | None) -> Path:
     A relative path from invoke config is resolved against the folder of that config (the
     project's tasks.py), so ``inv`` works from any working directory inside the project.
     """
+    if stack is True:
+        raise UsageError("--stack needs a file name")
     if stack:
         return Path(stack)
     if os.environ.get("OPSKIT_STACK"):
         return Path(os.environ["OPSKIT_STACK"])
     configured = c.config.get("opskit", {}).get("stack")
     if not configured:
-        from opskit.errors import UsageError
-
         raise UsageError("no stack file: pass --stack, set OPSKIT_STACK, or set opskit.stack")
     path = Path(configured)
     prefix = getattr(c.config, "_project_prefix", None)
@@ -70,6 +138,17 @@ def handles_errors(
             raise Exit(code=exit_code if exit_code is not None else exc.exit_code) from None
         except KeyboardInterrupt:
             print("opskit: interrupted", file=sys.stderr, flush=True)
-            raise Exit(code=130) from None
+            raise Exit(code=ExitCode.INTERRUPTED) from None
 
     return wrapper
+
+
+def collection(name: str, default: Task, *others: Task):
+    """One sub-collection per operation; ``default`` runs for the bare verb (``inv start``)."""
+    from invoke import Collection
+
+    tasks = Collection(name)
+    tasks.add_task(default, default=True)
+    for other in others:
+        tasks.add_task(other)
+    return tasks

@@ -1,5 +1,5 @@
 """Tasks health and smoke. Exit codes follow Nagios: 0 OK · 1 WARNING · 2 CRITICAL · 3 UNKNOWN
-(3 also for a bad stack file or an unknown service: the check could not run)."""
+(3 also for a bad stack file, an unknown service or a bad flag: the check could not run)."""
 
 from __future__ import annotations
 
@@ -7,9 +7,20 @@ from pathlib import Path
 
 from invoke import Context, Exit, task
 
-from opskit.tasks.common import HELP_RUNTIME, HELP_SERVICE, HELP_STACK, handles_errors, load
+from opskit.tasks.common import (
+    HELP_RUNTIME,
+    HELP_SERVICE,
+    HELP_STACK,
+    OpskitTask,
+    collection,
+    handles_errors,
+    load,
+    seconds_option,
+    services_option,
+)
+from opskit.vocabulary import ExitCode
 
-UNKNOWN_EXIT = 3
+UNKNOWN_EXIT = ExitCode.UNKNOWN
 
 
 def _write(path: Path, text: str) -> None:
@@ -20,13 +31,15 @@ def _write(path: Path, text: str) -> None:
 
 
 @task(
+    klass=OpskitTask,
     iterable=["service"],
     help={
         "stack": HELP_STACK,
         "runtime": HELP_RUNTIME,
         "service": HELP_SERVICE,
         "e2e": "also prove masking end to end (synthetic id through nginx → Kong → upstream)",
-        "fail_secure": "with --e2e: stop Redis, expect 503 AWS_MASKER_1001, start Redis again",
+        "fail_secure": "with --e2e: stop Redis, expect 503 AWS_MASKER_1001, start Redis again "
+        "(a drill under the stack lock, after the checks)",
         "allow_cost": "allow --e2e against the real Claude API (max_tokens 16)",
         "json": "print the report as JSON on stdout",
         "junit": "also write the report as JUnit XML to this path",
@@ -51,18 +64,19 @@ def health(
     """Check every service (or --service S) concurrently; Nagios exit codes."""
     import dataclasses
 
-    from opskit.console import print_report
     from opskit.errors import UsageError
-    from opskit.ops.health import HealthSettings, run_health
+    from opskit.ops.health import run_health
 
+    names = services_option(service)
+    seconds = seconds_option("timeout", timeout)
     if fail_secure and not e2e:
         raise UsageError("--fail-secure needs --e2e")
     loaded = load(c, stack, runtime)
-    settings = HealthSettings.from_stack(loaded)
-    if timeout is not None:
-        settings = dataclasses.replace(settings, check_timeout=float(timeout))
+    settings = loaded.config.health
+    if seconds is not None:
+        settings = dataclasses.replace(settings, check_timeout=seconds)
     report = run_health(
-        loaded, service, e2e=e2e, fail_secure=fail_secure, allow_cost=allow_cost, settings=settings
+        loaded, names, e2e=e2e, fail_secure=fail_secure, allow_cost=allow_cost, settings=settings
     )
     if junit:
         _write(Path(junit), report.to_junit())
@@ -71,19 +85,22 @@ def health(
     elif quiet:
         print(report.one_line())
     else:
+        from opskit.console import print_report
+
         print_report(report)
     if report.exit_code:
         raise Exit(code=report.exit_code)
 
 
 @task(
+    klass=OpskitTask,
     help={
         "stack": HELP_STACK,
         "runtime": HELP_RUNTIME,
         "report_dir": "where health.json and health.junit.xml go (default: reports)",
-        "fail_secure": "also run the fail-secure probe (stops and restarts Redis)",
+        "fail_secure": "also run the fail-secure drill (stops and restarts Redis)",
         "allow_cost": "allow the end-to-end check against the real Claude API",
-    }
+    },
 )
 @handles_errors(exit_code=UNKNOWN_EXIT)
 def smoke(c, stack=None, runtime=None, report_dir="reports", fail_secure=False, allow_cost=False):
@@ -105,3 +122,6 @@ def smoke(c, stack=None, runtime=None, report_dir="reports", fail_secure=False, 
     print(f"smoke: started {started}; reports in {directory}/ (health.json, health.junit.xml)")
     if result.exit_code:
         raise Exit(code=result.exit_code)
+
+
+COLLECTIONS = [collection("health", health), collection("smoke", smoke)]

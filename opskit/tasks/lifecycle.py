@@ -7,7 +7,17 @@ from __future__ import annotations
 
 from invoke import Context, Exit, task
 
-from opskit.tasks.common import HELP_RUNTIME, HELP_SERVICE, HELP_STACK, handles_errors, load
+from opskit.tasks.common import (
+    HELP_RUNTIME,
+    HELP_SERVICE,
+    HELP_STACK,
+    OpskitTask,
+    collection,
+    handles_errors,
+    load,
+    seconds_option,
+    services_option,
+)
 
 _COMMON_HELP = {"stack": HELP_STACK, "runtime": HELP_RUNTIME, "service": HELP_SERVICE}
 
@@ -17,16 +27,19 @@ def _run(c: Context, action: str, service, stack, runtime, **options) -> None:
     from opskit.ops import lifecycle
     from opskit.redact import Redactor
 
+    names = services_option(service)
     loaded = load(c, stack, runtime)
     redact = Redactor(loaded.secrets())
-    names = loaded.resolve(service)
+    resolved = loaded.resolve(names)
     shown = loaded.start_order(
-        loaded.with_dependents(names) if action != "start" else loaded.with_dependencies(names)
+        loaded.with_dependents(resolved)
+        if action != "start"
+        else loaded.with_dependencies(resolved)
     )
     if action == "stop":
         shown.reverse()
     with Progress(redact, shown) as progress:
-        result = getattr(lifecycle, action)(loaded, service, on_event=progress, **options)
+        result = getattr(lifecycle, action)(loaded, names, on_event=progress, **options)
     if action == "start" and result.nothing_to_do:
         print("opskit: every requested service is already running and ready; nothing to start")
     elif action == "stop" and result.nothing_to_do:
@@ -38,6 +51,7 @@ def _run(c: Context, action: str, service, stack, runtime, **options) -> None:
 
 
 @task(
+    klass=OpskitTask,
     iterable=["service"],
     help={
         **_COMMON_HELP,
@@ -48,50 +62,50 @@ def _run(c: Context, action: str, service, stack, runtime, **options) -> None:
 @handles_errors
 def start(c, service=None, stack=None, runtime=None, rollback=False, timeout=None):
     """Start services and their dependencies in order, each gated on readiness."""
-    _run(
-        c,
-        "start",
-        service,
-        stack,
-        runtime,
-        rollback=rollback,
-        timeout=float(timeout) if timeout is not None else None,
-    )
+    seconds = seconds_option("timeout", timeout)
+    _run(c, "start", service, stack, runtime, rollback=rollback, timeout=seconds)
 
 
-@task(iterable=["service"], help=_COMMON_HELP)
+@task(klass=OpskitTask, iterable=["service"], help=_COMMON_HELP)
 @handles_errors
 def stop(c, service=None, stack=None, runtime=None):
     """Stop services and everything that depends on them, dependents first."""
     _run(c, "stop", service, stack, runtime)
 
 
-@task(iterable=["service"], help={**_COMMON_HELP, "timeout": "readiness timeout in seconds"})
+@task(
+    klass=OpskitTask,
+    iterable=["service"],
+    help={**_COMMON_HELP, "timeout": "readiness timeout in seconds"},
+)
 @handles_errors
 def restart(c, service=None, stack=None, runtime=None, timeout=None):
-    """Stop dependents, restart the service, start the dependents again."""
-    _run(
-        c,
-        "restart",
-        service,
-        stack,
-        runtime,
-        timeout=float(timeout) if timeout is not None else None,
-    )
+    """Stop dependents, restart the service, start the dependents again (one locked run)."""
+    seconds = seconds_option("timeout", timeout)
+    _run(c, "restart", service, stack, runtime, timeout=seconds)
 
 
-@task(iterable=["service"], help={**_COMMON_HELP, "json": "print JSON on stdout"})
+@task(klass=OpskitTask, iterable=["service"], help={**_COMMON_HELP, "json": "print JSON"})
 @handles_errors
 def status(c, service=None, stack=None, runtime=None, json=False):
     """Runtime state of every service: running / exited(code) / absent, pid, uptime."""
     from opskit.console import print_status, status_json
     from opskit.ops import lifecycle
 
+    names = services_option(service)
     loaded = load(c, stack, runtime)
-    result = lifecycle.status(loaded, service)
+    result = lifecycle.status(loaded, names)
     if json:
         print(status_json(result))
     else:
         print_status(result)
     if result.exit_code:
         raise Exit(code=result.exit_code)
+
+
+COLLECTIONS = [
+    collection("start", start),
+    collection("stop", stop),
+    collection("restart", restart),
+    collection("status", status),
+]

@@ -1,0 +1,376 @@
+"""The operations engine: one way to walk the stack, wait for a service, and change state.
+
+Every operation — start, stop, restart, reload, and what comes next (backup, recover, drills) —
+is a *walk* of the dependency graph that runs one *step* per service. The engine owns what
+they share, written once:
+
+- :func:`walk` — Compose v1's ``parallel_execute`` over the DAG, in either direction: a
+  service's step runs the moment the steps it waits for have succeeded (never in whole levels),
+  independent branches run concurrently, and a failed step skips exactly what waits on it,
+  saying which step it waited for.
+- :func:`ensure_ready` — start a service if it is not running and wait until its role's
+  readiness probe passes, failing fast when the process exits or the probe says waiting cannot
+  help. Start, restart, recovery and drills all bring a service back through it.
+- :func:`mutation` — the stack lock. Every operation that changes state takes it once;
+  composed operations (restart = stop + start, smoke = start + health + stop) nest inside one
+  mutation instead of releasing the lock half-way.
+- :func:`for_each_capable` — run a role capability (:mod:`opskit.services.capabilities`) over
+  services; a service whose role lacks it is reported ``unsupported`` by the engine, so no
+  operation ever asks a role for its name.
+
+Nothing here prints: progress goes to an :data:`EventSink`, results come back as
+:class:`StepResult` lists that the task layer renders.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import threading
+import time
+from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, TypeVar
+
+from opskit.errors import OpskitError
+from opskit.lock import stack_lock
+from opskit.polling import deadline_in, poll_until
+from opskit.redact import Redactor
+from opskit.vocabulary import Direction, ExitCode, Phase, StepOutcome
+
+if TYPE_CHECKING:
+    from pathlib import Path
+
+    from opskit.services.base import Role
+    from opskit.stack import Stack
+
+LOG_TAIL_LINES = 20
+C = TypeVar("C")
+
+
+@dataclass(frozen=True)
+class Event:
+    """Progress of one service, for live rendering."""
+
+    service: str
+    phase: Phase
+    detail: str = ""
+
+
+EventSink = Callable[[Event], None]
+
+
+def ignore_events(_event: Event) -> None:
+    """The EventSink for callers that do not render progress."""
+
+
+@dataclass
+class StepResult:
+    """What one step did to one service."""
+
+    service: str
+    state: StepOutcome
+    detail: str = ""
+    seconds: float = 0.0
+    log_tail: list[str] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return self.state.ok
+
+
+@dataclass
+class OperationResult:
+    """The steps of one operation, in graph order, and how long it took."""
+
+    action: str
+    outcomes: list[StepResult]
+    seconds: float = 0.0
+
+    @property
+    def ok(self) -> bool:
+        return all(outcome.ok for outcome in self.outcomes)
+
+    @property
+    def exit_code(self) -> int:
+        return ExitCode.OK if self.ok else ExitCode.FAILED
+
+    def outcome(self, service: str) -> StepResult | None:
+        return next((o for o in self.outcomes if o.service == service), None)
+
+    @property
+    def nothing_to_do(self) -> bool:
+        return all(o.state.idle for o in self.outcomes)
+
+
+# -- the walk ------------------------------------------------------------------------------------
+
+Step = Callable[[str], StepResult]
+
+
+def walk(
+    stack: Stack,
+    targets: Iterable[str],
+    step: Step,
+    *,
+    direction: Direction | None,
+    emit: EventSink = ignore_events,
+    skipped: str = "skipped: {} failed",
+) -> list[StepResult]:
+    """Run ``step(service)`` for every target, as soon as the steps it waits for succeeded.
+
+    ``direction`` says what a service waits for: its dependencies (start), its dependents
+    (stop), or nothing (``None``: all at once). A failed step skips everything that waits on it,
+    transitively; ``skipped`` is formatted with the names of the failed steps it waited on.
+    Results come back in graph order.
+    """
+    wanted = set(targets)
+    order = _ordered(stack, wanted, direction)
+    waits_on = {name: _predecessors(stack, name, direction) & wanted for name in wanted}
+    results: dict[str, StepResult] = {}
+    blocked: dict[str, set[str]] = {}
+    if wanted:
+        with ThreadPoolExecutor(max_workers=len(wanted), thread_name_prefix="opskit") as pool:
+            pending: dict[Future[StepResult], str] = {}
+
+            def launch_ready() -> None:
+                for name in order:
+                    if name in results or name in blocked or name in pending.values():
+                        continue
+                    failed = {p for p in waits_on[name] if p in blocked or _failed(results, p)}
+                    if failed:
+                        blocked[name] = failed
+                        continue
+                    if all(p in results for p in waits_on[name]):
+                        pending[pool.submit(_guarded, step, name)] = name
+
+            launch_ready()
+            while pending:
+                done, _ = wait(pending, return_when=FIRST_COMPLETED)
+                for future in done:
+                    name = pending.pop(future)
+                    results[name] = future.result()
+                launch_ready()
+                _propagate_blocks(wanted, waits_on, results, blocked)
+    for name in order:
+        if name not in results:
+            reasons = sorted(_root_failures(name, waits_on, results, blocked))
+            detail = skipped.format(", ".join(reasons))
+            results[name] = StepResult(name, StepOutcome.SKIPPED, detail)
+            emit(Event(name, Phase.SKIPPED, detail))
+    return [results[name] for name in order]
+
+
+def _guarded(step: Step, name: str) -> StepResult:
+    """A step's own OpskitError is that service's failure, not the whole operation's."""
+    began = time.monotonic()
+    try:
+        return step(name)
+    except OpskitError as exc:
+        return StepResult(name, StepOutcome.FAILED, str(exc), time.monotonic() - began)
+
+
+def _predecessors(stack: Stack, name: str, direction: Direction | None) -> set[str]:
+    if direction is Direction.DEPENDENCIES_FIRST:
+        return set(stack.dependencies(name))
+    if direction is Direction.DEPENDENTS_FIRST:
+        return set(stack.dependents(name))
+    return set()
+
+
+def _ordered(stack: Stack, names: set[str], direction: Direction | None) -> list[str]:
+    order = stack.start_order(names)
+    return list(reversed(order)) if direction is Direction.DEPENDENTS_FIRST else order
+
+
+def _failed(results: dict[str, StepResult], name: str) -> bool:
+    return name in results and not results[name].ok
+
+
+def _propagate_blocks(wanted, waits_on, results, blocked) -> None:
+    changed = True
+    while changed:
+        changed = False
+        for name in wanted:
+            if name in results or name in blocked:
+                continue
+            failed = {p for p in waits_on[name] if p in blocked or _failed(results, p)}
+            if failed:
+                blocked[name] = failed
+                changed = True
+
+
+def _root_failures(name, waits_on, results, blocked) -> set[str]:
+    """The failed steps ``name`` waited on, directly or through other skipped steps."""
+    roots: set[str] = set()
+    for waited in blocked.get(name, set()) or waits_on[name]:
+        if _failed(results, waited):
+            roots.add(waited)
+        elif waited in blocked:
+            roots |= _root_failures(waited, waits_on, results, blocked)
+    return roots
+
+
+# -- readiness -----------------------------------------------------------------------------------
+
+
+def ensure_ready(
+    stack: Stack,
+    service: str,
+    deadline: float | None = None,
+    *,
+    emit: EventSink = ignore_events,
+) -> StepResult:
+    """Start ``service`` unless it runs, then wait until its role says it is ready.
+
+    ``deadline`` is a :func:`time.monotonic` instant (default: now + the service's
+    ``start_timeout``). Fails at once when the unit exits or a probe is fatal. A unit this call
+    started and that never became ready is stopped again, so the next attempt starts clean;
+    the failure carries the last log lines, redacted.
+    """
+    role = stack.role(service)
+    began = time.monotonic()
+    if deadline is None:
+        deadline = began + role.spec.start_timeout
+    already_running = role.unit.status().running
+    if already_running:
+        emit(Event(service, Phase.WAITING, "already running; checking readiness"))
+    else:
+        emit(Event(service, Phase.STARTING))
+        try:
+            role.prepare()  # idempotent: rendered configs and data dirs exist before it runs
+            role.unit.start(role.launch())
+        except OpskitError as exc:  # e.g. the engine refused: a failed service, not a crash
+            emit(Event(service, Phase.FAILED, str(exc)))
+            return StepResult(service, StepOutcome.FAILED, str(exc), time.monotonic() - began)
+        limit = max(deadline - time.monotonic(), 0)
+        emit(Event(service, Phase.WAITING, f"waiting for readiness (up to {limit:.3g}s)"))
+    problem = wait_ready(role, deadline)
+    seconds = time.monotonic() - began
+    if problem is None:
+        state = StepOutcome.ALREADY_RUNNING if already_running else StepOutcome.STARTED
+        detail = "already running and ready" if already_running else f"ready in {seconds:.2f}s"
+        emit(Event(service, Phase.READY, detail))
+        return StepResult(service, state, detail, seconds)
+
+    tail = Redactor(stack.secrets()).lines(role.unit.log_tail(LOG_TAIL_LINES))
+    if not already_running and role.unit.status().running:
+        stop = role.stop()
+        problem += f"; stopped it again ({stop.detail})"
+    emit(Event(service, Phase.FAILED, problem))
+    return StepResult(service, StepOutcome.FAILED, problem, seconds, tail)
+
+
+def wait_ready(role: Role, deadline: float) -> str | None:
+    """None once ``role`` is ready; otherwise why not (exited, fatal probe, or timed out)."""
+    last = ["no probe completed"]
+
+    def observe() -> str | None:
+        status = role.unit.status()
+        if not status.running:
+            code = "unknown code" if status.exit_code is None else f"code {status.exit_code}"
+            return f"exited during start ({code})"
+        if role.unit.container_health() == "unhealthy":  # as Compose: fail at once
+            return "the container's HEALTHCHECK reports unhealthy"
+        probe = role.probe_ready()
+        if probe.ready:
+            return ""
+        last[0] = probe.detail
+        return f"not ready: {probe.detail}" if probe.fatal else None
+
+    verdict = poll_until(observe, deadline)
+    if verdict is None:
+        return f"not ready before the start timeout: {last[0]}"
+    return verdict or None
+
+
+# -- the stack lock --------------------------------------------------------------------------------
+
+_held_lock = threading.Lock()
+_held: dict[Path, int] = {}
+
+
+@contextlib.contextmanager
+def mutation(stack: Stack, action: str, wait: float = 10.0) -> Iterator[None]:
+    """Hold the stack lock for ``action``; nested mutations in this process share it.
+
+    The lock is a ``flock`` (see :mod:`opskit.lock`): another process — a second cron run —
+    waits up to ``wait`` seconds, then fails with LockBusyError naming the holder.
+    """
+    key = stack.state_dir.resolve()
+    with _held_lock:
+        nested = _held.get(key, 0) > 0
+        if nested:
+            _held[key] += 1
+    if nested:
+        try:
+            yield
+        finally:
+            with _held_lock:
+                _held[key] -= 1
+        return
+    with stack_lock(stack.state_dir, action, wait=wait):
+        with _held_lock:
+            _held[key] = 1
+        try:
+            yield
+        finally:
+            with _held_lock:
+                _held.pop(key, None)
+
+
+# -- capabilities ----------------------------------------------------------------------------------
+
+
+def capable(stack: Stack, capability: type[C], services: Iterable[str] | None = None) -> list[str]:
+    """The services (in start order) whose role offers ``capability``."""
+    names = stack.resolve(services)
+    return [name for name in stack.start_order(names) if isinstance(stack.role(name), capability)]
+
+
+def for_each_capable(
+    stack: Stack,
+    services: Iterable[str] | None,
+    capability: type[C],
+    step: Callable[[str, C], StepResult],
+    *,
+    direction: Direction | None = None,
+    emit: EventSink = ignore_events,
+) -> list[StepResult]:
+    """``step(name, role)`` for each service whose role has ``capability``; the others are
+    reported UNSUPPORTED (never an error: ``inv reload`` over the whole stack reloads what can
+    be reloaded and says what cannot)."""
+    names = stack.resolve(services)
+    label = getattr(capability, "label", capability.__name__)
+
+    def run(name: str) -> StepResult:
+        role = stack.role(name)
+        if not isinstance(role, capability):
+            detail = f"the {role.name} role cannot {label}"
+            emit(Event(name, Phase.SKIPPED, detail))
+            return StepResult(name, StepOutcome.UNSUPPORTED, detail)
+        emit(Event(name, Phase.RUNNING, label))
+        began = time.monotonic()
+        result = step(name, role)
+        result.seconds = result.seconds or time.monotonic() - began
+        emit(Event(name, Phase.DONE if result.ok else Phase.FAILED, result.detail))
+        return result
+
+    return walk(stack, names, run, direction=direction, emit=emit)
+
+
+__all__ = [
+    "Event",
+    "EventSink",
+    "OperationResult",
+    "StepResult",
+    "capable",
+    "deadline_in",
+    "ensure_ready",
+    "for_each_capable",
+    "ignore_events",
+    "mutation",
+    "poll_until",
+    "wait_ready",
+    "walk",
+]

@@ -1,0 +1,111 @@
+"""What an operation may ask of a role, beyond start/probe/stop: typed, optional capabilities.
+
+An operation never asks a role for its name. It asks the engine for the services whose role
+offers a capability (``isinstance(role, Reloadable)``) and the engine reports the rest as
+``unsupported`` (:func:`opskit.ops.engine.for_each_capable`). A role offers a capability by
+implementing its methods; these protocols are ``runtime_checkable`` so the check is the
+methods' presence. ``label`` is how progress and "unsupported" lines name the capability.
+
+Today's implementations: nginx (``nginx -t``, HUP) and kong (``POST /config``, ``GET /config``)
+are :class:`ConfigValidating` and :class:`Reloadable`; kong is :class:`ConfigExporting`;
+redis is the :class:`MaskingStore`, kong the :class:`MaskingGateway` and nginx the
+:class:`EntryPoint` that the end-to-end check and its fail-secure drill need; every role is a
+:class:`LogSources` (its unit's output plus files such as nginx's access log).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, ClassVar, Protocol, runtime_checkable
+
+if TYPE_CHECKING:
+    from opskit.runtime.base import StopResult
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """The outcome of a capability call: did it work, did it change anything, and why."""
+
+    ok: bool
+    detail: str
+    changed: bool = True
+
+
+@runtime_checkable
+class ConfigValidating(Protocol):
+    """Checks the configuration the service would load next (``nginx -t``)."""
+
+    label: ClassVar[str]
+
+    def validate_config(self) -> Verdict: ...
+
+
+@runtime_checkable
+class Reloadable(Protocol):
+    """Loads new configuration without a restart (nginx HUP, Kong ``POST /config``).
+
+    ``reload`` validates first and leaves the running configuration alone when validation
+    fails; ``Verdict.changed`` is False when the service already ran that configuration.
+    """
+
+    label: ClassVar[str]
+
+    def reload(self) -> Verdict: ...
+
+
+@runtime_checkable
+class ConfigExporting(Protocol):
+    """Exports the running configuration and applies one (Kong's declarative config)."""
+
+    def export_config(self) -> str: ...
+
+    def apply_config(self, declarative: str) -> Any: ...
+
+
+@dataclass(frozen=True)
+class LogSource:
+    """A log an operator may want: ``unit`` for the unit's own output, else a path as the unit
+    sees it (copied out with ``Unit.copy_out`` under docker)."""
+
+    name: str
+    path: str | None = None  # None: the unit's stdout/stderr
+
+
+@runtime_checkable
+class LogSources(Protocol):
+    def log_sources(self) -> list[LogSource]: ...
+
+
+@runtime_checkable
+class MaskingStore(Protocol):
+    """Holds the aws-masker maps (Redis): the e2e check reads them, the drill interrupts it."""
+
+    def masked_token_for(self, original: str) -> tuple[str | None, str | None, int | None]:
+        """(masked token, what the token maps back to, TTL) for ``original``."""
+        ...
+
+    def events(self) -> Any:
+        """A subscription to the masking events channel (context manager)."""
+        ...
+
+    def interrupt(self) -> StopResult:
+        """Take the store away (the drill); :func:`engine.ensure_ready` brings it back."""
+        ...
+
+
+@runtime_checkable
+class MaskingGateway(Protocol):
+    """Masks AWS ids on the Claude route (Kong with aws-masker)."""
+
+    masked_path: str
+
+    def costly_upstream(self) -> str | None:
+        """The host of a paid upstream the gateway forwards to (anthropic.com), if any."""
+        ...
+
+
+@runtime_checkable
+class EntryPoint(Protocol):
+    """Where client traffic enters the stack (nginx in front of Kong)."""
+
+    def entry_url(self, path: str) -> str: ...

@@ -1,0 +1,150 @@
+"""opskit's closed vocabularies: every status, outcome, state and exit code, in one place.
+
+Roles, operations and renderers use these members, never string literals, so a typo is an
+AttributeError at import rather than a silently unmatched branch at 3 a.m. Each enum subclasses
+``str`` (or ``int``), so members compare equal to their plain values and serialise to JSON as
+they always did: ``StepOutcome.STARTED == "started"``.
+"""
+
+from __future__ import annotations
+
+from enum import Enum, IntEnum
+
+
+class ExitCode(IntEnum):
+    """Every exit code a task returns (README's task table)."""
+
+    OK = 0
+    FAILED = 1  # an operation failed; for health: Nagios WARNING
+    USAGE = 2  # bad stack file or command line; for health: Nagios CRITICAL
+    UNKNOWN = 3  # health only: the check could not run (bad config/usage included)
+    INTERRUPTED = 130  # Ctrl-C / SIGINT, as shells report it
+
+
+class CheckStatus(str, Enum):
+    """Nagios plugin states of one health check; the worst one is the report's."""
+
+    OK = "OK"
+    WARNING = "WARNING"
+    CRITICAL = "CRITICAL"
+    UNKNOWN = "UNKNOWN"
+
+    @property
+    def exit_code(self) -> int:
+        return _NAGIOS_EXIT[self]
+
+    @property
+    def severity(self) -> int:
+        """Which status wins when checks disagree: CRITICAL > UNKNOWN > WARNING > OK."""
+        return _SEVERITY[self]
+
+    def __str__(self) -> str:
+        return self.value
+
+
+_NAGIOS_EXIT = {
+    CheckStatus.OK: ExitCode.OK,
+    CheckStatus.WARNING: ExitCode.FAILED,
+    CheckStatus.CRITICAL: ExitCode.USAGE,
+    CheckStatus.UNKNOWN: ExitCode.UNKNOWN,
+}
+_SEVERITY = {
+    CheckStatus.OK: 0,
+    CheckStatus.WARNING: 1,
+    CheckStatus.UNKNOWN: 2,
+    CheckStatus.CRITICAL: 3,
+}
+
+
+class StepOutcome(str, Enum):
+    """What one step of an operation did to one service."""
+
+    STARTED = "started"
+    ALREADY_RUNNING = "already running"
+    STOPPED = "stopped"
+    KILLED = "killed"
+    NOT_RUNNING = "not running"
+    DONE = "done"  # a capability step that succeeded (reloaded, exported, …)
+    UNCHANGED = "unchanged"  # a capability step that found nothing to do
+    SKIPPED = "skipped"  # not attempted: something it waits on failed
+    FAILED = "failed"
+    UNSUPPORTED = "unsupported"  # the service's role lacks the capability
+
+    @property
+    def ok(self) -> bool:
+        return self not in (StepOutcome.FAILED, StepOutcome.SKIPPED)
+
+    @property
+    def idle(self) -> bool:
+        """Nothing had to be done (for "nothing to start/stop" messages)."""
+        return self in (StepOutcome.ALREADY_RUNNING, StepOutcome.NOT_RUNNING)
+
+    def __str__(self) -> str:
+        return self.value
+
+
+class UnitState(str, Enum):
+    """Runtime state of a unit (a process or a container)."""
+
+    RUNNING = "running"
+    EXITED = "exited"
+    ABSENT = "absent"
+
+    def __str__(self) -> str:
+        return self.value
+
+
+class Phase(str, Enum):
+    """Progress phases an operation reports through its EventSink."""
+
+    BUILDING = "building"
+    CLEANING = "cleaning"
+    STARTING = "starting"
+    WAITING = "waiting"
+    READY = "ready"
+    STOPPING = "stopping"
+    STOPPED = "stopped"
+    RUNNING = "running"  # a capability step in progress
+    DONE = "done"
+    SKIPPED = "skipped"
+    FAILED = "failed"
+
+    @property
+    def busy(self) -> bool:
+        return self in _BUSY
+
+    def __str__(self) -> str:
+        return self.value
+
+
+_BUSY = {Phase.BUILDING, Phase.CLEANING, Phase.STARTING, Phase.WAITING, Phase.STOPPING}
+
+
+class Direction(str, Enum):
+    """Which way the engine walks the dependency graph."""
+
+    DEPENDENCIES_FIRST = "dependencies first"  # start: a service after what it needs
+    DEPENDENTS_FIRST = "dependents first"  # stop: a service after what needs it
+
+
+class RoleKind(str, Enum):
+    """The roles opskit knows (``x-opskit.role``); :mod:`opskit.services` maps each to code."""
+
+    REDIS = "redis"
+    KONG = "kong"
+    NGINX = "nginx"
+    BACKEND = "backend"
+    HTTP = "http"
+
+    def __str__(self) -> str:
+        return self.value
+
+    @classmethod
+    def infer(cls, image: str | None) -> RoleKind:
+        """Role for a service without ``x-opskit.role``: from its image name, else ``http``."""
+        if image:
+            base = image.rsplit("/", 1)[-1].split(":", 1)[0].split("@", 1)[0]
+            for kind in (cls.REDIS, cls.KONG, cls.NGINX):
+                if base.startswith(kind.value):
+                    return kind
+        return cls.HTTP
