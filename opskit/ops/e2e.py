@@ -28,6 +28,7 @@ import time
 import uuid
 from typing import Any
 
+from opskit.errors import LockBusyError
 from opskit.ops.engine import capable, deadline_in, ensure_ready, mutation
 from opskit.report import CheckResult
 from opskit.services.capabilities import EntryPoint, MaskingGateway, MaskingStore
@@ -246,10 +247,13 @@ def _masked_in_store(chain: _Chain, original: str) -> tuple[CheckStatus, str]:
 # -- the fail-secure drill ---------------------------------------------------------------------
 
 
-def fail_secure_drill(stack: Stack, *, timeout: float = 15.0) -> CheckResult:
+def fail_secure_drill(
+    stack: Stack, *, timeout: float = 15.0, lock_wait: float = 10.0
+) -> CheckResult:
     """Interrupt the masking store, expect 503 AWS_MASKER_1001, bring the store back.
 
-    A mutation: it holds the stack lock, so no other opskit run acts on the stack meanwhile.
+    A mutation: it holds the stack lock, so no other opskit run acts on the stack meanwhile;
+    when another run holds it, the drill does not happen and says who holds the lock.
     """
     began = time.perf_counter()
 
@@ -260,15 +264,22 @@ def fail_secure_drill(stack: Stack, *, timeout: float = 15.0) -> CheckResult:
     chain = _Chain(stack)
     if chain.missing:
         return result(CheckStatus.UNKNOWN, f"stack has no {', '.join(chain.missing)}")
-    with mutation(stack, "fail-secure drill"):
-        stopped = chain.store.interrupt()
-        if not stopped.was_running:
-            return result(CheckStatus.UNKNOWN, "redis was not running; fail-secure probe skipped")
-        verdict = (CheckStatus.UNKNOWN, "the drill was interrupted")
-        try:
-            verdict = _probe_fail_secure(chain.url, stack, timeout)
-        finally:  # also on Ctrl-C and unexpected exceptions: never leave the store down
-            restored = ensure_ready(stack, chain.store_name)
+    try:
+        with mutation(stack, "fail-secure drill", wait=lock_wait):
+            return _drill(stack, chain, timeout, result)
+    except LockBusyError as exc:
+        return result(CheckStatus.UNKNOWN, f"drill not run: {exc}")
+
+
+def _drill(stack: Stack, chain: _Chain, timeout: float, result) -> CheckResult:
+    stopped = chain.store.interrupt()
+    if not stopped.was_running:
+        return result(CheckStatus.UNKNOWN, "redis was not running; fail-secure probe skipped")
+    verdict = (CheckStatus.UNKNOWN, "the drill was interrupted")
+    try:
+        verdict = _probe_fail_secure(chain.url, stack, timeout)
+    finally:  # also on Ctrl-C and unexpected exceptions: never leave the store down
+        restored = ensure_ready(stack, chain.store_name)
     if not restored.ok:
         return result(
             CheckStatus.CRITICAL,

@@ -152,12 +152,12 @@ def walk(
                     results[name] = future.result()
                 launch_ready()
                 _propagate_blocks(wanted, waits_on, results, blocked)
-    for name in order:
-        if name not in results:
-            reasons = sorted(_root_failures(name, waits_on, results, blocked))
-            detail = skipped.format(", ".join(reasons))
-            results[name] = StepResult(name, StepOutcome.SKIPPED, detail)
-            emit(Event(name, Phase.SKIPPED, detail))
+    never_ran = [name for name in order if name not in results]
+    reasons = {name: sorted(_root_failures(name, waits_on, results, blocked)) for name in never_ran}
+    for name in never_ran:
+        detail = skipped.format(", ".join(reasons[name]))
+        results[name] = StepResult(name, StepOutcome.SKIPPED, detail)
+        emit(Event(name, Phase.SKIPPED, detail))
     return [results[name] for name in order]
 
 
@@ -340,8 +340,10 @@ def for_each_capable(
     """``step(name, role)`` for each service whose role has ``capability``; the others are
     reported UNSUPPORTED (never an error: ``inv reload`` over the whole stack reloads what can
     be reloaded and says what cannot)."""
+    from opskit.services.capabilities import describe
+
     names = stack.resolve(services)
-    label = getattr(capability, "label", capability.__name__)
+    label = describe(capability)
 
     def run(name: str) -> StepResult:
         role = stack.role(name)

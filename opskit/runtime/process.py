@@ -27,6 +27,7 @@ from pathlib import Path
 from opskit.config import INHERITED_VARIABLES, ServiceSpec, StackConfig
 from opskit.errors import OpskitError, RuntimeUnavailableError
 from opskit.files import atomic_write_json, copy_private, private_dir, read_json, tail_lines
+from opskit.polling import deadline_in, poll_until
 from opskit.runtime import host
 from opskit.runtime.base import (
     ExecResult,
@@ -305,7 +306,9 @@ class ProcessUnit(Unit):
         # SIGKILL is asynchronous: return only once the kernel has taken them down. A zombie
         # counts as gone — its reaping is its parent's (often init's) business, not ours to
         # wait for (that wait was 1.3-2 s per service on every stop).
-        psutil.wait_procs(members, timeout=5, callback=None)
+        poll_until(
+            lambda: True if not any(map(_alive_not_zombie, members)) else None, deadline_in(5)
+        )
         return killed
 
     def forget(self) -> None:
@@ -389,6 +392,15 @@ class ProcessUnit(Unit):
             return ("127.0.0.1", container_port)
         host = mapping.host_ip if mapping.host_ip not in ("", "0.0.0.0") else "127.0.0.1"
         return (host, mapping.published)
+
+
+def _alive_not_zombie(process) -> bool:
+    import psutil
+
+    try:
+        return process.status() != psutil.STATUS_ZOMBIE
+    except psutil.Error:
+        return False
 
 
 def _group_members(pgid: int, leader_create_time: float | None) -> list:

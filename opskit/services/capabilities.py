@@ -4,7 +4,7 @@ An operation never asks a role for its name. It asks the engine for the services
 offers a capability (``isinstance(role, Reloadable)``) and the engine reports the rest as
 ``unsupported`` (:func:`opskit.ops.engine.for_each_capable`). A role offers a capability by
 implementing its methods; these protocols are ``runtime_checkable`` so the check is the
-methods' presence. ``label`` is how progress and "unsupported" lines name the capability.
+methods' presence. :func:`describe` is how progress and "unsupported" lines name one.
 
 Today's implementations: nginx (``nginx -t``, HUP) and kong (``POST /config``, ``GET /config``)
 are :class:`ConfigValidating` and :class:`Reloadable`; kong is :class:`ConfigExporting`;
@@ -16,7 +16,7 @@ redis is the :class:`MaskingStore`, kong the :class:`MaskingGateway` and nginx t
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, ClassVar, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 if TYPE_CHECKING:
     from opskit.runtime.base import StopResult
@@ -35,8 +35,6 @@ class Verdict:
 class ConfigValidating(Protocol):
     """Checks the configuration the service would load next (``nginx -t``)."""
 
-    label: ClassVar[str]
-
     def validate_config(self) -> Verdict: ...
 
 
@@ -47,8 +45,6 @@ class Reloadable(Protocol):
     ``reload`` validates first and leaves the running configuration alone when validation
     fails; ``Verdict.changed`` is False when the service already ran that configuration.
     """
-
-    label: ClassVar[str]
 
     def reload(self) -> Verdict: ...
 
@@ -109,3 +105,19 @@ class EntryPoint(Protocol):
     """Where client traffic enters the stack (nginx in front of Kong)."""
 
     def entry_url(self, path: str) -> str: ...
+
+
+_DESCRIPTIONS: dict[type, str] = {
+    ConfigValidating: "validate its configuration",
+    Reloadable: "reload its configuration",
+    ConfigExporting: "export its configuration",
+    LogSources: "name its logs",
+    MaskingStore: "hold masking maps",
+    MaskingGateway: "mask AWS ids",
+    EntryPoint: "take client traffic",
+}
+
+
+def describe(capability: type) -> str:
+    """What a role with ``capability`` can do, as a verb phrase ("reload its configuration")."""
+    return _DESCRIPTIONS.get(capability, capability.__name__)

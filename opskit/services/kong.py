@@ -62,7 +62,6 @@ class KongRole(Role):
     """Kong DB-less: also Reloadable, ConfigExporting and the MaskingGateway."""
 
     name: ClassVar[str] = "kong"
-    label: ClassVar[str] = "reload its declarative config (POST /config)"
     graceful_signal: ClassVar[signal.Signals] = signal.SIGQUIT
     outage_impact: ClassVar[str] = "nothing is masked or forwarded to the Claude API"
     options: KongOptions

@@ -52,7 +52,6 @@ class NginxRole(Role):
     """nginx: also a ConfigValidating, Reloadable and EntryPoint capability."""
 
     name: ClassVar[str] = "nginx"
-    label: ClassVar[str] = "reload its configuration (nginx -t, HUP)"
     provides_process_command: ClassVar[bool] = True
     graceful_signal: ClassVar[signal.Signals] = signal.SIGQUIT
     outage_impact: ClassVar[str] = "no client request reaches Kong"

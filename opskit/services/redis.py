@@ -181,29 +181,43 @@ class RedisRole(Role):
         out the grace period instead would end in SIGKILL and lose every write since the last
         save. The grace period and SIGKILL escalation still apply either way.
         """
-        import redis
 
         if not self.unit.status().running:
             return self.unit.stop(signal.SIGTERM, self.spec.stop_grace_period)
         mode = self.options.shutdown
-        client = self.client(timeout=self.spec.stop_grace_period)
         how = f"SHUTDOWN {mode.value.upper()}"
-        refused: str | None = None
-        try:
-            client.shutdown(save=mode is ShutdownMode.SAVE, nosave=mode is ShutdownMode.NOSAVE)
-        except redis.AuthenticationError as exc:
-            refused = f"authentication failed: {exc}"
-        except redis.ConnectionError as exc:
-            if "closed" not in str(exc).lower():  # it never reached the server
-                refused = f"not reachable: {exc}"
-        except redis.RedisError as exc:
-            refused = str(exc)
-        finally:
-            client.close()
+        refused = self._shutdown(mode)
         if refused is not None:
             how = f"SIGTERM (SHUTDOWN refused: {refused})"
             self.unit.send_signal(signal.SIGTERM)
         return self.unit.finish_stop(self.spec.stop_grace_period, how)
+
+    def _shutdown(self, mode: ShutdownMode) -> str | None:
+        """Send SHUTDOWN; None when Redis is going down, else why it was refused.
+
+        Not redis-py's ``shutdown()``: it swallows every ConnectionError as "going down", and
+        AuthenticationError is one. PING first, so a refused password is seen as such.
+        """
+        import redis
+
+        client = self.client(timeout=self.spec.stop_grace_period)
+        try:
+            client.ping()
+        except redis.AuthenticationError as exc:
+            return f"authentication failed: {exc}"
+        except redis.ResponseError as exc:
+            return f"authentication failed: {exc}" if "NOAUTH" in str(exc) else str(exc)
+        except redis.RedisError as exc:
+            return f"not reachable: {exc}"
+        try:
+            client.execute_command("SHUTDOWN", mode.value.upper())
+        except redis.ConnectionError:
+            return None  # the server closed the connection: it is going down
+        except redis.RedisError as exc:  # renamed away, or the save failed (MISCONF …)
+            return str(exc)
+        finally:
+            client.close()
+        return "SHUTDOWN returned without closing the connection"
 
     # -- the masking store (capabilities.MaskingStore) ---------------------------------------------
 

@@ -78,9 +78,15 @@ def seconds_option(flag: str, value: object) -> float | None:
         return None
     from opskit.durations import parse_duration
 
+    text = value.strip() if isinstance(value, str) else value
     try:
-        seconds = parse_duration(value if not isinstance(value, str) else value.strip())
-    except ValueError:
+        seconds = float(text)  # a plain number: seconds
+    except (TypeError, ValueError):
+        try:
+            seconds = parse_duration(text)
+        except ValueError:
+            seconds = -1.0
+    if seconds != seconds or seconds == float("inf"):  # nan, inf
         seconds = -1.0
     if isinstance(value, bool) or seconds <= 0:
         raise UsageError(f"--{flag}: expected a number of seconds above zero, got {value!r}")
