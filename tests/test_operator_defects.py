@@ -214,13 +214,10 @@ def test_health_returns_within_its_budget_when_kong_is_frozen(sandbox):
 def test_bad_ports_are_config_errors_before_anything_starts(
     write_stack, tmp_path, ports_a, ports_b, key, problem
 ):
-    services = [
-        f"  a:\n    image: x\n    ports: {ports_a}\n    x-opskit: {{process: {{command: [sleep, '60']}}}}"
-    ]
+    extension = "x-opskit: {process: {command: [sleep, '60']}}"
+    services = [f"  a:\n    image: x\n    ports: {ports_a}\n    {extension}"]
     if ports_b:
-        services.append(
-            f"  b:\n    image: x\n    ports: {ports_b}\n    x-opskit: {{process: {{command: [sleep, '60']}}}}"
-        )
+        services.append(f"  b:\n    image: x\n    ports: {ports_b}\n    {extension}")
     path = write_stack(stack_text(*services))
     done = run_inv({"PATH": os.environ["PATH"]}, "start", "--stack", str(path))
     assert done.returncode == 2
