@@ -21,7 +21,8 @@ if TYPE_CHECKING:
     from opskit.ops.lifecycle import StatusResult
     from opskit.report import Report
 
-_PHASE_LEVEL = {Phase.FAILED: "ERROR", Phase.SKIPPED: "WARNING"}
+# Log levels of plain progress lines (a log vocabulary, not check statuses).
+_PHASE_LEVEL = {Phase.FAILED: "ERROR", Phase.SKIPPED: "WARN"}
 _PHASE_STYLE = {
     Phase.READY: "green",
     Phase.STOPPED: "green",

@@ -274,3 +274,28 @@ def test_cli_bad_config_exits_2_with_one_line_and_starts_nothing(write_stack, tm
     ]
     assert not marker.exists()
     assert not (tmp_path / "state").exists()
+
+
+def test_role_options_are_typed_frozen_and_read_once(write_stack, tmp_path):
+    import dataclasses
+
+    import pytest
+
+    path = write_stack(
+        """
+        x-opskit: {runtime: process}
+        services:
+          kong:
+            image: kong:3
+            x-opskit:
+              admin_url: http://127.0.0.1:8001/
+              status_url: http://127.0.0.1:8100
+              quit_wait: 2s
+              process: {command: [kong, start]}
+        """
+    )
+    options = load_stack(path, environ={}).role("kong").options
+    assert options.admin_url == "http://127.0.0.1:8001"  # trailing slash gone, once
+    assert options.quit_wait == 2.0 and options.masked_path == "/v1/messages"
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        options.quit_wait = 0

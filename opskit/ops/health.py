@@ -34,7 +34,7 @@ from opskit.report import CheckResult, Report
 from opskit.runtime import host
 from opskit.services.base import Check
 from opskit.stack import Stack
-from opskit.vocabulary import CheckStatus
+from opskit.vocabulary import CheckStatus, UnitState
 
 HOST = "host"
 E2E = "e2e"
@@ -232,7 +232,7 @@ def _runtime_result(name: str, role, status) -> CheckResult:
         if stats is not None:
             parts.append(f"{stats.rss_bytes / 2**20:.0f} MiB, {stats.cpu_percent:.1f}% CPU avg")
         state, detail = CheckStatus.OK, ", ".join(parts)
-    elif status.exit_code is not None or status.state.value == "exited":
+    elif status.state is UnitState.EXITED:
         code = "?" if status.exit_code is None else status.exit_code
         state, detail = CheckStatus.CRITICAL, f"not running: exited({code})"
     else:
