@@ -8,6 +8,7 @@ crash or a full disk never leaves a half-written file where a whole one is expec
 from __future__ import annotations
 
 import contextlib
+import io
 import json
 import os
 import tempfile
@@ -35,19 +36,7 @@ def atomic_write(path: Path, data: bytes | str, mode: int = 0o600) -> None:
     """Write ``data`` to ``path`` atomically with permissions ``mode``."""
     if isinstance(data, str):
         data = data.encode("utf-8")
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        os.fchmod(fd, mode)
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-        raise
-    _fsync_dir(path.parent)
+    write_stream_private(io.BytesIO(data), path, mode)
 
 
 def atomic_write_json(path: Path, value: Any) -> None:
@@ -96,11 +85,12 @@ def copy_private(source: Path, destination: Path) -> None:
         write_stream_private(data, destination)
 
 
-def write_stream_private(data: BinaryIO, destination: Path) -> None:
-    """Write what ``data`` yields to ``destination``: temp file, 0600, fsync, rename."""
+def write_stream_private(data: BinaryIO, destination: Path, mode: int = 0o600) -> None:
+    """Write what ``data`` yields to ``destination``: temp file, ``mode``, fsync, rename — a
+    crash or a full disk never leaves a half-written file where a whole one is expected."""
     fd, tmp = tempfile.mkstemp(dir=destination.parent, prefix=f".{destination.name}.")
     try:
-        os.fchmod(fd, 0o600)
+        os.fchmod(fd, mode)
         with os.fdopen(fd, "wb") as out:
             while chunk := data.read(1 << 20):
                 out.write(chunk)
