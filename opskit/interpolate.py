@@ -41,11 +41,29 @@ def interpolate(text: str, environ: Mapping[str, str]) -> str:
     return value
 
 
+#: More values than any real Compose file has. YAML aliases let a few hundred bytes stand for
+#: billions of values (the "billion laughs"); expanding them would hang opskit, so the walk
+#: stops here with an error instead.
+MAX_VALUES = 200_000
+
+
 def interpolate_tree(node: Any, environ: Mapping[str, str], path: str = "") -> Any:
     """Interpolate every string value of a YAML tree (keys are left alone, as in Compose).
 
-    Errors are re-raised with the key path of the value, so the caller can name it.
+    Errors are re-raised with the key path of the value, so the caller can name it. A tree
+    with more than :data:`MAX_VALUES` values (an alias bomb) is an InterpolationError.
     """
+    budget = [MAX_VALUES]
+    return _walk(node, environ, path, budget)
+
+
+def _walk(node: Any, environ: Mapping[str, str], path: str, budget: list[int]) -> Any:
+    budget[0] -= 1
+    if budget[0] < 0:
+        error = InterpolationError(
+            f"the file expands to more than {MAX_VALUES} values (YAML aliases?); refusing it"
+        )
+        raise _PathedInterpolationError(path.split(".")[0].split("[")[0], error)  # top-level key
     if isinstance(node, str):
         try:
             return interpolate(node, environ)
@@ -53,12 +71,11 @@ def interpolate_tree(node: Any, environ: Mapping[str, str], path: str = "") -> A
             raise _PathedInterpolationError(path, exc) from None
     if isinstance(node, Mapping):
         return {
-            key: interpolate_tree(value, environ, _join(path, str(key)))
-            for key, value in node.items()
+            key: _walk(value, environ, _join(path, str(key)), budget) for key, value in node.items()
         }
     if isinstance(node, list):
         return [
-            interpolate_tree(value, environ, f"{path}[{index}]") for index, value in enumerate(node)
+            _walk(value, environ, f"{path}[{index}]", budget) for index, value in enumerate(node)
         ]
     return node
 

@@ -299,3 +299,12 @@ def test_role_options_are_typed_frozen_and_read_once(write_stack, tmp_path):
     assert options.quit_wait == 2.0 and options.masked_path == "/v1/messages"
     with pytest.raises(dataclasses.FrozenInstanceError):
         options.quit_wait = 0
+
+
+def test_a_yaml_alias_bomb_is_refused_not_expanded(write_stack):
+    lines = ['a0: &a0 ["x","x","x","x","x","x","x","x","x","x"]']
+    lines += [f"a{i}: &a{i} [" + ",".join([f"*a{i - 1}"] * 10) + "]" for i in range(1, 9)]
+    lines += ["services: {app: {image: x, x-opskit: {process: {command: [sleep, '1']}}}}"]
+    path = write_stack("\n".join(lines) + "\n")
+    error = error_of(path)  # within the test timeout: 10**9 values are never walked
+    assert "expands to more than 200000 values" in error.problem
