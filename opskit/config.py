@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import difflib
 import os
+import re
 import shlex
 import sys
 from collections.abc import Mapping
@@ -32,6 +33,9 @@ DEPENDENCY_CONDITIONS = ("service_started", "service_healthy")
 DEFAULT_START_TIMEOUT = 60.0
 DEFAULT_GRACE_PERIOD = 10.0
 MAX_PORT = 65535
+# The Compose specification's service name pattern. Names become file names under state_dir
+# (run/<name>.pid), so anything else — "../x" — could write outside it.
+SERVICE_NAME = re.compile(r"^[a-zA-Z0-9][a-zA-Z0-9_.-]*$")
 # Per-service x-opskit keys every role shares; the rest belong to the role (Role.parse_options).
 COMMON_SERVICE_KEYS = ("role", "process", "start_timeout")
 
@@ -349,6 +353,13 @@ class _Reader:
             if key not in ("max_size", "keep"):
                 raise self.fail(f"x-opskit.logs.{key}", "unknown key; known: keep, max_size")
 
+        for svc_name in services_raw:
+            if not isinstance(svc_name, str) or not SERVICE_NAME.match(svc_name):
+                raise self.fail(
+                    f"services.{svc_name}",
+                    "expected a service name of letters, digits, '.', '_' and '-' "
+                    "(as Compose), not starting with '.', '_' or '-'",
+                )
         services = {
             str(svc_name): self.service(str(svc_name), body, runtime)
             for svc_name, body in services_raw.items()

@@ -308,3 +308,10 @@ def test_a_yaml_alias_bomb_is_refused_not_expanded(write_stack):
     path = write_stack("\n".join(lines) + "\n")
     error = error_of(path)  # within the test timeout: 10**9 values are never walked
     assert "expands to more than 200000 values" in error.problem
+
+
+@pytest.mark.parametrize("name", ["../../escape", "a/b", ".hidden", "-flag", "white space"])
+def test_service_names_that_could_leave_the_state_dir_are_refused(write_stack, name):
+    path = write_stack(f'services:\n  "{name}": {{image: x}}\n')
+    error = error_of(path)
+    assert error.key == f"services.{name}" and "expected a service name" in error.problem
