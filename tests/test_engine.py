@@ -179,3 +179,27 @@ def test_reload_operation_reloads_nginx_and_reports_redis_unsupported(running_sa
     assert states["nginx"] is StepOutcome.DONE, result.outcomes
     assert states["kong"] in (StepOutcome.DONE, StepOutcome.UNCHANGED), result.outcomes
     assert result.ok
+
+
+def test_an_independent_branch_that_becomes_ready_after_a_failure_still_runs(write_stack, load):
+    """`bad` fails at once; `slow` -> `after` is another branch that is ready only later."""
+    stack = load(
+        write_stack(
+            stack_text(sh_service("bad"), sh_service("slow"), sh_service("after", ["slow"]))
+        )
+    )
+
+    def step(name: str) -> StepResult:
+        if name == "slow":
+            time.sleep(0.3)
+        return StepResult(name, StepOutcome.FAILED if name == "bad" else StepOutcome.DONE)
+
+    results = {
+        r.service: r.state
+        for r in walk(stack, stack.services, step, direction=Direction.DEPENDENCIES_FIRST)
+    }
+    assert results == {
+        "bad": StepOutcome.FAILED,
+        "slow": StepOutcome.DONE,
+        "after": StepOutcome.DONE,
+    }
