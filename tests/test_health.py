@@ -276,11 +276,39 @@ def test_e2e_against_a_paid_upstream_needs_allow_cost(started):
     assert len(seen_before) == 0
 
 
-def test_fail_secure_probe_passes_and_redis_is_back(started):
+def test_the_drill_reports_the_real_plugins_verdict_and_redis_is_back(started):
+    """The real plugin (the sandbox's default): with Redis down it masks with counter-0 ids it
+    never stores and answers 200 (kong-real-behaviour.md row 21): a WARNING, in one sentence."""
     checks = by_key(run_health(started, ["kong"], e2e=True, fail_secure=True))
-    assert checks[("e2e", "fail_secure")].status == OK
-    assert "503 AWS_MASKER_1001" in checks[("e2e", "fail_secure")].detail
+    drill = checks[("e2e", "fail_secure")]
+    assert drill.status == WARNING, drill
+    assert "masked the id but never recorded the mapping in Redis" in drill.detail
+    assert "counter-0 tokens (AWS_EC2_000) collide" in drill.detail
     assert started.role("redis").probe_ready().ready
+
+
+def test_the_drill_is_ok_against_the_fixed_plugin(sandbox_env, stacks):
+    from opskit.stack import load_stack
+
+    env = dict(sandbox_env, AWS_MASKER_FAIL_SECURE="true")
+    stack = load_stack(REPO / "sandbox" / "stack.yml", environ=env)
+    stacks.append(stack)
+    assert lifecycle.start(stack).ok
+    drill = by_key(run_health(stack, ["kong"], e2e=True, fail_secure=True))[("e2e", "fail_secure")]
+    assert drill.status == OK and "503 AWS_MASKER_1001" in drill.detail, drill
+    assert stack.role("redis").probe_ready().ready
+
+
+def test_the_drill_calls_a_500_critical(sandbox_env, stacks):
+    """A worker that never reached Redis has no store: the real plugin answers 500 (row 21)."""
+    from opskit.stack import load_stack
+
+    stack = load_stack(REPO / "sandbox" / "stack.yml", environ=dict(sandbox_env))
+    stacks.append(stack)
+    assert lifecycle.start(stack).ok
+    drill = e2e.fail_secure_drill(stack)  # the first AWS-bearing request Kong sees
+    assert drill.status == CRITICAL and "HTTP 500 instead of refusing" in drill.detail, drill
+    assert stack.role("redis").probe_ready().ready
 
 
 def test_fail_secure_never_leaves_redis_down_even_on_ctrl_c(started, mocker):

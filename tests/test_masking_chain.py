@@ -1,9 +1,12 @@
 """Masking through the real chain: nginx → Kong stand-in → Claude stand-in, with real Redis.
 
-What the aws-masker plugin does (shared/reference/original-scripts.md §c): mask AWS ids into
-``AWS_<TYPE>_NNN`` with ``aws_masker:map:``/``rev:`` keys (TTL ``mapping_ttl``) and ``cnt:``
-counters, keep ids consistent, unmask the response, publish ``aws-masker:events:masking``, and
-fail secure (503 ``AWS_MASKER_1001``) when Redis is unusable and the body holds AWS ids.
+What the aws-masker plugin does (shared/reference/original-scripts.md §c and
+kong-real-behaviour.md rows 19-23): mask AWS ids into ``AWS_<TYPE>_NNN`` with
+``aws_masker:map:``/``rev:`` keys (TTL ``mapping_ttl``) and ``cnt:`` counters, keep ids
+consistent, unmask the response from the request's own map, publish ``aws-masker:events:masking``
+with nginx's own request id — and, with Redis unusable, what the *real* plugin does (500 on a
+worker without a store, unstored counter-0 masks on one with a store) or, with
+``AWS_MASKER_FAIL_SECURE=true``, what the fixed plugin does (503 ``AWS_MASKER_1001``).
 """
 
 from __future__ import annotations
@@ -116,21 +119,27 @@ def test_ids_are_consistent_across_requests_and_distinct_between_ids(chain):
 
 
 def test_masking_event_on_pubsub_has_the_plugins_shape(chain):
+    """Row 20 (P:E2/event_publisher.lua:12-17,46-65): the event's request_id is nginx's own
+    $request_id — the one Kong returns as X-Kong-Request-Id — never the client's X-Request-ID."""
     pubsub = chain.redis.pubsub()
     pubsub.subscribe("aws-masker:events:masking")
     assert pubsub.get_message(timeout=2)["type"] == "subscribe"
     original = "vpc-0abc12345678def91"
-    _, request_id = chain.send(f"in {original}")
+    response, client_request_id = chain.send(f"in {original}")
     deadline = time.monotonic() + 5
     event = None
     while time.monotonic() < deadline and event is None:
         message = pubsub.get_message(timeout=0.5)
         if message and message["type"] == "message":
             candidate = json.loads(message["data"])
-            if candidate["request_id"] == request_id:
+            if original in candidate["demo_data"]["original_text"]:
                 event = candidate
     pubsub.close()
-    assert event is not None, "no masking event with our request id"
+    assert event is not None, "no masking event for our id"
+    assert event["request_id"] == response.headers["x-kong-request-id"]
+    assert event["request_id"] != client_request_id and re.fullmatch(
+        "[0-9a-f]{32}", event["request_id"]
+    )
     assert event["event_type"] == "masking_applied" and event["success"] is True
     assert event["event_id"].startswith("mask_")
     assert event["patterns_applied"] == {"vpc": 1} and event["total_patterns"] == 1
@@ -140,10 +149,28 @@ def test_masking_event_on_pubsub_has_the_plugins_shape(chain):
     assert original in demo["original_text"] and original not in demo["masked_text"]
 
 
+def test_an_event_is_published_even_when_nothing_was_masked(chain):
+    """Row 20 (P:E2/handler.lua:374-437): every request with a body publishes an event."""
+    pubsub = chain.redis.pubsub()
+    pubsub.subscribe("aws-masker:events:masking")
+    assert pubsub.get_message(timeout=2)["type"] == "subscribe"
+    response, _ = chain.send("nothing to mask in here " + uuid.uuid4().hex)
+    kong_id = response.headers["x-kong-request-id"]
+    deadline = time.monotonic() + 5
+    seen = False
+    while time.monotonic() < deadline and not seen:
+        message = pubsub.get_message(timeout=0.5)
+        seen = bool(message and message["type"] == "message")
+        seen = seen and json.loads(message["data"])["request_id"] == kong_id
+    pubsub.close()
+    assert seen
+
+
 def test_kong_error_log_has_request_masking_and_unmask_lines(running_sandbox, chain):
-    _, request_id = chain.send("on i-0bbbbbbbbbbbbbbb1")
+    response, _ = chain.send("on i-0bbbbbbbbbbbbbbb1")
+    kong_id = response.headers["x-kong-request-id"]
     lines = running_sandbox.role("kong").unit.log_tail(50)
-    tagged = [line for line in lines if request_id in line]
+    tagged = [line for line in lines if kong_id in line]
     tags = [line.split(" ", 1)[0] for line in tagged]
     assert tags == ["[REQUEST-START]", "[MASKING-EVENT]", "[UNMASK-EVENT]"]
     masking = json.loads(tagged[1].split(" ", 1)[1])
@@ -157,14 +184,15 @@ def test_response_headers_from_plugins(chain):
     assert response.headers["x-correlation-id"]
 
 
-def test_fail_secure_when_redis_is_down_and_the_breaker_recovers(sandbox_env, stacks):
-    """Redis stopped: AWS-bearing bodies get 503 AWS_MASKER_1001, others pass; the breaker
-    opens after 5 failures and lets traffic through again once Redis is back."""
+def test_the_fixed_plugin_fails_secure_and_its_breaker_recovers(sandbox_env, stacks):
+    """AWS_MASKER_FAIL_SECURE=true (the fixed plugin): Redis stopped, AWS-bearing bodies get 503
+    AWS_MASKER_1001 (P:E2/error_codes.lua:15-20), others pass; the breaker opens after 5
+    failures and lets traffic through again once Redis is back."""
     from opskit.stack import load_stack
 
     from .conftest import REPO
 
-    env = dict(sandbox_env, AWS_MASKER_BREAKER_RESET="3")
+    env = dict(sandbox_env, AWS_MASKER_BREAKER_RESET="3", AWS_MASKER_FAIL_SECURE="true")
     stack = load_stack(REPO / "sandbox" / "stack.yml", environ=env)
     stacks.append(stack)
     assert lifecycle.start(stack, ["nginx", "upstream"]).ok
@@ -175,7 +203,7 @@ def test_fail_secure_when_redis_is_down_and_the_breaker_recovers(sandbox_env, st
         for _ in range(6):  # five failures open the breaker; the sixth is refused by it
             response, _ = chain.send("instance i-0ccccccccccccccc1")
             assert response.status_code == 503
-            assert response.json()["error_code"] == "AWS_MASKER_1001"
+            assert response.json()["error"] == "AWS_MASKER_1001"
         plain, _ = chain.send("no identifiers in here")
         assert chain.reply_text(plain) == "no identifiers in here"
 
@@ -194,3 +222,57 @@ def test_fail_secure_when_redis_is_down_and_the_breaker_recovers(sandbox_env, st
         assert chain.reply_text(response) == "instance i-0ccccccccccccccc1"
     finally:
         chain.close()
+
+
+def test_the_real_plugin_with_redis_down_answers_500_then_unstored_counter_0_masks(
+    sandbox_env, stacks
+):
+    """Row 21 (P:E2/handler.lua:188-213; masker_ngx_re.lua:244-281,505-510): a worker without a
+    Redis store raises (HTTP 500); one with a store masks with counter 0, never stores, 200.
+    Row 22: Redis errors during masking do not open the breaker."""
+    from opskit.stack import load_stack
+
+    from .conftest import REPO
+
+    stack = load_stack(REPO / "sandbox" / "stack.yml", environ=dict(sandbox_env))
+    stacks.append(stack)
+    assert lifecycle.start(stack, ["nginx", "upstream"]).ok
+    chain = Chain(stack)
+    redis_role = stack.role("redis")
+    try:
+        assert redis_role.stop().was_running
+        response, _ = chain.send("instance i-0ddddddddddddddd1")  # no store built yet
+        assert response.status_code == 500
+        assert response.json()["message"] == "An unexpected error occurred"
+
+        redis_role.unit.start(redis_role.launch())
+        deadline = time.monotonic() + 10
+        while not redis_role.probe_ready().ready:
+            assert time.monotonic() < deadline
+            time.sleep(0.05)
+        warm, _ = chain.send("instance i-0ddddddddddddddd2")  # builds the worker's store
+        assert chain.reply_text(warm) == "instance i-0ddddddddddddddd2"
+
+        assert redis_role.stop().was_running
+        first, first_id = chain.send("instance i-0eeeeeeeeeeeeeee1")
+        _second, second_id = chain.send("instance i-0eeeeeeeeeeeeeee2")
+        assert chain.reply_text(first) == "instance i-0eeeeeeeeeeeeeee1"  # unmasked from memory
+        assert chain.seen_by_upstream(first_id) == "instance AWS_EC2_000"
+        assert chain.seen_by_upstream(second_id) == "instance AWS_EC2_000"  # tokens collide
+        for _ in range(6):  # the breaker would open after 5 counted failures: it never does
+            assert chain.send("instance i-0eeeeeeeeeeeeeee3")[0].status_code == 200
+    finally:
+        chain.close()
+        if not redis_role.unit.status().running:
+            redis_role.unit.start(redis_role.launch())
+    check = redis.Redis(
+        port=int(stack.config.environ["REDIS_PORT"]),
+        password=stack.config.environ["REDIS_PASSWORD"],
+    )
+    deadline = time.monotonic() + 10
+    while not redis_role.probe_ready().ready:
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+    rev = "aws_masker:rev:" + base64.b64encode(b"i-0eeeeeeeeeeeeeee1").decode()
+    assert check.get(rev) is None  # the mapping was never stored
+    check.close()

@@ -4,8 +4,10 @@ An echo round trip passes with the plugin switched off, so this check asks the m
 a unique synthetic EC2 id goes in through the stack's entry point (nginx) to the masking
 gateway (Kong) and on to the Claude API; the client must get the original back with no
 ``AWS_*_NNN`` token, **and** ``aws_masker:rev:<b64(id)>`` → M and ``aws_masker:map:M`` → id
-(with a TTL) must exist — only masking writes those. The masking event with our request id on
-``aws-masker:events:masking`` is checked too.
+(with a TTL) must exist — only masking writes those. The masking event on
+``aws-masker:events:masking`` is checked too, found by its *content* (our synthetic id, or its
+masked token): the real plugin's event carries nginx's own ``$request_id``, never the client's
+X-Request-ID (kong-real-behaviour.md row 20).
 
 The three parts are found by capability (:mod:`opskit.services.capabilities`): EntryPoint,
 MaskingGateway, MaskingStore — never by role name.
@@ -13,7 +15,10 @@ MaskingGateway, MaskingStore — never by role name.
 :func:`fail_secure_drill` (opt-in) interrupts the store, sends an AWS-bearing request, and
 always brings the store back through :func:`engine.ensure_ready` — in a ``finally``, so Ctrl-C
 or an exception cannot leave it down. It changes state, so it runs as a mutation under the
-stack lock, after health's observation.
+stack lock, after health's observation. It classifies what the gateway did (row 21): refused
+with 503 ``AWS_MASKER_1001`` (fail-secure: OK); answered 200 with the id masked but the mapping
+never stored (WARNING); let the raw id reach the upstream (CRITICAL: a leak); failed with 500
+(CRITICAL).
 
 Against the real Claude API this costs tokens: it runs only with ``allow_cost`` and asks for
 at most 16 output tokens.
@@ -31,7 +36,12 @@ from typing import Any
 from opskit.errors import LockBusyError
 from opskit.ops.engine import capable, deadline_in, ensure_ready, mutation
 from opskit.report import CheckResult
-from opskit.services.capabilities import EntryPoint, MaskingGateway, MaskingStore
+from opskit.services.capabilities import (
+    EntryPoint,
+    MaskingGateway,
+    MaskingStore,
+    UpstreamRecorder,
+)
 from opskit.services.probes import RedisProbeError
 from opskit.stack import Stack
 from opskit.vocabulary import CheckStatus
@@ -112,12 +122,12 @@ def masking_checks(
         steps.add("round_trip", step, status, detail)
 
         step = time.perf_counter()
-        status, detail = _masked_in_store(chain, original)
+        status, detail, token = _masked_in_store(chain, original)
         steps.add("masked_in_redis", step, status, detail)
 
         step = time.perf_counter()
         wait = min(event_wait, max(0.0, deadline - time.monotonic()))
-        status, detail = events.find(request_id, original, wait)
+        status, detail = events.find(original, token, wait)
         steps.add("masking_event", step, status, detail)
     return steps.results
 
@@ -147,7 +157,8 @@ class _Subscription:
         if self.context is not None:
             self.context.__exit__(None, None, None)
 
-    def find(self, request_id: str, original: str, wait: float) -> tuple[CheckStatus, str]:
+    def find(self, original: str, token: str | None, wait: float) -> tuple[CheckStatus, str]:
+        """The event that carries our synthetic id (or its token), whatever its request id."""
         if self.problem:
             return CheckStatus.CRITICAL, self.problem
         deadline = time.monotonic() + wait
@@ -157,14 +168,20 @@ class _Subscription:
                 continue
             try:
                 event = json.loads(message["data"])
-            except (ValueError, TypeError):
+                demo = event.get("demo_data") or {}
+                original_text = str(demo.get("original_text", ""))
+                masked_text = str(demo.get("masked_text", ""))
+            except (ValueError, TypeError, AttributeError):
                 continue
-            if event.get("request_id") == request_id:
-                masked_text = (event.get("demo_data") or {}).get("masked_text", "")
-                if original in masked_text:
-                    return CheckStatus.CRITICAL, "the masking event's masked_text holds the id"
-                return CheckStatus.OK, f"masking event {event.get('event_id')} with our request id"
-        return CheckStatus.WARNING, f"no masking event with our request id within {wait:g}s"
+            if original not in original_text and not (token and token in masked_text):
+                continue
+            if original in masked_text:
+                return CheckStatus.CRITICAL, "the masking event's masked_text holds the raw id"
+            return CheckStatus.OK, (
+                f"masking event {event.get('event_id')} for our synthetic id "
+                f"(gateway request id {event.get('request_id')})"
+            )
+        return CheckStatus.WARNING, f"no masking event for our synthetic id within {wait:g}s"
 
 
 def _send(url: str, api_key: str, request_id: str, text: str, timeout: float):
@@ -224,24 +241,29 @@ def _round_trip(
     return CheckStatus.OK, "synthetic id came back unmasked, no AWS_* token in the response"
 
 
-def _masked_in_store(chain: _Chain, original: str) -> tuple[CheckStatus, str]:
+def _masked_in_store(chain: _Chain, original: str) -> tuple[CheckStatus, str, str | None]:
     try:
         masked, stored, ttl = chain.store.masked_token_for(original)
     except RedisProbeError as exc:
-        return CheckStatus.CRITICAL, (
-            f"{chain.store_name} is not reachable ({exc}): the masking maps cannot be read, and "
-            "the plugin can neither store nor look up masks"
-        )
-    if masked is None:
-        return CheckStatus.CRITICAL, "no aws_masker:rev key for the synthetic id: it was NOT masked"
-    if stored != original:
         return (
             CheckStatus.CRITICAL,
-            f"aws_masker:map:{masked} does not map back to the synthetic id",
+            f"{chain.store_name} is not reachable ({exc}): the masking maps cannot be read, and "
+            "the plugin can neither store nor look up masks",
+            None,
         )
+    if masked is None:
+        detail = "no aws_masker:rev key for the synthetic id: it was NOT masked"
+        return CheckStatus.CRITICAL, detail, None
+    if stored != original:
+        detail = f"aws_masker:map:{masked} does not map back to the synthetic id"
+        return CheckStatus.CRITICAL, detail, masked
     if ttl is None or ttl <= 0:
-        return CheckStatus.WARNING, f"masked as {masked}, but the mapping has no TTL ({ttl})"
-    return CheckStatus.OK, f"masked as {masked} (map and rev keys present, TTL {ttl}s)"
+        return (
+            CheckStatus.WARNING,
+            f"masked as {masked}, but the mapping has no TTL ({ttl})",
+            masked,
+        )
+    return CheckStatus.OK, f"masked as {masked} (map and rev keys present, TTL {ttl}s)", masked
 
 
 # -- the fail-secure drill ---------------------------------------------------------------------
@@ -275,11 +297,16 @@ def _drill(stack: Stack, chain: _Chain, timeout: float, result) -> CheckResult:
     stopped = chain.store.interrupt()
     if not stopped.was_running:
         return result(CheckStatus.UNKNOWN, "redis was not running; fail-secure probe skipped")
-    verdict = (CheckStatus.UNKNOWN, "the drill was interrupted")
+    original = synthetic_instance_id()
+    answer: tuple[int, str] | None = None
+    problem = "the drill was interrupted"
     try:
-        verdict = _probe_fail_secure(chain.url, stack, timeout)
+        answer, problem = _send_during_outage(chain.url, stack, original, timeout)
     finally:  # also on Ctrl-C and unexpected exceptions: never leave the store down
         restored = ensure_ready(stack, chain.store_name)
+    verdict = (
+        _classify(stack, chain, original, *answer) if answer else (CheckStatus.CRITICAL, problem)
+    )
     if not restored.ok:
         return result(
             CheckStatus.CRITICAL,
@@ -288,21 +315,63 @@ def _drill(stack: Stack, chain: _Chain, timeout: float, result) -> CheckResult:
     return result(*verdict)
 
 
-def _probe_fail_secure(url: str, stack: Stack, timeout: float) -> tuple[CheckStatus, str]:
+def _send_during_outage(
+    url: str, stack: Stack, original: str, timeout: float
+) -> tuple[tuple[int, str] | None, str]:
     import httpx
 
     api_key = stack.config.environ.get("ANTHROPIC_API_KEY") or "opskit-e2e-check"
     request_id = f"opskit-failsecure-{uuid.uuid4().hex}"
     try:
-        response = _send(url, api_key, request_id, synthetic_instance_id(), timeout)
+        response = _send(url, api_key, request_id, original, timeout)
     except httpx.HTTPError as exc:
-        return CheckStatus.CRITICAL, f"fail-secure request failed: {type(exc).__name__}"
-    if response.status_code == 503 and FAIL_SECURE_CODE in response.text:
-        return (
-            CheckStatus.OK,
-            f"with Redis down, AWS-bearing request refused: 503 {FAIL_SECURE_CODE}",
+        return None, f"with Redis down the request failed: {type(exc).__name__}"
+    return (response.status_code, response.text), ""
+
+
+def _classify(
+    stack: Stack, chain: _Chain, original: str, status: int, text: str
+) -> tuple[CheckStatus, str]:
+    """One plain sentence for what the gateway did with an AWS-bearing request, Redis down."""
+    if status == 503 and FAIL_SECURE_CODE in text:
+        return CheckStatus.OK, (
+            "with Redis down the gateway refused the AWS-bearing request "
+            f"(503 {FAIL_SECURE_CODE}): fail-secure"
         )
-    return CheckStatus.CRITICAL, (
-        f"with Redis down the gateway answered {response.status_code}, not 503 "
-        f"{FAIL_SECURE_CODE}: AWS ids may leave unmasked"
+    if status == 500:
+        return CheckStatus.CRITICAL, (
+            "with Redis down the gateway failed with HTTP 500 instead of refusing with 503 "
+            f"{FAIL_SECURE_CODE}: clients get errors (the real aws-masker plugin on a worker "
+            "that has no Redis store yet)"
+        )
+    if status != 200:
+        return CheckStatus.CRITICAL, (
+            f"with Redis down the gateway answered HTTP {status}, not 503 {FAIL_SECURE_CODE}"
+        )
+    received = _upstream_received(stack)
+    if received is not None and any(original in item for item in received):
+        return CheckStatus.CRITICAL, (
+            "with Redis down the raw AWS id reached the upstream unmasked: a LEAK (HTTP 200)"
+        )
+    try:
+        stored, _, _ = chain.store.masked_token_for(original)
+    except RedisProbeError:
+        stored = None
+    if stored is not None:
+        return CheckStatus.WARNING, (
+            "with Redis down the gateway answered 200 instead of refusing, yet the mapping exists"
+        )
+    unchecked = "" if received is not None else " (no upstream recorder: a leak is not ruled out)"
+    return CheckStatus.WARNING, (
+        "with Redis down the gateway masked the id but never recorded the mapping in Redis and "
+        "answered 200 instead of refusing: its counter-0 tokens (AWS_EC2_000) collide across ids "
+        f"and the mapping is lost{unchecked}"
     )
+
+
+def _upstream_received(stack: Stack) -> list[str] | None:
+    for name in capable(stack, UpstreamRecorder):
+        texts = stack.role(name).received_texts()
+        if texts is not None:
+            return texts
+    return None

@@ -101,6 +101,16 @@ class MaskingGateway(Protocol):
 
 
 @runtime_checkable
+class UpstreamRecorder(Protocol):
+    """Knows what the upstream received (the sandbox's Claude API stand-in records it): the
+    drill's only way to tell a masked request from a leak."""
+
+    def received_texts(self) -> list[str] | None:
+        """Texts of the requests the upstream received recently; None: not configured."""
+        ...
+
+
+@runtime_checkable
 class EntryPoint(Protocol):
     """Where client traffic enters the stack (nginx in front of Kong)."""
 
@@ -115,6 +125,7 @@ _DESCRIPTIONS: dict[type, str] = {
     MaskingStore: "hold masking maps",
     MaskingGateway: "mask AWS ids",
     EntryPoint: "take client traffic",
+    UpstreamRecorder: "report what the upstream received",
 }
 
 

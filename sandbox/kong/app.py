@@ -14,7 +14,14 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from sandbox.kong import declarative
-from sandbox.kong.masker import FAIL_SECURE_CODE, Masker, RedisUnavailable, log, masking_event
+from sandbox.kong.masker import (
+    FAIL_SECURE_CODE,
+    Masker,
+    RedisUnavailable,
+    StoreMissing,
+    log,
+    masking_event,
+)
 
 VERSION = "3.8.0"
 ENTITY_ACTIONS = {"POST": "create", "PUT": "update", "PATCH": "update", "DELETE": "delete"}
@@ -89,10 +96,12 @@ async def _proxy(gateway: Gateway, request: Request) -> Response:
         )
     service = next(s for s in gateway.config.services if s["id"] == route["service"]["id"])
     plugins = gateway.plugins_for(route)
-    request_id = request.headers.get("x-request-id") or uuid.uuid4().hex
+    # nginx's own $request_id: 32 random hex, whatever the client sent (row 20). Kong returns it
+    # in X-Kong-Request-Id; the client's X-Request-ID passes through to the upstream unchanged.
+    request_id = uuid.uuid4().hex
     body = (await request.body()).decode("utf-8", errors="replace")
     headers = {k: v for k, v in request.headers.items() if k not in ("host", "content-length")}
-    extra_response_headers: dict[str, str] = {}
+    extra_response_headers: dict[str, str] = {"X-Kong-Request-Id": request_id}
 
     if "correlation-id" in plugins:
         options = plugins["correlation-id"]
@@ -104,45 +113,50 @@ async def _proxy(gateway: Gateway, request: Request) -> Response:
 
     mapping: dict[str, str] = {}
     masker_on = "aws-masker" in plugins
-    if masker_on:
+    if masker_on and body:
         options = plugins["aws-masker"]
         log("REQUEST-START", {"request_id": request_id, "body_size": len(body)})
         began = time.perf_counter()
         try:
             result = await gateway.masker.mask(body, int(options.get("mapping_ttl", 604800)))
-        except RedisUnavailable as exc:
-            if gateway.masker.find(body):
-                log("MASKING-ERROR", {"request_id": request_id, "error": str(exc)})
-                return JSONResponse(
-                    {
-                        "error": "Service temporarily unavailable",
-                        "message": "Redis is required to mask AWS resources (fail-secure)",
-                        "error_code": FAIL_SECURE_CODE,
-                    },
-                    status_code=503,
-                )
-            result = None
-        if result is not None and result.mapping:
-            elapsed = (time.perf_counter() - began) * 1000
-            mapping = result.mapping
-            event = masking_event(request_id, body, result, elapsed)
-            log(
-                "MASKING-EVENT",
-                {
-                    "request_id": request_id,
-                    "mask_count": len(mapping),
-                    "processing_time_ms": event["processing_time_ms"],
-                    "patterns_used": result.patterns,
-                },
+        except StoreMissing as exc:  # handler.lua:188-213: kong.response.exit(nil) raises
+            log("MASKING-ERROR", {"request_id": request_id, "error": str(exc)})
+            return JSONResponse(
+                {"message": "An unexpected error occurred", "request_id": request_id},
+                status_code=500,
+                headers=extra_response_headers,
             )
-            await gateway.masker.publish(event)
-            body = result.text
+        except RedisUnavailable as exc:  # the fixed plugin only (AWS_MASKER_FAIL_SECURE)
+            log("MASKING-ERROR", {"request_id": request_id, "error": str(exc)})
+            return JSONResponse(
+                {
+                    "error": FAIL_SECURE_CODE,
+                    "message": "Service Unavailable",
+                    "details": "AWS resource masking requires Redis for secure operation",
+                    "request_id": request_id,
+                },
+                status_code=503,
+                headers=extra_response_headers,
+            )
+        elapsed = (time.perf_counter() - began) * 1000
+        mapping = result.mapping
+        event = masking_event(request_id, body, result, elapsed)
+        log(
+            "MASKING-EVENT",
+            {
+                "request_id": request_id,
+                "mask_count": len(mapping),
+                "processing_time_ms": event["processing_time_ms"],
+                "patterns_used": result.patterns,
+            },
+        )
+        await gateway.masker.publish(event)  # every request with a body, masked or not
+        body = result.text
 
     path = request.url.path
     if route["strip_path"]:
         path = path[len(route["matched"]) :] or "/"
     url = service["url"] + path + (f"?{request.url.query}" if request.url.query else "")
-    headers["x-request-id"] = request_id
     try:
         upstream = await gateway.client.request(
             request.method, url, content=body.encode(), headers=headers
@@ -167,7 +181,6 @@ async def _proxy(gateway: Gateway, request: Request) -> Response:
         for item in (plugins["response-transformer"].get("add") or {}).get("headers") or []:
             name, _, value = str(item).partition(":")
             response_headers[name.strip()] = value.strip()
-    response_headers["X-Kong-Request-Id"] = request_id
     response_headers["Via"] = f"1.1 kong/{VERSION}"
     return Response(text, status_code=upstream.status_code, headers=response_headers)
 

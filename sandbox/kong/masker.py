@@ -1,8 +1,21 @@
-"""The aws-masker plugin's behaviour: mask with Redis maps, unmask, fail secure, publish events.
+"""The aws-masker plugin's behaviour: mask with Redis maps, unmask, publish events.
 
-Keys (as the plugin writes them, original-scripts.md §c.2): ``aws_masker:map:<M>`` → original,
+Keys (as the plugin writes them, reference row 19): ``aws_masker:map:<M>`` → original,
 ``aws_masker:rev:<base64(original)>`` → M, both with ``mapping_ttl``; ``aws_masker:cnt:<kind>``
 counters without TTL. The same original gets the same M while its rev key lives.
+
+**When Redis fails** (reference rows 21-22) the real plugin does not fail secure:
+
+- a worker that has not built its Redis store yet hits an undefined error code and
+  ``kong.response.exit(nil)`` raises: **HTTP 500**;
+- a worker that already has its store masks with counter-0 ids (``AWS_EC2_000``) that are never
+  stored, forwards, and answers **HTTP 200** — tokens collide across ids and the mapping is lost;
+- Redis errors during masking do not count towards its circuit breaker, which therefore
+  practically never opens.
+
+``AWS_MASKER_FAIL_SECURE=true`` gives the *fixed* plugin instead: 503 ``AWS_MASKER_1001`` for an
+AWS-bearing body while Redis is unusable, with a breaker that counts those failures — so that
+opskit's verdicts are tested against both.
 """
 
 from __future__ import annotations
@@ -29,6 +42,15 @@ FAIL_SECURE_CODE = "AWS_MASKER_1001"
 
 class RedisUnavailable(Exception):
     """Redis cannot be used (down, or the circuit breaker is open)."""
+
+
+class StoreMissing(Exception):
+    """The real plugin's worker has no Redis store yet and raises (HTTP 500)."""
+
+
+def fail_secure_mode() -> bool:
+    """The fixed plugin (``AWS_MASKER_FAIL_SECURE=true``) instead of the real one."""
+    return os.environ.get("AWS_MASKER_FAIL_SECURE", "false").lower() in ("1", "true", "yes")
 
 
 @dataclass
@@ -90,6 +112,9 @@ class Masker:
             threshold=int(os.environ.get("AWS_MASKER_BREAKER_THRESHOLD", "5")),
             reset_after=float(os.environ.get("AWS_MASKER_BREAKER_RESET", "30")),
         )
+        self.fail_secure = fail_secure_mode()
+        # The real plugin builds its Redis store on a worker's first request that reaches Redis.
+        self.has_store = False
 
     @staticmethod
     def find(text: str) -> list[tuple[str, object]]:
@@ -108,22 +133,42 @@ class Masker:
         return found
 
     async def _call(self, coroutine):
-        if not self.breaker.allow():
+        # Only the fixed plugin's breaker counts Redis errors during masking (row 22).
+        if self.fail_secure and not self.breaker.allow():
             coroutine.close()
             raise RedisUnavailable("circuit breaker open")
         try:
             result = await coroutine
         except (aioredis.ConnectionError, aioredis.TimeoutError, OSError) as exc:
-            self.breaker.failure()
+            if self.fail_secure:
+                self.breaker.failure()
             raise RedisUnavailable(str(exc)) from None
         self.breaker.success()
+        self.has_store = True
         return result
 
     async def mask(self, text: str, ttl: int) -> MaskResult:
+        """Mask every AWS id in ``text``. Redis failing: the fixed plugin raises
+        RedisUnavailable (503), the real one StoreMissing (500) or counter-0 ids (200)."""
         result = MaskResult(text)
         found = self.find(text)
         if not found:
             return result
+        try:
+            await self._mask_stored(found, result, ttl)
+        except RedisUnavailable:
+            if self.fail_secure:
+                raise
+            if not self.has_store:
+                raise StoreMissing("attempt to call undefined error code") from None
+            for original, pattern in found:  # masker_ngx_re.lua:505-510: counter 0, not stored
+                result.mapping[original] = pattern.masked(0)
+                result.patterns[pattern.name] = result.patterns.get(pattern.name, 0) + 1
+        for original in sorted(result.mapping, key=len, reverse=True):
+            result.text = result.text.replace(original, result.mapping[original])
+        return result
+
+    async def _mask_stored(self, found: list, result: MaskResult, ttl: int) -> None:
         for original, pattern in found:
             rev_key = PREFIX + "rev:" + base64.b64encode(original.encode()).decode()
             masked = await self._call(self.redis.get(rev_key))
@@ -134,23 +179,15 @@ class Masker:
                 await self._call(self.redis.setex(rev_key, ttl, masked))
             result.mapping[original] = masked
             result.patterns[pattern.name] = result.patterns.get(pattern.name, 0) + 1
-        for original in sorted(result.mapping, key=len, reverse=True):
-            result.text = result.text.replace(original, result.mapping[original])
-        return result
 
     async def unmask(self, text: str, known: dict[str, str]) -> tuple[str, int]:
-        """Replace AWS_*_NNN tokens with their originals (request mapping first, then Redis)."""
+        """Replace this request's tokens from its in-memory map; Redis is never read (row 23:
+        handler.lua:560-602). Colliding counter-0 tokens restore to one of their originals."""
         reverse = {masked: original for original, masked in known.items()}
         count = 0
-
         tokens = set(MASKED_TOKEN.findall(text))
         for token in sorted(tokens, key=len, reverse=True):
             original = reverse.get(token)
-            if original is None:
-                try:
-                    original = await self._call(self.redis.get(PREFIX + "map:" + token))
-                except RedisUnavailable:
-                    original = None
             if original is not None:
                 text = text.replace(token, original)
                 count += 1
@@ -166,7 +203,8 @@ class Masker:
 
 
 def masking_event(request_id: str, original: str, result: MaskResult, ms: float) -> dict:
-    """The plugin's masking event shape (event_publisher.lua)."""
+    """The plugin's masking event shape (event_publisher.lua). ``request_id`` is nginx's own
+    ``$request_id`` (32 random hex), not the client's X-Request-ID (row 20)."""
     now = time.time()
     return {
         "event_id": f"mask_{now:.3f}_{random.randint(10000, 99999)}",
