@@ -233,12 +233,11 @@ def test_a_target_that_accepts_and_never_answers_cannot_hang_the_run(write_stack
 
 
 def masker_disabled(config_yaml: str) -> str:
+    """Kong's export is flat (kong-real-behaviour.md row 10): plugins are a top-level list."""
     document = yaml.safe_load(config_yaml)
-    for service in document["services"]:
-        for route in service.get("routes", []):
-            for plugin in route.get("plugins", []):
-                if plugin["name"] == "aws-masker":
-                    plugin["enabled"] = False
+    for plugin in document["plugins"]:
+        if plugin["name"] == "aws-masker":
+            plugin["enabled"] = False
     return yaml.safe_dump(document)
 
 
@@ -264,8 +263,8 @@ def test_e2e_fails_when_masking_is_switched_off_where_an_echo_check_passes(start
 
 def test_e2e_against_a_paid_upstream_needs_allow_cost(started):
     kong = started.role("kong")
-    document = yaml.safe_load(kong.export_config())
-    document["services"][0]["url"] = "https://api.anthropic.com"
+    document = yaml.safe_load(kong.export_config())  # flat export: no url (row 10)
+    document["services"][0].update(protocol="https", host="api.anthropic.com", port=443)
     assert kong.apply_config(yaml.safe_dump(document)).status == 201
     seen_before = httpx.get(
         f"http://127.0.0.1:{started.config.environ['UPSTREAM_PORT']}/_standin/requests"

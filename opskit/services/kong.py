@@ -34,6 +34,8 @@ if TYPE_CHECKING:
     from opskit.runtime.base import Launch, StopResult
 
 SIGTERM_WAIT = 5.0
+APPLY_ATTEMPTS = 3
+RETRY_AFTER_CAP = 10.0
 DEFAULT_MASKED_PATH = "/v1/messages"
 EMPTY_HASH = "0" * 32
 COSTLY_HOSTS = ("anthropic.com",)
@@ -283,23 +285,39 @@ class KongRole(Role):
             response.raise_for_status()
             return response.json()["config"]
 
-    def apply_config(self, declarative: str) -> ConfigApplied:
-        """``POST /config?check_hash=1``; 304 means Kong already runs exactly this config."""
-        with self.http_client() as client:
-            response = client.post(
-                f"{self.admin_url}/config",
-                params={"check_hash": "1"},
-                content=declarative.encode(),
-                headers={"Content-Type": "text/yaml"},
-            )
+    def apply_config(self, declarative: str, *, deadline: float = 30.0) -> ConfigApplied:
+        """``POST /config?check_hash=1``; 304 means Kong already runs exactly these bytes.
+
+        429 (another reload holds Kong's lock, row 9) is retried after its ``Retry-After``
+        (capped at 10 s), at most :data:`APPLY_ATTEMPTS` times and within ``deadline`` seconds.
+        """
+        import time
+
+        give_up = time.monotonic() + deadline
+        for attempt in range(1, APPLY_ATTEMPTS + 1):
+            with self.http_client() as client:
+                response = client.post(
+                    f"{self.admin_url}/config",
+                    params={"check_hash": "1"},
+                    content=declarative.encode(),
+                    headers={"Content-Type": "text/yaml"},
+                )
+            if response.status_code != 429:
+                break
+            wait = min(_retry_after(response.headers.get("Retry-After")), RETRY_AFTER_CAP)
+            if attempt == APPLY_ATTEMPTS or time.monotonic() + wait > give_up:
+                break
+            time.sleep(wait)
         if response.status_code == 304:
             return ConfigApplied(304, False, self.configuration_hash(), "unchanged")
         if response.status_code == 201:
             return ConfigApplied(201, True, self.configuration_hash(), "applied")
         try:
             detail = response.json().get("message", response.text)
-        except ValueError:
-            detail = response.text
+        except ValueError:  # nginx's HTML 413 above its body limit, an empty 415 …
+            detail = response.text or response.reason_phrase
+        if response.status_code == 429:
+            detail = f"Kong stayed busy loading another configuration: {detail}"
         return ConfigApplied(response.status_code, False, None, str(detail)[:500])
 
     # -- the masking gateway (capabilities.MaskingGateway) -----------------------------------------
@@ -321,3 +339,10 @@ class KongRole(Role):
             if host.endswith(COSTLY_HOSTS):
                 return host
         return None
+
+
+def _retry_after(value: str | None) -> float:
+    try:
+        return max(float(value or 1), 0.1)
+    except ValueError:
+        return 1.0

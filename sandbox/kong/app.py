@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 import time
 import uuid
@@ -24,7 +25,20 @@ from sandbox.kong.masker import (
 )
 
 VERSION = "3.8.0"
-ENTITY_ACTIONS = {"POST": "create", "PUT": "update", "PATCH": "update", "DELETE": "delete"}
+ENTITY_ACTIONS = {
+    "POST": "create",
+    "PUT": "create or update",
+    "PATCH": "update",
+    "DELETE": "remove",
+}
+# K:kong/api/api_helpers.lua:236-268: what POST /config accepts (prefix match)
+CONFIG_CONTENT_TYPES = (
+    "application/json",
+    "multipart/form-data",
+    "application/x-www-form-urlencoded",
+    "application/yaml",
+    "text/yaml",
+)
 
 
 class Gateway:
@@ -37,13 +51,18 @@ class Gateway:
         self.total_requests = 0
         self.active = 0
         self.client = httpx.AsyncClient(timeout=httpx.Timeout(60.0, connect=5.0), trust_env=False)
+        # Row 9: one reload at a time; a POST /config meanwhile gets 429 + Retry-After. The
+        # stand-in can hold a reload for KONG_STANDIN_RELOAD_DELAY seconds to make that visible.
+        self.loading = asyncio.Lock()
+        self.reload_delay = float(os.environ.get("KONG_STANDIN_RELOAD_DELAY", "0"))
         if declarative_path:
             self.reload()
 
     def reload(self) -> None:
-        """Re-read the declarative file (SIGHUP); a bad file keeps the old config, as Kong."""
+        """Re-read the declarative file (SIGHUP); a bad file keeps the old config, as Kong.
+        The hash is the md5 of the file's bytes (row 15)."""
         text = Path(self.path).read_text(encoding="utf-8")
-        self.config = declarative.load(declarative.parse_text(text))
+        self.config = declarative.load(declarative.parse_text(text), text)
 
     def route_for(self, path: str, method: str) -> dict | None:
         best = None
@@ -88,13 +107,19 @@ def proxy_app(gateway: Gateway) -> Starlette:
 
 async def _proxy(gateway: Gateway, request: Request) -> Response:
     route = gateway.route_for(request.url.path, request.method)
-    if route is None:  # a response Kong generates itself carries these headers
+    if route is None:  # row 12 (K:kong/runloop/handler.lua:1135); Kong's own headers
+        request_id = uuid.uuid4().hex
         return JSONResponse(
-            {"message": "no Route matched with those values"},
+            {"message": "no Route matched with those values", "request_id": request_id},
             status_code=404,
-            headers={"Server": f"kong/{VERSION}", "X-Kong-Response-Latency": "0"},
+            headers={
+                "Server": f"kong/{VERSION}",
+                "X-Kong-Response-Latency": "0",
+                "X-Kong-Request-Id": request_id,
+            },
         )
     service = next(s for s in gateway.config.services if s["id"] == route["service"]["id"])
+    target = gateway.config.service_url(service)
     plugins = gateway.plugins_for(route)
     # nginx's own $request_id: 32 random hex, whatever the client sent (row 20). Kong returns it
     # in X-Kong-Request-Id; the client's X-Request-ID passes through to the upstream unchanged.
@@ -156,7 +181,7 @@ async def _proxy(gateway: Gateway, request: Request) -> Response:
     path = request.url.path
     if route["strip_path"]:
         path = path[len(route["matched"]) :] or "/"
-    url = service["url"] + path + (f"?{request.url.query}" if request.url.query else "")
+    url = target + path + (f"?{request.url.query}" if request.url.query else "")
     try:
         upstream = await gateway.client.request(
             request.method, url, content=body.encode(), headers=headers
@@ -229,30 +254,74 @@ def admin_app(gateway: Gateway) -> Starlette:
         return JSONResponse({"config": gateway.config.export()})
 
     async def post_config(request: Request) -> Response:
-        text = (await request.body()).decode("utf-8", errors="replace")
+        """K:kong/api/routes/config.lua:112-190, in its order."""
+        content_type = request.headers.get("content-type", "")
+        raw = await request.body()
+        if raw and not content_type.lower().startswith(CONFIG_CONTENT_TYPES):
+            return Response(status_code=415)
+        flatten = request.query_params.get("flatten_errors", "").lower() in ("1", "true", "on")
         try:
-            config = declarative.load(declarative.parse_text(text))
+            document, text = declarative.read_body(content_type or "text/yaml", raw)
+        except declarative.EmptyBody as exc:
+            return JSONResponse({"message": str(exc)}, status_code=400)
         except declarative.InvalidConfig as exc:
-            return JSONResponse(exc.body(), status_code=400)
-        if request.query_params.get("check_hash") in ("1", "true") and (
-            config.hash == gateway.config.hash
-        ):
+            return JSONResponse(exc.body(flatten), status_code=400)
+        check_hash = request.query_params.get("check_hash") == "1"  # only the literal 1
+        unchanged = text is not None and declarative.raw_hash(text, document) == gateway.config.hash
+        if check_hash and unchanged:  # compared on bytes, before validation
             return Response(status_code=304)
-        gateway.config = config
-        return JSONResponse(
-            {"services": config.services, "routes": config.routes, "plugins": config.plugins},
+        try:
+            config = declarative.load(document, text)
+        except declarative.InvalidConfig as exc:
+            return JSONResponse(exc.body(flatten), status_code=400)
+        if gateway.loading.locked():
+            return JSONResponse(
+                {"message": "Currently loading previous configuration"},
+                status_code=429,
+                headers={"Retry-After": str(max(1, round(gateway.reload_delay)))},
+            )
+        async with gateway.loading:
+            if gateway.reload_delay:
+                await asyncio.sleep(gateway.reload_delay)
+            gateway.config = config
+        return JSONResponse(  # row 7: entities as maps keyed by type, then id
+            {
+                kind: {entity["id"]: entity for entity in getattr(config, kind)}
+                for kind in ("services", "routes", "plugins")
+            },
             status_code=201,
         )
 
-    def listing(kind: str):
+    def collection(kind: str):
         async def handler(request: Request) -> JSONResponse:
-            if request.method != "GET":
-                action = ENTITY_ACTIONS[request.method]
-                return JSONResponse(
-                    {"message": f"cannot {action} '{kind}' entities when not using a database"},
-                    status_code=405,
-                )
-            return JSONResponse({"data": getattr(gateway.config, kind), "next": None})
+            if request.method == "GET":
+                return JSONResponse({"data": getattr(gateway.config, kind), "next": None})
+            if request.method == "POST":
+                return unsupported(kind, "create", None)
+            return JSONResponse({"message": "Method not allowed"}, status_code=405)
+
+        return handler
+
+    def entity(kind: str):
+        """Row 11 (K:kong/db/strategies/off/init.lua:392-417)."""
+
+        async def handler(request: Request) -> Response:
+            key = request.path_params["id"]
+            by_name = not _is_uuid(key)
+            found = next(
+                (e for e in getattr(gateway.config, kind) if key in (e["id"], e.get("name"))),
+                None,
+            )
+            field_name = "name" if by_name else None
+            if request.method == "GET":
+                if found is None:
+                    return JSONResponse({"message": "Not found"}, status_code=404)
+                return JSONResponse(found)
+            if request.method == "PATCH" and found is None:
+                return JSONResponse({"message": "Not found"}, status_code=404)
+            if request.method == "DELETE" and found is None:
+                return Response(status_code=204)
+            return unsupported(kind, ENTITY_ACTIONS[request.method], field_name)
 
         return handler
 
@@ -268,9 +337,30 @@ def admin_app(gateway: Gateway) -> Starlette:
         Route("/plugins/enabled", enabled),
     ]
     for kind in ("services", "routes", "plugins"):
-        routes.append(Route(f"/{kind}", listing(kind), methods=methods))
-        routes.append(Route(f"/{kind}/{{id}}", listing(kind), methods=methods))
+        routes.append(Route(f"/{kind}", collection(kind), methods=methods))
+        routes.append(Route(f"/{kind}/{{id}}", entity(kind), methods=methods))
     return Starlette(routes=routes)
+
+
+def unsupported(kind: str, action: str, by_field: str | None) -> JSONResponse:
+    """405, code 12 "operation unsupported" (K:kong/db/errors.lua:489-491)."""
+    by = f" by '{by_field}'" if by_field else ""
+    return JSONResponse(
+        {
+            "code": 12,
+            "name": "operation unsupported",
+            "message": f"cannot {action} '{kind}' entities{by} when not using a database",
+        },
+        status_code=405,
+    )
+
+
+def _is_uuid(text: str) -> bool:
+    try:
+        uuid.UUID(text)
+    except ValueError:
+        return False
+    return True
 
 
 def status_app(gateway: Gateway) -> Starlette:
