@@ -251,6 +251,7 @@ def test_entity_writes_in_dbless_mode(admin, method, path, status, message):
         assert (response.json()["code"], response.json()["name"]) == (12, "operation unsupported")
 
 
+@stand_in_only
 def test_proxy_unmatched_route_is_404_with_a_request_id(running_sandbox):
     """Row 12 (K:kong/runloop/handler.lua:1135)."""
     kong = running_sandbox.role("kong")
@@ -262,6 +263,7 @@ def test_proxy_unmatched_route_is_404_with_a_request_id(running_sandbox):
     assert re.fullmatch("[0-9a-f]{32}", body["request_id"])
 
 
+@stand_in_only
 def test_a_reload_in_progress_answers_429_and_apply_config_waits_for_it(sandbox_env, stacks):
     """Row 9 (K:config.lua:151-160): 429 + Retry-After while another reload holds the lock;
     opskit's apply honours Retry-After with a bounded retry."""

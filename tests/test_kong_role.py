@@ -176,3 +176,55 @@ def test_sighup_rereads_the_declarative_file_and_keeps_it_when_invalid(sandbox_s
         time.sleep(0.05)
     assert kong.configuration_hash() == reloaded
     assert kong.unit.status().running and kong.probe_ready().ready
+
+
+def test_a_kong_without_a_status_listener_fails_preflight_clearly(write_stack, load):
+    """Row 13 (K:kong/templates/kong_defaults.lua:31): without KONG_STATUS_LISTEN Kong serves
+    readiness on 127.0.0.1:8007, which is not where status_url points."""
+    from opskit.errors import PreflightError
+
+    text = EMPTY_KONG.replace("      KONG_STATUS_LISTEN: 127.0.0.1:{status}\n", "")
+    text = text.format(
+        proxy=free_port(), admin=free_port(), status=free_port(), python=PYTHON, repo=REPO
+    )
+    stack = load(write_stack(text.replace("{python}", PYTHON)))
+    try:
+        lifecycle.start(stack)
+        raise AssertionError("preflight passed")
+    except PreflightError as error:
+        assert "kong: no status listener: KONG_STATUS_LISTEN is not set" in str(error)
+        assert "127.0.0.1:8007" in str(error)
+    assert not stack.role("kong").unit.status().running
+
+
+def test_a_hup_reload_is_verified_not_assumed(write_stack, load, tmp_path):
+    """Row 15 (K:kong/init.lua:633-651): a file Kong rejects on HUP keeps the old config
+    serving; opskit's reload must say so instead of reporting success."""
+    declarative = tmp_path / "kong.yml"
+    declarative.write_text(yaml.safe_dump(MINIMAL_CONFIG))
+    text = EMPTY_KONG.replace(
+        '      KONG_DATABASE: "off"\n',
+        f'      KONG_DATABASE: "off"\n      KONG_DECLARATIVE_CONFIG: "{declarative}"\n',
+    )
+    text = text.format(
+        proxy=free_port(), admin=free_port(), status=free_port(), python=PYTHON, repo=REPO
+    )
+    stack = load(write_stack(text.replace("{python}", PYTHON)))
+    assert lifecycle.start(stack).ok
+    kong = stack.role("kong")
+    loaded = kong.configuration_hash()
+
+    unchanged = kong.reload()
+    assert unchanged.ok and not unchanged.changed
+
+    declarative.write_text("_format_version: '3.0'\nservices: [{name: x, url: nope}]\n")
+    broken = kong.reload()
+    assert not broken.ok
+    assert "Kong kept its previous configuration" in broken.detail
+    assert kong.configuration_hash() == loaded and kong.probe_ready().ready
+
+    changed = dict(MINIMAL_CONFIG, services=[dict(MINIMAL_CONFIG["services"][0], name="echo2")])
+    declarative.write_text(yaml.safe_dump(changed))
+    good = kong.reload()
+    assert good.ok and good.changed and "reloaded" in good.detail
+    assert kong.configuration_hash() != loaded

@@ -34,6 +34,9 @@ if TYPE_CHECKING:
     from opskit.runtime.base import Launch, StopResult
 
 SIGTERM_WAIT = 5.0
+KONG_DEFAULT_STATUS_PORT = 8007  # K:kong/templates/kong_defaults.lua:31 status_listen
+STATUS_LISTEN_HINT = "set KONG_STATUS_LISTEN; Kong's default is 127.0.0.1:8007"
+HUP_WAIT = 5.0
 APPLY_ATTEMPTS = 3
 RETRY_AFTER_CAP = 10.0
 DEFAULT_MASKED_PATH = "/v1/messages"
@@ -166,6 +169,8 @@ class KongRole(Role):
     def check_ready(self) -> CheckOutcome:
         response, error = self._get(f"{self.status_url}/status/ready")
         if error:
+            if "ConnectError" in error:
+                error += f" (is a status listener configured? {STATUS_LISTEN_HINT})"
             return CheckStatus.CRITICAL, error
         if response.status_code == 200:
             return CheckStatus.OK, "GET /status/ready: 200 ready"
@@ -257,22 +262,96 @@ class KongRole(Role):
         """What ``kong reload`` does in DB-less mode: HUP, so Kong re-reads its declarative file.
 
         Returns False when Kong is not running. A file Kong rejects leaves the old config in
-        place, so callers verify with :meth:`configuration_hash`.
+        place (row 15), so :meth:`reload` verifies the outcome instead of assuming it.
         """
         return self.unit.send_signal(signal.SIGHUP)
 
     def reload(self) -> Verdict:
         """Apply the declarative file (re-rendered) with ``POST /config?check_hash=1``;
-        without an opskit-rendered file, HUP (``kong reload``)."""
+        without an opskit-rendered file, HUP (``kong reload``), then verify."""
         if self.template is None or not self.unit.runs_on_host:
-            sent = self.reload_from_file()
-            return Verdict(sent, "HUP sent (kong reload)" if sent else "kong is not running")
+            return self._reload_by_hup()
         self.prepare()
         applied = self.apply_config(self.rendered_config.read_text(encoding="utf-8"))
         if applied.status not in (201, 304):
             return Verdict(False, f"POST /config: HTTP {applied.status}: {applied.detail}")
         hash_text = (applied.configuration_hash or "?")[:12]
         return Verdict(True, f"{applied.detail}; configuration_hash {hash_text}", applied.changed)
+
+    def _reload_by_hup(self) -> Verdict:
+        """HUP, then watch ``configuration_hash`` and readiness: a file Kong rejects keeps the
+        old configuration serving, which would otherwise pass for a successful reload."""
+        from opskit.polling import deadline_in, poll_until
+
+        before = self._hash_or_none()
+        expected = self._declarative_file_hash()
+        if not self.reload_from_file():
+            return Verdict(False, "kong is not running")
+        if expected is not None and expected == before:
+            return Verdict(True, "HUP sent; Kong already ran this file", changed=False)
+        changed = poll_until(
+            lambda: True if self._hash_or_none() not in (None, before) else None,
+            deadline_in(HUP_WAIT),
+        )
+        ready = self.probe_ready()
+        if not ready.ready:
+            return Verdict(False, f"after HUP Kong is not ready: {ready.detail}")
+        if not changed:
+            return Verdict(
+                False,
+                f"HUP sent but configuration_hash stayed {str(before)[:12]} for {HUP_WAIT:g}s: "
+                "Kong kept its previous configuration (the file did not load: see its error log)",
+            )
+        return Verdict(True, f"HUP: reloaded, configuration_hash {str(self._hash_or_none())[:12]}")
+
+    def _hash_or_none(self) -> str | None:
+        try:
+            return self.configuration_hash()
+        except (ProbeError, ValueError):
+            return None
+
+    def _declarative_file_hash(self) -> str | None:
+        """md5 of the file Kong reads, when opskit can read it (Kong's own hash, row 2)."""
+        import hashlib
+
+        path = self._environment().get("KONG_DECLARATIVE_CONFIG")
+        if not path or not self.unit.runs_on_host:
+            return None
+        try:
+            return hashlib.md5(Path(path).read_bytes()).hexdigest()
+        except OSError:
+            return None
+
+    def _environment(self) -> dict[str, str]:
+        environment = dict(self.spec.environment)
+        if self.unit.runs_on_host:
+            environment.update(self.spec.process.environment)
+        return environment
+
+    def preflight(self) -> list[str]:
+        """Kong must serve a status listener for readiness (row 13): the E2 compose sets
+        none, and Kong's default (127.0.0.1:8007) is rarely where ``status_url`` points."""
+        from urllib.parse import urlsplit
+
+        listen = self._environment().get("KONG_STATUS_LISTEN", "").strip()
+        port = urlsplit(self.status_url).port
+        if listen.lower() == "off":
+            return [
+                f"{self.spec.name}: KONG_STATUS_LISTEN is off: no readiness ({STATUS_LISTEN_HINT})"
+            ]
+        if not listen and port != KONG_DEFAULT_STATUS_PORT:
+            return [
+                f"{self.spec.name}: no status listener: KONG_STATUS_LISTEN is not set, so Kong "
+                f"serves /status/ready on 127.0.0.1:{KONG_DEFAULT_STATUS_PORT} (its default), not "
+                f"on {self.status_url}; set KONG_STATUS_LISTEN (and publish its port)"
+            ]
+        listen_port = listen.split()[0].rpartition(":")[2] if listen else ""
+        if self.unit.runs_on_host and listen_port.isdigit() and int(listen_port) != port:
+            return [
+                f"{self.spec.name}: KONG_STATUS_LISTEN is {listen!r} but x-opskit.status_url is "
+                f"{self.status_url}: readiness would never be seen"
+            ]
+        return []
 
     def configuration_hash(self) -> str | None:
         response = self.get(f"{self.admin_url}/status")

@@ -55,7 +55,7 @@ async def main() -> None:
     for app, variable, default in (
         (proxy_app(gateway), "KONG_PROXY_LISTEN", "127.0.0.1:8000"),
         (admin_app(gateway), "KONG_ADMIN_LISTEN", "127.0.0.1:8001"),
-        (status_app(gateway), "KONG_STATUS_LISTEN", "127.0.0.1:8100"),
+        (status_app(gateway), "KONG_STATUS_LISTEN", "127.0.0.1:8007"),  # row 13
     ):
         host, port = _listen(variable, default)
         config = uvicorn.Config(
