@@ -26,9 +26,12 @@ from opskit.vocabulary import ExitCode
 if TYPE_CHECKING:
     from opskit.stack import Stack
 
-HELP_STACK = "stack file (default: $OPSKIT_STACK, then invoke config opskit.stack)"
-HELP_RUNTIME = "process or docker (overrides x-opskit.runtime and $OPSKIT_RUNTIME)"
-HELP_SERVICE = "limit to this service (repeatable)"
+#: Help of the flags every task shares.
+COMMON_HELP = {
+    "stack": "stack file (default: $OPSKIT_STACK, then invoke config opskit.stack)",
+    "runtime": "process or docker (overrides x-opskit.runtime and $OPSKIT_RUNTIME)",
+    "service": "limit to this service (repeatable)",
+}
 
 #: One letter per flag, the same in every task. Flags not listed have no short form.
 SHORT_FLAGS = {

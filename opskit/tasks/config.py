@@ -7,32 +7,23 @@ from __future__ import annotations
 
 from invoke import Exit, task
 
-from opskit.tasks.common import (
-    HELP_RUNTIME,
-    HELP_SERVICE,
-    HELP_STACK,
-    OpskitTask,
-    collection,
-    handles_errors,
-    load,
-    services_option,
-)
+from opskit.tasks import common
 
 
 @task(
-    klass=OpskitTask,
+    klass=common.OpskitTask,
     iterable=["service"],
-    help={"stack": HELP_STACK, "runtime": HELP_RUNTIME, "service": HELP_SERVICE},
+    help=common.COMMON_HELP,
 )
-@handles_errors
+@common.handles_errors
 def reload(c, service=None, stack=None, runtime=None):
     """Validate and load new configuration (nginx -t + HUP, Kong POST /config); no restart."""
     from opskit.console import Progress, print_lifecycle
     from opskit.ops.reload import reload as run_reload
     from opskit.redact import Redactor
 
-    names = services_option(service)
-    loaded = load(c, stack, runtime)
+    names = common.services_option(service)
+    loaded = common.load(c, stack, runtime)
     redact = Redactor(loaded.secrets())
     with Progress(redact, loaded.start_order(loaded.resolve(names))) as progress:
         result = run_reload(loaded, names, on_event=progress)
@@ -41,4 +32,4 @@ def reload(c, service=None, stack=None, runtime=None):
         raise Exit(code=result.exit_code)
 
 
-COLLECTIONS = [collection("reload", reload)]
+COLLECTIONS = [common.collection("reload", reload)]

@@ -7,17 +7,7 @@ from pathlib import Path
 
 from invoke import Context, Exit, task
 
-from opskit.tasks.common import (
-    HELP_RUNTIME,
-    HELP_SERVICE,
-    HELP_STACK,
-    OpskitTask,
-    collection,
-    handles_errors,
-    load,
-    seconds_option,
-    services_option,
-)
+from opskit.tasks import common
 from opskit.vocabulary import ExitCode
 
 UNKNOWN_EXIT = ExitCode.UNKNOWN
@@ -31,12 +21,10 @@ def _write(path: Path, text: str) -> None:
 
 
 @task(
-    klass=OpskitTask,
+    klass=common.OpskitTask,
     iterable=["service"],
     help={
-        "stack": HELP_STACK,
-        "runtime": HELP_RUNTIME,
-        "service": HELP_SERVICE,
+        **common.COMMON_HELP,
         "e2e": "also prove masking end to end (synthetic id through nginx → Kong → upstream)",
         "fail_secure": "with --e2e: stop Redis, expect 503 AWS_MASKER_1001, start Redis again "
         "(a drill under the stack lock, after the checks)",
@@ -47,7 +35,7 @@ def _write(path: Path, text: str) -> None:
         "timeout": "per-check timeout in seconds (default 5, x-opskit.health.check_timeout)",
     },
 )
-@handles_errors(exit_code=UNKNOWN_EXIT)
+@common.handles_errors(exit_code=UNKNOWN_EXIT)
 def health(
     c: Context,
     service=None,
@@ -67,11 +55,11 @@ def health(
     from opskit.errors import UsageError
     from opskit.ops.health import run_health
 
-    names = services_option(service)
-    seconds = seconds_option("timeout", timeout)
+    names = common.services_option(service)
+    seconds = common.seconds_option("timeout", timeout)
     if fail_secure and not e2e:
         raise UsageError("--fail-secure needs --e2e")
-    loaded = load(c, stack, runtime)
+    loaded = common.load(c, stack, runtime)
     settings = loaded.config.health
     if seconds is not None:
         settings = dataclasses.replace(settings, check_timeout=seconds)
@@ -93,23 +81,23 @@ def health(
 
 
 @task(
-    klass=OpskitTask,
+    klass=common.OpskitTask,
     help={
-        "stack": HELP_STACK,
-        "runtime": HELP_RUNTIME,
+        "stack": common.COMMON_HELP["stack"],
+        "runtime": common.COMMON_HELP["runtime"],
         "report_dir": "where health.json and health.junit.xml go (default: reports)",
         "fail_secure": "also run the fail-secure drill (stops and restarts Redis)",
         "allow_cost": "allow the end-to-end check against the real Claude API",
     },
 )
-@handles_errors(exit_code=UNKNOWN_EXIT)
+@common.handles_errors(exit_code=UNKNOWN_EXIT)
 def smoke(c, stack=None, runtime=None, report_dir="reports", fail_secure=False, allow_cost=False):
     """For CI: start if needed, health with --e2e, JSON + JUnit reports, stop what it started."""
     from opskit.console import Progress, print_report
     from opskit.ops.smoke import smoke as run_smoke
     from opskit.redact import Redactor
 
-    loaded = load(c, stack, runtime)
+    loaded = common.load(c, stack, runtime)
     with Progress(Redactor(loaded.secrets()), loaded.start_order()) as progress:
         result = run_smoke(
             loaded, fail_secure=fail_secure, allow_cost=allow_cost, on_event=progress
@@ -124,4 +112,4 @@ def smoke(c, stack=None, runtime=None, report_dir="reports", fail_secure=False, 
         raise Exit(code=result.exit_code)
 
 
-COLLECTIONS = [collection("health", health), collection("smoke", smoke)]
+COLLECTIONS = [common.collection("health", health), common.collection("smoke", smoke)]

@@ -7,19 +7,9 @@ from __future__ import annotations
 
 from invoke import Context, Exit, task
 
-from opskit.tasks.common import (
-    HELP_RUNTIME,
-    HELP_SERVICE,
-    HELP_STACK,
-    OpskitTask,
-    collection,
-    handles_errors,
-    load,
-    seconds_option,
-    services_option,
-)
+from opskit.tasks import common
 
-_COMMON_HELP = {"stack": HELP_STACK, "runtime": HELP_RUNTIME, "service": HELP_SERVICE}
+_COMMON_HELP = common.COMMON_HELP
 
 
 def _run(c: Context, action: str, service, stack, runtime, **options) -> None:
@@ -27,8 +17,8 @@ def _run(c: Context, action: str, service, stack, runtime, **options) -> None:
     from opskit.ops import lifecycle
     from opskit.redact import Redactor
 
-    names = services_option(service)
-    loaded = load(c, stack, runtime)
+    names = common.services_option(service)
+    loaded = common.load(c, stack, runtime)
     redact = Redactor(loaded.secrets())
     resolved = loaded.resolve(names)
     shown = loaded.start_order(
@@ -51,7 +41,7 @@ def _run(c: Context, action: str, service, stack, runtime, **options) -> None:
 
 
 @task(
-    klass=OpskitTask,
+    klass=common.OpskitTask,
     iterable=["service"],
     help={
         **_COMMON_HELP,
@@ -59,41 +49,41 @@ def _run(c: Context, action: str, service, stack, runtime, **options) -> None:
         "timeout": "readiness timeout per service, seconds (default: healthcheck, else 60)",
     },
 )
-@handles_errors
+@common.handles_errors
 def start(c, service=None, stack=None, runtime=None, rollback=False, timeout=None):
     """Start services and their dependencies in order, each gated on readiness."""
-    seconds = seconds_option("timeout", timeout)
+    seconds = common.seconds_option("timeout", timeout)
     _run(c, "start", service, stack, runtime, rollback=rollback, timeout=seconds)
 
 
-@task(klass=OpskitTask, iterable=["service"], help=_COMMON_HELP)
-@handles_errors
+@task(klass=common.OpskitTask, iterable=["service"], help=_COMMON_HELP)
+@common.handles_errors
 def stop(c, service=None, stack=None, runtime=None):
     """Stop services and everything that depends on them, dependents first."""
     _run(c, "stop", service, stack, runtime)
 
 
 @task(
-    klass=OpskitTask,
+    klass=common.OpskitTask,
     iterable=["service"],
     help={**_COMMON_HELP, "timeout": "readiness timeout in seconds"},
 )
-@handles_errors
+@common.handles_errors
 def restart(c, service=None, stack=None, runtime=None, timeout=None):
     """Stop dependents, restart the service, start the dependents again (one locked run)."""
-    seconds = seconds_option("timeout", timeout)
+    seconds = common.seconds_option("timeout", timeout)
     _run(c, "restart", service, stack, runtime, timeout=seconds)
 
 
-@task(klass=OpskitTask, iterable=["service"], help={**_COMMON_HELP, "json": "print JSON"})
-@handles_errors
+@task(klass=common.OpskitTask, iterable=["service"], help={**_COMMON_HELP, "json": "print JSON"})
+@common.handles_errors
 def status(c, service=None, stack=None, runtime=None, json=False):
     """Runtime state of every service: running / exited(code) / absent, pid, uptime."""
     from opskit.console import print_status, status_json
     from opskit.ops import lifecycle
 
-    names = services_option(service)
-    loaded = load(c, stack, runtime)
+    names = common.services_option(service)
+    loaded = common.load(c, stack, runtime)
     result = lifecycle.status(loaded, names)
     if json:
         print(status_json(result))
@@ -104,8 +94,8 @@ def status(c, service=None, stack=None, runtime=None, json=False):
 
 
 COLLECTIONS = [
-    collection("start", start),
-    collection("stop", stop),
-    collection("restart", restart),
-    collection("status", status),
+    common.collection("start", start),
+    common.collection("stop", stop),
+    common.collection("restart", restart),
+    common.collection("status", status),
 ]
