@@ -23,6 +23,9 @@ PORT_VARIABLES = (
 )
 
 
+_ISSUED: set[int] = set()
+
+
 def free_port() -> int:
     """A TCP port on 127.0.0.1 that nothing listens on right now, outside the ephemeral range.
 
@@ -33,12 +36,15 @@ def free_port() -> int:
     low, _high = _ephemeral_range()
     for _ in range(200):
         port = random.randint(max(1024, low - 12000), low - 1)
+        if port in _ISSUED:  # handed out already: its service may not have bound it yet
+            continue
         with socket.socket() as sock:
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
             try:
                 sock.bind(("127.0.0.1", port))
             except OSError:
                 continue
+            _ISSUED.add(port)
             return port
     raise RuntimeError("no free TCP port below the ephemeral range")
 
@@ -54,7 +60,10 @@ def _ephemeral_range() -> tuple[int, int]:
 def isolated_environ(state_dir: Path | str) -> dict[str, str]:
     """``os.environ`` plus free ports, a random Redis password and ``state_dir`` for the stack."""
     env = dict(os.environ)
-    env.update({name: str(free_port()) for name in PORT_VARIABLES})
+    ports: set[int] = set()
+    while len(ports) < len(PORT_VARIABLES):  # distinct: two services cannot share a host port
+        ports.add(free_port())
+    env.update({name: str(port) for name, port in zip(PORT_VARIABLES, sorted(ports), strict=True)})
     env.update(
         {
             "OPSKIT_STATE_DIR": str(state_dir),
