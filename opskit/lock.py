@@ -10,12 +10,12 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import os
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
 from opskit.errors import LockBusyError
 from opskit.files import private_dir
+from opskit.polling import deadline_in, poll_until
 
 
 @contextlib.contextmanager
@@ -25,24 +25,24 @@ def stack_lock(state_dir: Path, operation: str, wait: float = 10.0) -> Iterator[
     path = state_dir / "lock"
     fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
     try:
-        deadline = time.monotonic() + wait
-        while True:
-            try:
-                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                break
-            except BlockingIOError:
-                if time.monotonic() >= deadline:
-                    holder = _read_holder(fd)
-                    raise LockBusyError(
-                        f"another opskit operation holds {path}{holder}; "
-                        f"waited {wait:g}s — try again when it has finished"
-                    ) from None
-                time.sleep(0.05)
+        if not poll_until(lambda: _try_lock(fd), deadline_in(wait), first=0.01, cap=0.05):
+            raise LockBusyError(
+                f"another opskit operation holds {path}{_read_holder(fd)}; "
+                f"waited {wait:g}s — try again when it has finished"
+            )
         os.ftruncate(fd, 0)
         os.pwrite(fd, f"{os.getpid()} {operation}\n".encode(), 0)
         yield
     finally:
         os.close(fd)  # closing releases the flock
+
+
+def _try_lock(fd: int) -> bool | None:
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return None
+    return True
 
 
 def _read_holder(fd: int) -> str:

@@ -102,8 +102,6 @@ def stack_path(c: Context, stack: str | None) -> Path:
     A relative path from invoke config is resolved against the folder of that config (the
     project's tasks.py), so ``inv`` works from any working directory inside the project.
     """
-    if stack is True:
-        raise UsageError("--stack needs a file name")
     if stack:
         return Path(stack)
     if os.environ.get("OPSKIT_STACK"):
