@@ -154,6 +154,15 @@ class Role:
         port = container_port or (mapping.container_port if mapping else 0)
         return self.unit.address(port)
 
+    def environment(self) -> dict[str, str]:
+        """The service's environment as its unit sees it: Compose's ``environment``, with the
+        process runtime's ``x-opskit.process.environment`` on top where the service runs on
+        this host. Templates render from it; checks read listener settings from it."""
+        environment = dict(self.spec.environment)
+        if self.unit.runs_on_host:
+            environment.update(self.spec.process.environment)
+        return environment
+
     def base_url(self) -> str:
         host, port = self.address()
         return f"http://{host}:{port}"

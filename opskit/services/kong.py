@@ -110,9 +110,11 @@ class KongRole(Role):
         if self.template is None or not self.unit.runs_on_host:
             return
         private_dir(self.rendered_config.parent)
-        variables = {**self.spec.environment, **self.spec.process.environment}
         text = render_template(
-            self.template, variables, f"services.{self.spec.name}.environment", self.config.source
+            self.template,
+            self.environment(),
+            f"services.{self.spec.name}.environment",
+            self.config.source,
         )
         atomic_write(self.rendered_config, text)
 
@@ -314,7 +316,7 @@ class KongRole(Role):
         """md5 of the file Kong reads, when opskit can read it (Kong's own hash, row 2)."""
         import hashlib
 
-        path = self._environment().get("KONG_DECLARATIVE_CONFIG")
+        path = self.environment().get("KONG_DECLARATIVE_CONFIG")
         if not path or not self.unit.runs_on_host:
             return None
         try:
@@ -322,18 +324,12 @@ class KongRole(Role):
         except OSError:
             return None
 
-    def _environment(self) -> dict[str, str]:
-        environment = dict(self.spec.environment)
-        if self.unit.runs_on_host:
-            environment.update(self.spec.process.environment)
-        return environment
-
     def preflight(self) -> list[str]:
         """Kong must serve a status listener for readiness (row 13): the E2 compose sets
         none, and Kong's default (127.0.0.1:8007) is rarely where ``status_url`` points."""
         from urllib.parse import urlsplit
 
-        listen = self._environment().get("KONG_STATUS_LISTEN", "").strip()
+        listen = self.environment().get("KONG_STATUS_LISTEN", "").strip()
         port = urlsplit(self.status_url).port
         if listen.lower() == "off":
             return [

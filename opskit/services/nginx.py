@@ -112,7 +112,7 @@ class NginxRole(Role):
     def render(self) -> str:
         return render_template(
             self.template_path,
-            {**self.spec.environment, **self.spec.process.environment},
+            self.environment(),
             f"services.{self.spec.name}.environment",
             self.config.source,
         )
