@@ -174,6 +174,7 @@ class StackConfig:
     min_free_disk: int = 100 * 1024 * 1024
     health: HealthSettings = field(default_factory=HealthSettings)
     backups_dir: Path | None = None
+    backups_keep: Any = None  # opskit.backup.retention.KeepPolicy
     options: Mapping[str, Any] = field(default_factory=dict)
 
 
@@ -346,7 +347,9 @@ class _Reader:
         health = HealthSettings.read(top_reader.section("health"))
         backups = top_reader.section("backups")
         backups_dir = self.path(backups.string("dir", "backups"), "x-opskit.backups.dir")
-        backups.mapping("keep")
+        from opskit.backup.retention import KeepPolicy
+
+        backups_keep = KeepPolicy.from_mapping(backups.mapping("keep"), self.label)
         backups.finish()
         top_reader.finish()
         for key in logs_raw:
@@ -385,6 +388,7 @@ class _Reader:
             min_free_disk=min_free,
             health=health,
             backups_dir=backups_dir,
+            backups_keep=backups_keep,
             options=top,
         )
 

@@ -18,6 +18,7 @@ class ExitCode(IntEnum):
     FAILED = 1  # an operation failed; for health: Nagios WARNING
     USAGE = 2  # bad stack file or command line; for health: Nagios CRITICAL
     UNKNOWN = 3  # health only: the check could not run (bad config/usage included)
+    INCONSISTENT = 4  # restore only: it failed and so did the rollback to the safety backup
     INTERRUPTED = 130  # Ctrl-C / SIGINT, as shells report it
 
 

@@ -67,6 +67,7 @@ def isolated_environ(state_dir: Path | str) -> dict[str, str]:
     env.update(
         {
             "OPSKIT_STATE_DIR": str(state_dir),
+            "OPSKIT_BACKUPS_DIR": str(Path(state_dir).parent / "backups"),
             "REDIS_PASSWORD": "sandbox-" + os.urandom(8).hex(),
             "OPSKIT_STACK": str(STACK_FILE),
         }

@@ -6,12 +6,13 @@ service is a local process or a container.
 
 from __future__ import annotations
 
+import contextlib
 import signal
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, BinaryIO
 
 from opskit.polling import deadline_in, poll_until
 from opskit.vocabulary import UnitState
@@ -153,12 +154,33 @@ class Unit(ABC):
         """
 
     @abstractmethod
-    def copy_out(self, path: str, destination: Path) -> None:
-        """Copy the file ``path`` as the unit sees it to ``destination`` on this host (0600)."""
+    def open_file(self, path: str) -> contextlib.AbstractContextManager[BinaryIO]:
+        """Read the regular file ``path`` as the unit sees it, streamed (never whole in memory:
+        a Redis dump can be gigabytes). Links and directories are refused."""
 
     @abstractmethod
+    def write_file(self, path: str, data: BinaryIO, size: int) -> None:
+        """Write ``size`` bytes from ``data`` to ``path`` in the unit, mode 0600, replacing it
+        whole: a reader never sees half a file. Works while the unit is stopped (after
+        :meth:`create`), which is when a data file may be swapped."""
+
+    def create(self) -> None:  # noqa: B027 - optional: most units exist only while running
+        """Make the unit exist without starting it, so :meth:`write_file` can place files it
+        will read at start (docker: create the container). The process runtime has nothing
+        to create: its paths are host paths."""
+
+    def copy_out(self, path: str, destination: Path) -> None:
+        """Copy the file ``path`` as the unit sees it to ``destination`` on this host (0600)."""
+        from opskit.files import private_dir, write_stream_private
+
+        private_dir(destination.parent)
+        with self.open_file(path) as data:
+            write_stream_private(data, destination)
+
     def copy_in(self, source: Path, path: str) -> None:
         """Copy the host file ``source`` into the unit at ``path``."""
+        with source.open("rb") as data:
+            self.write_file(path, data, source.stat().st_size)
 
     def container_health(self) -> str | None:
         """The runtime's own health verdict (a container HEALTHCHECK), when it has one."""

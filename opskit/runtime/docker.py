@@ -18,13 +18,13 @@ import os
 import signal
 import tarfile
 import threading
+import time
 from collections.abc import Iterator
 from datetime import datetime
 from pathlib import Path, PurePosixPath
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, BinaryIO
 
 from opskit.errors import OpskitError, RuntimeUnavailableError
-from opskit.files import private_dir, write_stream_private
 from opskit.runtime import host
 from opskit.runtime.base import (
     ExecResult,
@@ -505,43 +505,70 @@ class DockerUnit(Unit):
         except docker.errors.APIError:
             return
 
-    def copy_out(self, path: str, destination: Path) -> None:
-        """One regular file out of the container (``docker cp``); links and directories are
-        refused, so an archive cannot place anything outside ``destination``."""
+    def create(self) -> None:
+        """Create our container (not started) when none exists, so files can be placed in it
+        before it runs; an existing one (ours or adopted) is left as it is."""
+        import docker
+
+        if self.container() is not None:
+            return
+        try:
+            self.runtime.ensure_network()
+            self.runtime.client.containers.create(**self.create_arguments())
+        except docker.errors.APIError as exc:
+            raise OpskitError(
+                f"{self.name}: docker could not create it: {exc.explanation}"
+            ) from None
+
+    @contextlib.contextmanager
+    def open_file(self, path: str) -> Iterator[BinaryIO]:
+        """One regular file out of the container (``docker cp``), streamed from the engine's
+        tar; links and directories are refused, so nothing can land outside the caller's
+        destination."""
         import docker
 
         container = self.container()
         if container is None:
             raise OpskitError(f"{self.name}: no container to copy {path} from")
         try:
-            stream, _stat = container.get_archive(path)
+            stream, _stat = container.get_archive(path, chunk_size=1 << 20)
         except docker.errors.APIError as exc:
             raise OpskitError(f"{self.name}: cannot copy {path} out: {exc.explanation}") from None
-        with tarfile.open(fileobj=io.BytesIO(b"".join(stream)), mode="r:") as archive:
-            member = next(iter(archive.getmembers()), None)
+        with tarfile.open(fileobj=_ChunkReader(stream), mode="r|") as archive:
+            member = archive.next()
             if member is None or not member.isfile():
                 raise OpskitError(f"{self.name}: {path} is not a regular file in the container")
             data = archive.extractfile(member)
             assert data is not None
-            private_dir(destination.parent)
-            write_stream_private(data, destination)
+            yield data
 
-    def copy_in(self, source: Path, path: str) -> None:
+    def write_file(self, path: str, data: BinaryIO, size: int) -> None:
+        """``docker cp`` in, streamed: a one-member tar generated on the fly (the engine
+        replaces the file when the archive is complete)."""
         import docker
 
         container = self.container()
         if container is None:
             raise OpskitError(f"{self.name}: no container to copy {path} into")
         target = PurePosixPath(path)
-        buffer = io.BytesIO()
-        with tarfile.open(fileobj=buffer, mode="w:") as archive:
-            info = archive.gettarinfo(str(source), arcname=target.name)
-            info.uid = info.gid = 0
-            info.uname = info.gname = ""
-            with source.open("rb") as data:
-                archive.addfile(info, data)
+        info = tarfile.TarInfo(target.name)
+        info.size, info.mode, info.mtime = size, 0o600, int(time.time())
+
+        def archive() -> Iterator[bytes]:
+            yield info.tobuf(format=tarfile.PAX_FORMAT)
+            left = size
+            while left > 0:
+                chunk = data.read(min(1 << 20, left))
+                if not chunk:
+                    raise OpskitError(f"{self.name}: source for {path} ended {left} bytes early")
+                left -= len(chunk)
+                yield chunk
+            if data.read(1):  # also lets a checking reader run its end-of-stream checks
+                raise OpskitError(f"{self.name}: source for {path} is longer than {size} bytes")
+            yield b"\0" * ((-size) % tarfile.BLOCKSIZE) + b"\0" * (2 * tarfile.BLOCKSIZE)
+
         try:
-            container.put_archive(str(target.parent), buffer.getvalue())
+            container.put_archive(str(target.parent), archive())
         except docker.errors.APIError as exc:
             raise OpskitError(f"{self.name}: cannot copy into {path}: {exc.explanation}") from None
 
@@ -582,3 +609,25 @@ def _epoch(timestamp: str | None) -> float | None:
     main, _, fraction = text.partition(".")
     parsed = datetime.fromisoformat(main + "+00:00")
     return parsed.timestamp() + (float(f"0.{fraction[:6]}") if fraction else 0.0)
+
+
+class _ChunkReader(io.RawIOBase):
+    """A file object over the engine's chunk iterator, for tarfile's stream mode."""
+
+    def __init__(self, chunks: Iterator[bytes]):
+        self._chunks = iter(chunks)
+        self._pending = memoryview(b"")
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer) -> int:
+        while not self._pending:
+            try:
+                self._pending = memoryview(next(self._chunks))
+            except StopIteration:
+                return 0
+        count = min(len(buffer), len(self._pending))
+        buffer[:count] = self._pending[:count]
+        self._pending = self._pending[count:]
+        return count

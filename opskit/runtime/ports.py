@@ -47,3 +47,10 @@ def describe_taken_port(port: int, service: str) -> str:
     holder = port_holder(port)
     who = f"held by {holder}" if holder else "held by another process"
     return f"{service}: port {port} is already in use, {who}"
+
+
+def free_loopback_port() -> int:
+    """A port the kernel says is free on 127.0.0.1 now, for a throwaway server started at once."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]

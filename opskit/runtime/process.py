@@ -23,10 +23,17 @@ import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import BinaryIO
 
 from opskit.config import INHERITED_VARIABLES, ServiceSpec, StackConfig
 from opskit.errors import OpskitError, RuntimeUnavailableError
-from opskit.files import atomic_write_json, copy_private, private_dir, read_json, tail_lines
+from opskit.files import (
+    atomic_write_json,
+    private_dir,
+    read_json,
+    tail_lines,
+    write_stream_private,
+)
 from opskit.polling import deadline_in, poll_until
 from opskit.runtime import host
 from opskit.runtime.base import (
@@ -364,12 +371,19 @@ class ProcessUnit(Unit):
             for text in follow_lines(self.logfile):
                 yield LogLine(self.name, text, time.time())
 
-    def copy_out(self, path: str, destination: Path) -> None:
+    @contextlib.contextmanager
+    def open_file(self, path: str) -> Iterator[BinaryIO]:
         """The service runs on this host: its paths are host paths."""
-        copy_private(self._host_path(path), destination)
+        host_path = self._host_path(path)
+        if host_path.is_symlink() or not host_path.is_file():
+            raise OpskitError(f"{self.name}: {host_path} is not a regular file")
+        with host_path.open("rb") as data:
+            yield data
 
-    def copy_in(self, source: Path, path: str) -> None:
-        copy_private(source, self._host_path(path))
+    def write_file(self, path: str, data: BinaryIO, size: int) -> None:
+        target = self._host_path(path)
+        private_dir(target.parent)
+        write_stream_private(_Limited(data, size), target)
 
     def _host_path(self, path: str) -> Path:
         candidate = Path(path)
@@ -482,3 +496,21 @@ def _resolve_binary(binary: str, env: dict[str, str]) -> str | None:
 
 def _now_iso() -> str:
     return time.strftime("%Y-%m-%dT%H:%M:%S%z")
+
+
+class _Limited:
+    """At most ``size`` bytes of ``data``; fewer is an error (a truncated source)."""
+
+    def __init__(self, data: BinaryIO, size: int):
+        self.data, self.left = data, size
+
+    def read(self, count: int = -1) -> bytes:
+        if self.left <= 0:
+            if self.data.read(1):  # also lets a checking reader run its end-of-stream checks
+                raise OpskitError("source is longer than its stated size")
+            return b""
+        chunk = self.data.read(self.left if count < 0 else min(count, self.left))
+        if not chunk:
+            raise OpskitError(f"source ended {self.left} bytes early")
+        self.left -= len(chunk)
+        return chunk

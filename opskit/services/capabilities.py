@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 if TYPE_CHECKING:
+    from opskit.backup.artifacts import ArtifactReader, ServiceArtifacts
     from opskit.runtime.base import StopResult
 
 
@@ -111,6 +112,53 @@ class UpstreamRecorder(Protocol):
 
 
 @runtime_checkable
+class BackingUp(Protocol):
+    """Writes what the service needs to come back as it was into a backup, and checks it.
+
+    ``back_up`` streams its files through ``artifacts`` and returns the metadata the manifest
+    keeps for it (RDB version and key counts, a configuration hash). ``check_backup`` says what
+    is wrong with a stored copy (empty: nothing), without the service running unless ``deep``
+    asks for a throwaway server.
+    """
+
+    def back_up(self, artifacts: ServiceArtifacts) -> dict[str, Any]: ...
+
+    def check_backup(self, artifacts: ArtifactReader, metadata: dict, deep: bool) -> list[str]: ...
+
+
+@dataclass(frozen=True)
+class RestorePlan:
+    """How a role will put a backup back: with the service stopped first (Redis's data file)
+    or into the running service (a configuration load)."""
+
+    needs_stop: bool
+    detail: str
+    state: Any = None  # the role's own notes from planning (e.g. where the RDB lives)
+
+
+@runtime_checkable
+class Restorable(Protocol):
+    """Puts a backup back, in three steps the restore operation drives:
+
+    1. ``plan_restore`` while the service runs as it is now: find out where things go and
+       refuse (OpskitError) what cannot work, before anything changes;
+    2. ``place_backup``: when the plan ``needs_stop``, stop the service and put the files
+       where it reads them at start (the operation then starts it through the engine);
+    3. ``apply_backup`` once the service runs and is ready: load and verify.
+    """
+
+    def plan_restore(self, artifacts: ArtifactReader, metadata: dict) -> RestorePlan: ...
+
+    def place_backup(
+        self, artifacts: ArtifactReader, metadata: dict, plan: RestorePlan
+    ) -> None: ...
+
+    def apply_backup(
+        self, artifacts: ArtifactReader, metadata: dict, plan: RestorePlan
+    ) -> Verdict: ...
+
+
+@runtime_checkable
 class EntryPoint(Protocol):
     """Where client traffic enters the stack (nginx in front of Kong)."""
 
@@ -126,6 +174,8 @@ _DESCRIPTIONS: dict[type, str] = {
     MaskingGateway: "mask AWS ids",
     EntryPoint: "take client traffic",
     UpstreamRecorder: "report what the upstream received",
+    BackingUp: "be backed up",
+    Restorable: "be restored",
 }
 
 

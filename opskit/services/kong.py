@@ -17,13 +17,15 @@ from __future__ import annotations
 import signal
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
+from opskit.backup.artifacts import ArtifactError
 from opskit.config import ServiceSpec, StackConfig
+from opskit.errors import OpskitError
 from opskit.files import atomic_write, private_dir
 from opskit.options import OptionReader
 from opskit.services.base import Check, CheckOutcome, Probe, Role
-from opskit.services.capabilities import Verdict
+from opskit.services.capabilities import RestorePlan, Verdict
 from opskit.services.probes import HttpAnswer, ProbeError
 from opskit.services.template import render_template
 from opskit.vocabulary import CheckStatus
@@ -31,6 +33,7 @@ from opskit.vocabulary import CheckStatus
 if TYPE_CHECKING:
     import httpx
 
+    from opskit.backup.artifacts import ArtifactReader, ServiceArtifacts
     from opskit.runtime.base import Launch, StopResult
 
 SIGTERM_WAIT = 5.0
@@ -42,6 +45,8 @@ RETRY_AFTER_CAP = 10.0
 DEFAULT_MASKED_PATH = "/v1/messages"
 EMPTY_HASH = "0" * 32
 COSTLY_HOSTS = ("anthropic.com",)
+EXPORT_ARTIFACT = "export.yml"
+DECLARATIVE_ARTIFACT = "declarative.yml"
 
 
 @dataclass(frozen=True)
@@ -395,6 +400,92 @@ class KongRole(Role):
             detail = f"Kong stayed busy loading another configuration: {detail}"
         return ConfigApplied(response.status_code, False, None, str(detail)[:500])
 
+    # -- backup and restore (capabilities.BackingUp, Restorable) -----------------------------------
+
+    def declarative_path(self) -> str | None:
+        """The declarative file Kong reads at start and on HUP, as its unit sees it."""
+        if self.template is not None and self.unit.runs_on_host:
+            return str(self.rendered_config)
+        return self.environment().get("KONG_DECLARATIVE_CONFIG") or None
+
+    def back_up(self, artifacts: ServiceArtifacts) -> dict[str, Any]:
+        """The running configuration (``GET /config``, Kong's own export) and the declarative
+        file, both parsed before they are kept; ``configuration_hash`` says which one runs."""
+        import hashlib
+
+        try:
+            exported = self.export_config()
+        except Exception as exc:  # httpx errors: Kong down, admin API refused
+            raise OpskitError(f"{self.spec.name}: GET /config failed: {exc}") from None
+        config_hash = self._hash_or_none()
+        _parse_declarative(exported, "GET /config export")
+        artifacts.add_bytes(EXPORT_ARTIFACT, exported.encode())
+        metadata: dict[str, Any] = {
+            "configuration_hash": config_hash,
+            "export_md5": hashlib.md5(exported.encode()).hexdigest(),
+            "entities": _entity_counts(exported),
+        }
+        path = self.declarative_path()
+        if path:
+            with self.unit.open_file(path) as data:
+                declarative = data.read()
+            _parse_declarative(declarative.decode("utf-8", errors="replace"), path)
+            artifacts.add_bytes(DECLARATIVE_ARTIFACT, declarative)
+            metadata["declarative_path"] = path
+            metadata["declarative_md5"] = hashlib.md5(declarative).hexdigest()
+        return metadata
+
+    def check_backup(self, artifacts: ArtifactReader, metadata: dict, deep: bool) -> list[str]:
+        problems = []
+        for name in (EXPORT_ARTIFACT, DECLARATIVE_ARTIFACT):
+            if name == DECLARATIVE_ARTIFACT and not artifacts.has(name):
+                continue
+            try:
+                _parse_declarative(artifacts.read_bytes(name).decode("utf-8"), name)
+            except (ArtifactError, OpskitError, UnicodeDecodeError) as exc:
+                problems.append(f"{artifacts.entry(name).path}: {exc}")
+        return problems
+
+    def plan_restore(self, artifacts: ArtifactReader, metadata: dict) -> RestorePlan:
+        source = self._restore_source(metadata)
+        return RestorePlan(False, f"POST /config with the {source}, verify configuration_hash")
+
+    def place_backup(self, artifacts: ArtifactReader, metadata: dict, plan: RestorePlan) -> None:
+        """Nothing to place: Kong's configuration goes in through its Admin API."""
+
+    def apply_backup(self, artifacts: ArtifactReader, metadata: dict, plan: RestorePlan) -> Verdict:
+        """``POST /config`` the configuration that ran, then verify Kong's hash of it (md5 of
+        the raw text, row 2). The declarative file is sent when it is what ran (its md5 is the
+        recorded hash), so the hash comes back exactly; otherwise the export."""
+        import hashlib
+
+        source = self._restore_source(metadata)
+        name = DECLARATIVE_ARTIFACT if source == "declarative file" else EXPORT_ARTIFACT
+        text = artifacts.read_bytes(name).decode("utf-8")
+        applied = self.apply_config(text)
+        if applied.status not in (201, 304):
+            return Verdict(False, f"POST /config: HTTP {applied.status}: {applied.detail}")
+        expected = hashlib.md5(text.encode()).hexdigest()
+        if applied.configuration_hash != expected:
+            return Verdict(
+                False,
+                f"after POST /config Kong reports configuration_hash "
+                f"{str(applied.configuration_hash)[:12]}, expected {expected[:12]}",
+            )
+        return Verdict(
+            True,
+            f"{source} applied ({applied.detail}), configuration_hash {expected[:12]}; "
+            "a restart or HUP loads the declarative file again",
+            applied.changed,
+        )
+
+    @staticmethod
+    def _restore_source(metadata: dict) -> str:
+        ran_file = metadata.get("declarative_md5") and metadata.get(
+            "declarative_md5"
+        ) == metadata.get("configuration_hash")
+        return "declarative file" if ran_file else "GET /config export"
+
     # -- the masking gateway (capabilities.MaskingGateway) -----------------------------------------
 
     def costly_upstream(self) -> str | None:
@@ -414,6 +505,28 @@ class KongRole(Role):
             if host.endswith(COSTLY_HOSTS):
                 return host
         return None
+
+
+def _parse_declarative(text: str, where: str) -> dict:
+    """A Kong declarative config must be a YAML/JSON mapping with ``_format_version``."""
+    import yaml
+
+    try:
+        document = yaml.load(text, Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))
+    except yaml.YAMLError as exc:
+        raise OpskitError(f"{where}: not valid YAML: {str(exc).splitlines()[0]}") from None
+    if not isinstance(document, dict) or "_format_version" not in document:
+        raise OpskitError(f"{where}: not a Kong declarative config (no _format_version)")
+    return document
+
+
+def _entity_counts(text: str) -> dict[str, int]:
+    document = _parse_declarative(text, "export")
+    return {
+        name: len(value)
+        for name, value in sorted(document.items())
+        if isinstance(value, list) and not name.startswith("_")
+    }
 
 
 def _retry_after(value: str | None) -> float:

@@ -13,19 +13,21 @@ import re
 import signal
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from opskit.config import ServiceSpec, StackConfig
 from opskit.errors import ConfigError
 from opskit.files import atomic_write, private_dir
 from opskit.options import OptionReader
 from opskit.services.base import Check, CheckOutcome, Probe, Role
-from opskit.services.capabilities import Verdict
+from opskit.services.capabilities import RestorePlan, Verdict
+from opskit.services.nginx_backup import TREE_ARTIFACT, NginxBackup
 from opskit.services.probes import ProbeError
 from opskit.services.template import render_template
 from opskit.vocabulary import CheckStatus
 
 if TYPE_CHECKING:
+    from opskit.backup.artifacts import ArtifactReader, ServiceArtifacts
     from opskit.runtime.base import Launch
 
 # "2026/11/24 00:45:21 [emerg] 13111#13111: unknown directive" -> "[emerg] unknown directive"
@@ -161,6 +163,24 @@ class NginxRole(Role):
 
     def entry_url(self, path: str) -> str:
         return self.base_url() + path
+
+    # -- backup and restore (capabilities.BackingUp, Restorable) -----------------------------------
+
+    def back_up(self, artifacts: ServiceArtifacts) -> dict[str, Any]:
+        return NginxBackup(self).back_up(artifacts)
+
+    def check_backup(self, artifacts: ArtifactReader, metadata: dict, deep: bool) -> list[str]:
+        return NginxBackup(self).check(artifacts, metadata, deep)
+
+    def plan_restore(self, artifacts: ArtifactReader, metadata: dict) -> RestorePlan:
+        artifacts.entry(TREE_ARTIFACT)
+        return NginxBackup(self).plan(metadata)
+
+    def place_backup(self, artifacts: ArtifactReader, metadata: dict, plan: RestorePlan) -> None:
+        """Nothing to place while stopped: the files go into the running unit, then HUP."""
+
+    def apply_backup(self, artifacts: ArtifactReader, metadata: dict, plan: RestorePlan) -> Verdict:
+        return NginxBackup(self).apply(artifacts, metadata)
 
     # -- health ---------------------------------------------------------------------------------
 

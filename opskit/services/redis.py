@@ -26,6 +26,7 @@ from opskit.config import ServiceSpec, StackConfig
 from opskit.files import private_dir
 from opskit.options import OptionReader
 from opskit.services.base import Check, CheckOutcome, Probe, Role
+from opskit.services.capabilities import RestorePlan, Verdict
 from opskit.services.probes import (
     RedisAuthFailed,
     RedisLoading,
@@ -34,12 +35,15 @@ from opskit.services.probes import (
     RedisReplyError,
     RedisUnreachable,
 )
+from opskit.services.redis_backup import RedisBackup
 from opskit.vocabulary import CheckStatus
 
 if TYPE_CHECKING:
     import redis
 
+    from opskit.backup.artifacts import ArtifactReader, ServiceArtifacts
     from opskit.runtime.base import Launch, StopResult
+    from opskit.services.redis_backup import RdbLocation
 
 CONTAINER_PORT = 6379
 PROBE_KEY_PREFIX = "opskit:health:"
@@ -59,6 +63,7 @@ class RedisOptions:
     shutdown: ShutdownMode = ShutdownMode.SAVE
     memory_warning_percent: float = 90.0
     save_age_warning: float = 3600.0
+    rdb_path: str | None = None  # where the RDB is when CONFIG GET is renamed away
 
 
 class RedisRole(Role):
@@ -83,6 +88,7 @@ class RedisRole(Role):
                 "memory_warning_percent", RedisOptions.memory_warning_percent, high=100
             ),
             save_age_warning=health.duration("save_age_warning", RedisOptions.save_age_warning),
+            rdb_path=reader.string("rdb_path") or None,
         )
         health.finish()
         return options
@@ -115,10 +121,14 @@ class RedisRole(Role):
             "appendonly": "no",
         }
         directives.update(self.options.config)
+        if self._restoring is not None and self._restoring.appendonly:
+            directives["appendonly"] = "no"  # the restored RDB must win over the old AOF
         lines = [f"{key} {_value(value)}" for key, value in directives.items()]
         if self.password:
             lines.append(f"requirepass {_quote(self.password)}")
         return "\n".join(lines) + "\n"
+
+    _restoring: RdbLocation | None = None
 
     def prepare(self) -> None:
         if self.unit.runs_on_host:
@@ -184,7 +194,9 @@ class RedisRole(Role):
 
         if not self.unit.status().running:
             return self.unit.stop(signal.SIGTERM, self.spec.stop_grace_period)
-        mode = self.options.shutdown
+        # A restore has a fresh safety backup and replaces the data file next: saving the old
+        # data over it first would only cost time (gigabytes of it).
+        mode = ShutdownMode.NOSAVE if self._restoring is not None else self.options.shutdown
         how = f"SHUTDOWN {mode.value.upper()}"
         refused = self._shutdown(mode)
         if refused is not None:
@@ -248,6 +260,29 @@ class RedisRole(Role):
 
     def interrupt(self) -> StopResult:
         return self.stop()
+
+    # -- backup and restore (capabilities.BackingUp, Restorable) -----------------------------------
+
+    def back_up(self, artifacts: ServiceArtifacts) -> dict[str, Any]:
+        return RedisBackup(self).back_up(artifacts)
+
+    def check_backup(self, artifacts: ArtifactReader, metadata: dict, deep: bool) -> list[str]:
+        return RedisBackup(self).check(artifacts, metadata, deep)
+
+    def plan_restore(self, artifacts: ArtifactReader, metadata: dict) -> RestorePlan:
+        return RedisBackup(self).plan(artifacts, metadata)
+
+    def place_backup(self, artifacts: ArtifactReader, metadata: dict, plan: RestorePlan) -> None:
+        """Stop (NOSAVE: see :meth:`stop`), write the RDB where Redis reads it; the next start
+        runs with appendonly off when the AOF would otherwise win."""
+        self._restoring = plan.state
+        if self.unit.status().running:
+            self.stop()
+        RedisBackup(self).place(artifacts, plan.state)
+
+    def apply_backup(self, artifacts: ArtifactReader, metadata: dict, plan: RestorePlan) -> Verdict:
+        self._restoring = None  # the next start is a normal one
+        return RedisBackup(self).apply(plan.state, metadata)
 
 
 def _value(value: Any) -> str:

@@ -1,0 +1,285 @@
+"""backup, backup.validate, backup.list, backup.prune: the stack's state as files you can trust.
+
+A backup walks every service whose role is :class:`~opskit.services.capabilities.BackingUp`
+(redis: its RDB; kong: its running and declarative configuration; nginx: its config tree) under
+the stack lock, concurrently, into a private ``.partial-`` folder; the stack file and its
+``.env`` (secret values removed unless asked) join them; ``manifest.json`` is written last and
+the folder renamed into place. Any failure, Ctrl-C or kill -9 leaves no folder that looks
+complete. Validation recomputes every SHA-256 and asks each role to check its own files.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from opskit import __version__
+from opskit.backup.artifacts import ArtifactError, ArtifactReader, ArtifactWriter, drain
+from opskit.backup.artifacts import open_checked as open_stored
+from opskit.backup.manifest import MANIFEST, Manifest, ManifestError
+from opskit.backup.retention import Decision, apply_policy
+from opskit.backup.store import BackupEntry, BackupState, BackupStore
+from opskit.errors import OpskitError, UsageError
+from opskit.files import atomic_write
+from opskit.ops.engine import (
+    EventSink,
+    OperationResult,
+    StepResult,
+    for_each_capable,
+    ignore_events,
+    mutation,
+)
+from opskit.redact import Redactor, is_secret_name
+from opskit.services.capabilities import BackingUp
+from opskit.stack import Stack
+from opskit.vocabulary import StepOutcome
+
+STACK_FOLDER = "stack"
+
+
+class BackupFailed(OpskitError):
+    """A service's part of a backup failed; nothing was kept."""
+
+    def __init__(self, result: BackupResult):
+        self.result = result
+        failed = [f"{o.service}: {o.detail}" for o in result.outcomes if not o.ok]
+        super().__init__("backup failed, nothing kept: " + "; ".join(failed))
+
+
+@dataclass
+class BackupResult(OperationResult):
+    backup_id: str | None = None
+    path: Path | None = None
+    size: int = 0
+    includes_secrets: bool = False
+
+
+def store_of(stack: Stack) -> BackupStore:
+    if stack.config.backups_dir is None:
+        raise UsageError(f"{stack.config.source}: x-opskit.backups.dir is not set")
+    return BackupStore(stack.config.backups_dir)
+
+
+def backup(
+    stack: Stack,
+    services: Iterable[str] | None = None,
+    *,
+    tag: str | None = None,
+    include_secrets: bool = False,
+    on_event: EventSink = ignore_events,
+) -> BackupResult:
+    """One backup of ``services`` (default: every service that can be backed up)."""
+    began = time.monotonic()
+    store = store_of(stack)
+    names = stack.resolve(services)
+    with mutation(stack, "backup"):
+        backup_id = store.new_id(tag=tag)
+        result = BackupResult("backup", [], backup_id=backup_id, includes_secrets=include_secrets)
+        with store.building(backup_id) as folder:
+            writer = ArtifactWriter(folder)
+            metadata: dict[str, dict] = {}
+
+            def step(name: str, role: BackingUp) -> StepResult:
+                if not stack.role(name).unit.status().running:
+                    return StepResult(name, StepOutcome.FAILED, "not running: nothing to back up")
+                service_began = time.monotonic()
+                details = role.back_up(writer.for_service(name))
+                metadata[name] = {"role": stack.role(name).spec.role, **details}
+                files = [f for f in writer.files if f.path.startswith(f"{name}/")]
+                raw = sum(f.raw_size for f in files)
+                stored = sum(f.size for f in files)
+                detail = f"{len(files)} file(s), {_bytes(raw)} → {_bytes(stored)} zstd"
+                seconds = time.monotonic() - service_began
+                return StepResult(name, StepOutcome.DONE, detail, seconds)
+
+            result.outcomes = for_each_capable(stack, names, BackingUp, step, emit=on_event)
+            if not result.ok:
+                raise BackupFailed(result)
+            if not any(o.state is StepOutcome.DONE for o in result.outcomes):
+                raise OpskitError("nothing to back up: no selected service can be backed up")
+            _add_stack_files(stack, writer, include_secrets)
+            manifest = Manifest(
+                id=backup_id,
+                created=time.time(),
+                opskit_version=__version__,
+                stack=stack.name,
+                stack_file=str(stack.config.source),
+                runtime=stack.config.runtime,
+                tag=tag,
+                includes_secrets=include_secrets,
+                services=metadata,
+                files=sorted(writer.files, key=lambda f: f.path),
+            )
+            atomic_write(folder / MANIFEST, manifest.to_json())
+        result.path = store.root / backup_id
+        result.size = manifest.size
+    result.seconds = time.monotonic() - began
+    return result
+
+
+def _add_stack_files(stack: Stack, writer: ArtifactWriter, include_secrets: bool) -> None:
+    """The stack file and the ``.env`` beside it; secret values removed unless asked for."""
+    redact = Redactor(() if include_secrets else stack.secrets())
+    source = Path(stack.config.source)
+    writer.add_bytes(f"{STACK_FOLDER}/{source.name}", redact(source.read_text()).encode())
+    env_file = stack.config.project_dir / ".env"
+    if env_file.is_file():
+        text = env_file.read_text()
+        if not include_secrets:
+            text = redact("".join(_without_secret_value(line) for line in text.splitlines(True)))
+        writer.add_bytes(f"{STACK_FOLDER}/env", text.encode())
+
+
+def _without_secret_value(line: str) -> str:
+    name, sep, _value = line.partition("=")
+    key = name.strip().removeprefix("export ").strip()
+    if sep and not key.startswith("#") and is_secret_name(key):
+        return f"{name}=  # value removed by opskit backup (use --include-secrets to keep it)\n"
+    return line
+
+
+def _bytes(count: int) -> str:
+    size = float(count)
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if size < 1024 or unit == "GiB":
+            return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
+        size /= 1024
+    return f"{count} B"
+
+
+# -- validate ------------------------------------------------------------------------------------
+
+
+@dataclass
+class Validation:
+    backup_id: str
+    problems: list[str] = field(default_factory=list)
+    checked: list[str] = field(default_factory=list)
+    deep: bool = False
+    seconds: float = 0.0
+
+    @property
+    def ok(self) -> bool:
+        return not self.problems
+
+
+def validate(
+    stack: Stack, backup_id: str, *, deep: bool = False, services: Iterable[str] | None = None
+) -> Validation:
+    """Every file against the manifest (present, nothing extra, size, SHA-256, a valid zstd
+    stream), then each role's own check of its files (RDB header and CRC-64, Kong YAML,
+    ``nginx -t``); ``deep`` loads the RDB into a throwaway redis-server."""
+    began = time.monotonic()
+    store = store_of(stack)
+    path = store.path(backup_id)
+    report = Validation(backup_id, deep=deep)
+    try:
+        manifest = Manifest.read(path)
+    except ManifestError as exc:
+        report.problems.append(str(exc))
+        return report
+    wanted = set(services) if services is not None else set(manifest.services)
+    unknown = wanted - set(manifest.services)
+    if unknown:
+        raise UsageError(f"backup {backup_id} holds no {', '.join(sorted(unknown))}")
+    report.problems += _file_set_problems(path, manifest)
+    checked_by_role: set[str] = set()
+    reader = ArtifactReader(path, manifest)
+    for name in sorted(wanted):
+        metadata = manifest.services[name]
+        role = stack.role(name) if name in stack.config.services else None
+        if (
+            role is None
+            or not isinstance(role, BackingUp)
+            or role.spec.role != metadata.get("role")
+        ):
+            continue  # its files still get the generic check below
+        prefix = f"{name}/"
+        present = [f for f in manifest.files if f.path.startswith(prefix)]
+        if any(not (path / f.path).is_file() for f in present):
+            continue  # reported as missing already
+        try:
+            report.problems += role.check_backup(reader.for_service(name), metadata, deep)
+        except (ArtifactError, OpskitError) as exc:
+            report.problems.append(str(exc))
+        checked_by_role.update(f.path for f in present)
+        report.checked.append(name)
+    for entry in manifest.files:
+        if entry.path in checked_by_role or not (path / entry.path).is_file():
+            continue
+        service = entry.path.split("/", 1)[0]
+        if service in manifest.services and service not in wanted:
+            continue
+        try:
+            with open_stored(path, entry) as data:
+                drain(data)
+        except ArtifactError as exc:
+            report.problems.append(str(exc))
+    report.seconds = time.monotonic() - began
+    return report
+
+
+def _file_set_problems(path: Path, manifest: Manifest) -> list[str]:
+    problems = []
+    listed = {entry.path for entry in manifest.files}
+    on_disk = set()
+    for folder, dirs, files in os.walk(path):
+        for name in dirs + files:
+            full = Path(folder) / name
+            relative = full.relative_to(path).as_posix()
+            if full.is_symlink():
+                problems.append(f"{relative}: a symbolic link (backups hold none)")
+            elif full.is_file():
+                on_disk.add(relative)
+    for relative in sorted(on_disk - listed - {MANIFEST}):
+        problems.append(f"{relative}: extra file, not in the manifest")
+    for relative in sorted(listed - on_disk):
+        problems.append(f"{relative}: missing (listed in the manifest)")
+    return problems
+
+
+# -- list and prune ----------------------------------------------------------------------------
+
+
+def entries(stack: Stack) -> list[BackupEntry]:
+    return store_of(stack).entries()
+
+
+@dataclass
+class PruneResult:
+    decisions: list[Decision]
+    leftovers: list[BackupEntry]
+    removed: list[str]
+    dry_run: bool
+    policy: str
+
+
+def prune(stack: Stack, *, dry_run: bool = False) -> PruneResult:
+    """Apply ``x-opskit.backups.keep`` (restic's forget rules) to the complete backups, and
+    remove interrupted builds whose process is gone. Damaged backups are never removed by a
+    rule: they are shown for a person to look at."""
+    policy = stack.config.backups_keep
+    if policy is None or policy.empty:
+        raise UsageError(
+            f"{stack.config.source}: x-opskit.backups.keep has no rule (last, hourly, daily, "
+            "weekly, monthly, yearly); prune removes nothing without one"
+        )
+    store = store_of(stack)
+    with mutation(stack, "backup.prune"):
+        complete = [e for e in store.entries() if e.state is BackupState.COMPLETE]
+        decisions = apply_policy(policy, [(e.id, e.created) for e in complete])
+        leftovers = store.leftovers()
+        removed: list[str] = []
+        if not dry_run:
+            by_id = {e.id: e for e in complete}
+            for decision in decisions:
+                if not decision.keep:
+                    store.remove(by_id[decision.id])
+                    removed.append(decision.id)
+            for leftover in leftovers:
+                store.remove(leftover)
+                removed.append(leftover.id)
+    return PruneResult(decisions, leftovers, removed, dry_run, policy.describe())

@@ -1,0 +1,162 @@
+"""Backing up and restoring nginx's configuration: the tree ``nginx -T`` says it runs with.
+
+``nginx -T`` dumps every file nginx read (``# configuration file PATH:`` then the file, then a
+newline), wherever the unit keeps them, so the same code works for a process and a container.
+Files under the main file's folder are kept as one tar with relative names; files outside it
+(``/etc/nginx/mime.types`` from a prefix elsewhere) are listed in the metadata, not restored:
+they belong to the nginx package, not to this stack.
+"""
+
+from __future__ import annotations
+
+import secrets
+import tempfile
+from pathlib import Path, PurePosixPath
+from typing import TYPE_CHECKING, Any
+
+from opskit.backup.artifacts import ArtifactError, ArtifactReader, ServiceArtifacts
+from opskit.errors import OpskitError
+from opskit.files import private_dir
+from opskit.services.capabilities import RestorePlan, Verdict
+
+if TYPE_CHECKING:
+    from opskit.services.nginx import NginxRole
+
+TREE_ARTIFACT = "conf.tar"
+_MARKER = "# configuration file "
+
+
+def split_dump(output: str) -> dict[str, str]:
+    """``nginx -T`` output → {absolute path: content}, in the order nginx read them."""
+    files: dict[str, str] = {}
+    current: str | None = None
+    lines: list[str] = []
+    for line in output.splitlines(keepends=True):
+        stripped = line.rstrip("\r\n")
+        if stripped.startswith(_MARKER) and stripped.endswith(":"):
+            if current is not None:
+                files[current] = _drop_dump_newline("".join(lines))
+            current, lines = stripped[len(_MARKER) : -1], []
+        elif current is not None:
+            lines.append(line)
+    if current is not None:
+        files[current] = _drop_dump_newline("".join(lines))
+    return files
+
+
+def _drop_dump_newline(text: str) -> str:
+    return text[:-1] if text.endswith("\n") else text
+
+
+class NginxBackup:
+    def __init__(self, role: NginxRole):
+        self.role = role
+
+    def tree(self) -> tuple[str, str, dict[str, bytes], list[str]]:
+        """(root, main file relative to it, files under root, paths outside root)."""
+        role = self.role
+        argv = [role.binary, "-T", *role.nginx_args(), "-g", "daemon off;"]
+        result = role.unit.exec(argv, timeout=15)
+        dumped = split_dump(result.output)
+        if result.exit_code != 0 or not dumped:
+            tail = " | ".join(result.output.strip().splitlines()[-2:])
+            raise OpskitError(f"{role.spec.name}: nginx -T failed: {tail or result.exit_code}")
+        main = PurePosixPath(next(iter(dumped)))
+        root = main.parent
+        inside: dict[str, bytes] = {}
+        outside: list[str] = []
+        for path, text in dumped.items():
+            try:
+                relative = PurePosixPath(path).relative_to(root)
+            except ValueError:
+                outside.append(path)
+                continue
+            inside[str(relative)] = text.encode()
+        return str(root), main.name, inside, outside
+
+    def back_up(self, artifacts: ServiceArtifacts) -> dict[str, Any]:
+        root, main, files, outside = self.tree()
+        artifacts.add_tree(TREE_ARTIFACT, files)
+        return {"root": root, "main": main, "files": sorted(files), "not_kept": outside}
+
+    def check(self, artifacts: ArtifactReader, metadata: dict, deep: bool) -> list[str]:
+        path = artifacts.entry(TREE_ARTIFACT).path
+        try:
+            files = artifacts.read_tree(TREE_ARTIFACT)
+        except ArtifactError as exc:
+            return [f"{path}: {exc}" if path not in str(exc) else str(exc)]
+        main = metadata.get("main", "nginx.conf")
+        if main not in files:
+            return [f"{path}: the main file {main} is not in the archive"]
+        ok, output = self.test_tree(files, main)
+        if ok is None:
+            return []  # nowhere to run nginx -t: the listing of files was checked
+        return [] if ok else [f"{path}: nginx -t on the backed-up tree failed: {output}"]
+
+    def test_tree(self, files: dict[str, bytes], main: str) -> tuple[bool | None, str]:
+        """``nginx -t`` on ``files`` in a scratch prefix: on this host for the process runtime,
+        inside the running container otherwise (its hosts and paths are the config's world).
+        ``(None, why)`` when there is nowhere to run it."""
+        role = self.role
+        if role.unit.runs_on_host:
+            with tempfile.TemporaryDirectory(prefix="opskit-nginx-") as scratch:
+                for name, data in files.items():
+                    target = Path(scratch) / "conf" / name
+                    private_dir(target.parent)
+                    target.write_bytes(data)
+                for sub in ("logs", "tmp"):
+                    private_dir(Path(scratch) / sub)
+                return self._run_test(f"{scratch}/", f"{scratch}/conf/{main}")
+        if not role.unit.status().running:
+            return None, "nginx is not running to test the tree in"
+        scratch = f"/tmp/opskit-check-{secrets.token_hex(6)}"
+        try:
+            for name, data in files.items():
+                self._write(f"{scratch}/conf/{name}", data)
+            role.unit.exec(["mkdir", "-p", f"{scratch}/logs", f"{scratch}/tmp"])
+            return self._run_test(f"{scratch}/", f"{scratch}/conf/{main}")
+        finally:
+            role.unit.exec(["rm", "-rf", scratch])
+
+    def _write(self, path: str, data: bytes) -> None:
+        import io
+
+        self.role.unit.exec(["mkdir", "-p", str(PurePosixPath(path).parent)])
+        self.role.unit.write_file(path, io.BytesIO(data), len(data))
+
+    def _run_test(self, prefix: str, conf: str) -> tuple[bool, str]:
+        role = self.role
+        argv = [role.binary, "-t", "-q", "-p", prefix, "-c", conf, "-e", "stderr"]
+        result = role.unit.exec([*argv, "-g", "daemon off;"], timeout=15)
+        lines = [line for line in result.output.splitlines() if line.strip()]
+        problems = [line for line in lines if "[emerg]" in line or "[alert]" in line]
+        return result.exit_code == 0, " | ".join(problems or lines[-2:])
+
+    def plan(self, metadata: dict) -> RestorePlan:
+        count = len(metadata.get("files", []))
+        return RestorePlan(
+            False, f"replace {count} files under {metadata.get('root')}, nginx -t, HUP"
+        )
+
+    def apply(self, artifacts: ArtifactReader, metadata: dict) -> Verdict:
+        """Replace the files, ``nginx -t`` the result, HUP. A failed test returns the failure
+        (the restore operation rolls back to its safety backup); nginx keeps serving the
+        configuration it had, because it is never signalled."""
+        import io
+        import signal
+
+        role = self.role
+        root = PurePosixPath(metadata["root"])
+        files = artifacts.read_tree(TREE_ARTIFACT)
+        for name, data in files.items():
+            role.unit.write_file(str(root / name), io.BytesIO(data), len(data))
+        ok, output = role.test_config()
+        if not ok:
+            return Verdict(False, f"nginx -t on the restored files failed: {output}")
+        if not role.unit.send_signal(signal.SIGHUP):
+            return Verdict(False, "nginx is not running")
+        note = "; the next start renders from the template again" if role.unit.runs_on_host else ""
+        return Verdict(True, f"{len(files)} files restored under {root}, nginx -t ok, HUP{note}")
+
+
+__all__ = ["NginxBackup", "split_dump"]

@@ -1,0 +1,347 @@
+"""Backing up and restoring Redis: BGSAVE, the RDB out of its unit, and back in.
+
+- **Backup** never blocks clients: ``BGSAVE`` (``SCHEDULE`` when an AOF rewrite runs), waited
+  for through ``INFO persistence`` — ``rdb_saves`` (or ``LASTSAVE``) moving on — never a fixed
+  sleep; a save already running is waited for first; a failed one is an error. The RDB is then
+  streamed out of the unit (a file under process, ``docker cp`` under docker) through the CRC-64
+  check and zstd in one pass. Key counts per ``aws_masker:`` prefix come from ``SCAN``, never
+  ``KEYS``.
+- **Where the RDB is** comes from ``CONFIG GET dir/dbfilename/appendonly``; where CONFIG is
+  renamed away, from ``x-opskit.rdb_path`` (or, under the process runtime, from the
+  configuration opskit renders itself).
+- **Restore** swaps the file while Redis is stopped (a running Redis would save over it on
+  shutdown). With ``appendonly yes`` Redis loads the AOF, not the RDB, at start; so the restore
+  start runs with appendonly off and then turns it on, which rewrites the AOF from the restored
+  data (redis/redis#1826). Key counts are compared with the RDB's own RESIZEDB numbers.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path, PurePosixPath
+from typing import TYPE_CHECKING, Any
+
+from opskit.backup.artifacts import ArtifactError, ArtifactReader, ServiceArtifacts, drain
+from opskit.backup.rdb import RdbChecker, RdbError
+from opskit.errors import OpskitError
+from opskit.polling import deadline_in, poll_until
+from opskit.services.capabilities import RestorePlan, Verdict
+from opskit.services.probes import RedisReplyError
+
+if TYPE_CHECKING:
+    from opskit.services.redis import RedisRole
+
+RDB_ARTIFACT = "dump.rdb"
+MASKER_PREFIX = "aws_masker:"
+SCAN_BATCH = 5000
+SAVE_TIMEOUT = 3600.0  # a save of many gigabytes on a slow disk still finishes
+REWRITE_TIMEOUT = 3600.0
+
+
+@dataclass(frozen=True)
+class RdbLocation:
+    path: str  # as the unit sees it
+    appendonly: bool
+    source: str  # "CONFIG GET" or the option it came from
+
+
+class RedisBackup:
+    """The redis role's backup and restore, one instance per operation."""
+
+    def __init__(self, role: RedisRole):
+        self.role = role
+
+    # -- where the data is ---------------------------------------------------------------------
+
+    def location(self) -> RdbLocation:
+        try:
+            with self.role.probe(timeout=5.0) as redis:
+                directory = _config_get(redis, "dir")
+                filename = _config_get(redis, "dbfilename")
+                appendonly = _config_get(redis, "appendonly") == "yes"
+            return RdbLocation(str(PurePosixPath(directory) / filename), appendonly, "CONFIG GET")
+        except RedisReplyError as exc:  # CONFIG renamed away (rename-command CONFIG "")
+            return self._configured_location(f"CONFIG refused ({exc})")
+
+    def _configured_location(self, why: str) -> RdbLocation:
+        options = self.role.options
+        appendonly = str(options.config.get("appendonly", "no")).lower() in ("yes", "true")
+        if options.rdb_path:
+            return RdbLocation(options.rdb_path, appendonly, f"x-opskit.rdb_path ({why})")
+        if self.role.unit.runs_on_host:
+            directory = Path(str(options.config.get("dir", self.role.data_dir)))
+            filename = str(options.config.get("dbfilename", "dump.rdb"))
+            return RdbLocation(str(directory / filename), appendonly, f"x-opskit.config ({why})")
+        raise OpskitError(
+            f"{self.role.spec.name}: cannot find the RDB file: {why}; set "
+            f"services.{self.role.spec.name}.x-opskit.rdb_path to its path in the container"
+        )
+
+    # -- backup --------------------------------------------------------------------------------
+
+    def back_up(self, artifacts: ServiceArtifacts) -> dict[str, Any]:
+        location = self.location()
+        saved_at = self.bgsave()
+        checker = RdbChecker()
+        with self.role.unit.open_file(location.path) as data:
+            stored = artifacts.add_stream(RDB_ARTIFACT, data, checker.feed)
+        try:
+            info = checker.finish()
+        except RdbError as exc:
+            raise OpskitError(f"{self.role.spec.name}: {location.path}: {exc}") from None
+        counts = self.count_keys()
+        return {
+            "rdb": info.summary(),
+            "rdb_path": location.path,
+            "rdb_path_source": location.source,
+            "appendonly": location.appendonly,
+            "saved_at": saved_at,
+            "live": counts,
+            "stored_bytes": stored.size,
+        }
+
+    def bgsave(self) -> float:
+        """Run a BGSAVE and wait for it; the epoch second it finished (LASTSAVE)."""
+        name = self.role.spec.name
+        with self.role.probe(timeout=5.0) as redis:
+            self._wait(
+                redis, lambda info: info.get("rdb_bgsave_in_progress") == "0", "earlier save"
+            )
+            before = redis.info("persistence")
+            try:
+                redis.call("BGSAVE", "SCHEDULE")  # queued behind an AOF rewrite, never refused
+            except RedisReplyError as exc:
+                raise OpskitError(f"{name}: BGSAVE refused: {exc}") from None
+
+            def saved(info: dict[str, str]) -> bool | None:
+                if _moved_on(before, info):
+                    return True
+                idle = (
+                    info.get("rdb_bgsave_in_progress") == "0"
+                    and info.get("aof_rewrite_in_progress", "0") == "0"
+                )
+                if idle and info.get("rdb_last_bgsave_status") == "err":
+                    raise OpskitError(
+                        f"{name}: BGSAVE failed (rdb_last_bgsave_status:err; see its log: disk "
+                        "full, permissions, or fork refused)"
+                    )
+                return None
+
+            info = self._wait(redis, saved, "BGSAVE")
+        return float(info.get("rdb_last_save_time", time.time()))
+
+    def _wait(self, redis, done, what: str) -> dict[str, str]:
+        latest: dict[str, dict[str, str]] = {}
+
+        def observe() -> bool | None:
+            latest["info"] = redis.info("persistence")
+            return True if done(latest["info"]) else None
+
+        if not poll_until(observe, deadline_in(SAVE_TIMEOUT), first=0.01, cap=0.1):
+            raise OpskitError(f"{self.role.spec.name}: {what} did not finish in {SAVE_TIMEOUT:g}s")
+        return latest["info"]
+
+    def count_keys(self) -> dict[str, Any]:
+        """DBSIZE per database and keys per ``aws_masker:<kind>:`` prefix (SCAN, in batches:
+        no command holds the server longer than one batch)."""
+        prefixes: dict[str, int] = {}
+        with self.role.probe(timeout=10.0) as redis:
+            keyspace = _keyspace(redis.info("keyspace"))
+            cursor = "0"
+            while True:
+                cursor, keys = redis.call(
+                    "SCAN", cursor, "MATCH", f"{MASKER_PREFIX}*", "COUNT", SCAN_BATCH
+                )
+                for key in keys:
+                    kind = key.split(b":", 2)
+                    prefix = (
+                        f"{MASKER_PREFIX}{kind[1].decode(errors='replace')}:"
+                        if len(kind) > 2
+                        else MASKER_PREFIX
+                    )
+                    prefixes[prefix] = prefixes.get(prefix, 0) + 1
+                cursor = cursor.decode() if isinstance(cursor, bytes) else str(cursor)
+                if cursor == "0":
+                    break
+        return {"keyspace": keyspace, "prefixes": dict(sorted(prefixes.items()))}
+
+    # -- checking a stored copy ----------------------------------------------------------------
+
+    def check(self, artifacts: ArtifactReader, metadata: dict, deep: bool) -> list[str]:
+        problems: list[str] = []
+        entry = artifacts.entry(RDB_ARTIFACT)
+        checker = RdbChecker()
+        try:
+            with artifacts.open(RDB_ARTIFACT) as data:
+                drain(data, checker.feed)
+            info = checker.finish()
+        except (ArtifactError, RdbError) as exc:
+            return [f"{entry.path}: {exc}" if isinstance(exc, RdbError) else str(exc)]
+        recorded = metadata.get("rdb", {})
+        for key in ("crc64", "rdb_version", "keys"):
+            if recorded.get(key) != info.summary()[key]:
+                problems.append(
+                    f"{entry.path}: {key} is {info.summary()[key]}, the manifest says "
+                    f"{recorded.get(key)}"
+                )
+        if deep and not problems:
+            problems += self._deep_check(artifacts, info.summary(), metadata)
+        return problems
+
+    def _deep_check(self, artifacts: ArtifactReader, rdb: dict, metadata: dict) -> list[str]:
+        """Load the RDB into a throwaway redis-server on a free port and count its keys."""
+        from opskit.runtime.ports import free_loopback_port
+
+        with tempfile.TemporaryDirectory(prefix="opskit-deep-") as folder:
+            path = Path(folder) / "dump.rdb"
+            with artifacts.open(RDB_ARTIFACT) as data, path.open("wb") as out:
+                drain(data, out.write)
+            port = free_loopback_port()
+            conf = Path(folder) / "redis.conf"
+            conf.write_text(
+                f'port {port}\nbind 127.0.0.1\ndir {folder}\ndbfilename dump.rdb\nsave ""\n'
+                "appendonly no\n"
+            )
+            server = subprocess.Popen(
+                ["redis-server", str(conf)],
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+                start_new_session=True,
+            )
+            try:
+                return self._count_in(port, server, rdb, metadata)
+            finally:
+                server.kill()
+                server.wait()
+
+    def _count_in(self, port: int, server, rdb: dict, metadata: dict) -> list[str]:
+        from opskit.services.probes import RedisLoading, RedisProbe, RedisUnreachable
+
+        def loaded() -> dict | None:
+            if server.poll() is not None:
+                raise OpskitError(f"throwaway redis-server exited {server.returncode} loading it")
+            try:
+                with RedisProbe("127.0.0.1", port, None, 2.0) as redis:
+                    return _keyspace(redis.info("keyspace"))
+            except (RedisLoading, RedisUnreachable):
+                return None
+
+        keyspace = poll_until(loaded, deadline_in(600), first=0.02, cap=0.2)
+        if keyspace is None:
+            return ["throwaway redis-server did not load the RDB in 600s"]
+        return compare_counts(keyspace, rdb, "a throwaway redis-server loaded")
+
+    # -- restore -------------------------------------------------------------------------------
+
+    def plan(self, artifacts: ArtifactReader, metadata: dict) -> RestorePlan:
+        artifacts.entry(RDB_ARTIFACT)
+        location = (
+            self.location()
+            if self.role.unit.status().running
+            else self._configured_location("redis is not running")
+        )
+        if location.appendonly and not self.role.unit.runs_on_host:
+            raise OpskitError(
+                f"{self.role.spec.name}: appendonly is on and its container's command sets it: "
+                "opskit cannot start it once with appendonly off, so Redis would load the old "
+                "AOF instead of the restored RDB; turn appendonly off for the restore, or "
+                "restore under the process runtime"
+            )
+        aof = "; AOF rewritten from it after start" if location.appendonly else ""
+        detail = f"stop, replace {location.path} ({location.source}), start{aof}"
+        return RestorePlan(True, detail, location)
+
+    def place(self, artifacts: ArtifactReader, location: RdbLocation) -> None:
+        entry = artifacts.entry(RDB_ARTIFACT)
+        self.role.unit.create()
+        checker = RdbChecker()
+        with artifacts.open(RDB_ARTIFACT) as data:
+            self.role.unit.write_file(location.path, _Observed(data, checker.feed), entry.raw_size)
+        checker.finish()
+
+    def apply(self, location: RdbLocation, metadata: dict) -> Verdict:
+        name = self.role.spec.name
+        rewrite = ""
+        if location.appendonly:
+            with self.role.probe(timeout=10.0) as redis:
+                redis.call("CONFIG", "SET", "appendonly", "yes")  # rewrites the AOF from memory
+
+                def rewritten() -> bool | None:
+                    info = redis.info("persistence")
+                    busy = (
+                        info.get("aof_rewrite_in_progress") != "0"
+                        or info.get("aof_rewrite_scheduled") != "0"
+                    )
+                    if busy or info.get("aof_enabled") != "1":
+                        return None
+                    if info.get("aof_last_bgrewrite_status") != "ok":
+                        raise OpskitError(f"{name}: the AOF rewrite after restore failed")
+                    return True
+
+                if not poll_until(rewritten, deadline_in(REWRITE_TIMEOUT), first=0.01, cap=0.1):
+                    return Verdict(False, "the AOF rewrite did not finish")
+            rewrite = "; appendonly back on, AOF rewritten from the restored data"
+        with self.role.probe(timeout=5.0) as redis:
+            keyspace = _keyspace(redis.info("keyspace"))
+        problems = compare_counts(keyspace, metadata.get("rdb", {}), "after restore redis holds")
+        if problems:
+            return Verdict(False, "; ".join(problems))
+        keys = sum(space.get("keys", 0) for space in keyspace.values())
+        return Verdict(True, f"restored {keys} keys from {location.path}{rewrite}")
+
+
+def compare_counts(keyspace: dict, rdb: dict, what: str) -> list[str]:
+    """The RDB's RESIZEDB says ``keys`` (``expires`` of them with a TTL) for its first database;
+    a load may drop only keys whose TTL ran out since."""
+    db, keys, expires = rdb.get("db"), rdb.get("keys"), rdb.get("expires") or 0
+    if keys is None:
+        return []
+    have = keyspace.get(f"db{db}", {}).get("keys", 0) if db is not None else 0
+    if keys - expires <= have <= keys:
+        return []
+    return [f"{what} {have} keys in db{db}; the backup holds {keys} ({expires} with a TTL)"]
+
+
+def _keyspace(info: dict[str, str]) -> dict[str, dict[str, int]]:
+    """``db0:keys=3,expires=1,avg_ttl=0`` → {"db0": {"keys": 3, "expires": 1, ...}}."""
+    spaces = {}
+    for name, value in info.items():
+        if name.startswith("db") and name[2:].isdigit():
+            fields = dict(part.split("=", 1) for part in value.split(",") if "=" in part)
+            spaces[name] = {key: int(number) for key, number in fields.items() if number.isdigit()}
+    return spaces
+
+
+def _config_get(redis, name: str) -> str:
+    reply = redis.call("CONFIG", "GET", name)
+    if not reply or len(reply) < 2:
+        raise RedisReplyError(f"CONFIG GET {name} returned nothing")
+    value = reply[1]
+    return value.decode() if isinstance(value, bytes) else str(value)
+
+
+def _moved_on(before: dict[str, str], after: dict[str, str]) -> bool:
+    """A save finished since ``before``: ``rdb_saves`` (Redis 7) counts them; LASTSAVE has
+    one-second resolution, so it only counts when ``rdb_saves`` is missing."""
+    if after.get("rdb_bgsave_in_progress") != "0":
+        return False
+    if "rdb_saves" in before and "rdb_saves" in after:
+        return (
+            int(after["rdb_saves"]) > int(before["rdb_saves"])
+            and after.get("rdb_last_bgsave_status") == "ok"
+        )
+    return int(after.get("rdb_last_save_time", 0)) > int(before.get("rdb_last_save_time", 0))
+
+
+class _Observed:
+    def __init__(self, data, observe):
+        self.data, self.observe = data, observe
+
+    def read(self, count: int = -1) -> bytes:
+        chunk = self.data.read(count)
+        self.observe(chunk)
+        return chunk

@@ -1,0 +1,298 @@
+"""Tasks backup, backup.validate, backup.list, backup.prune and restore.
+
+Exit codes: 0 ok · 1 failed (a backup failed and nothing was kept; a validation found a
+problem; a restore did not happen or was rolled back) · 2 bad usage or stack file · 4 a
+restore failed and so did its rollback (the message names the safety backup) · 130 interrupted.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+
+from invoke import Exit, task
+
+from opskit.tasks import common
+
+_HELP = {
+    **common.COMMON_HELP,
+    "tag": "a label for this backup, part of its id (letters, digits, . _ -)",
+    "include_secrets": "keep secret values in the stack's .env and stack file copies",
+    "json": "print the result as JSON",
+    "dry_run": "say what would be done; change nothing",
+}
+
+
+def _help(*names: str, **extra: str) -> dict[str, str]:
+    return {**{name: _HELP[name] for name in names}, **extra}
+
+
+def _dump(value: object) -> None:
+    print(json.dumps(value, indent=2, default=str))
+
+
+@task(
+    klass=common.OpskitTask,
+    iterable=["service"],
+    help=_help("service", "tag", "include_secrets", "json", "stack", "runtime"),
+)
+@common.handles_errors
+def backup(c, service=None, tag=None, include_secrets=False, json=False, stack=None, runtime=None):
+    """Back up Redis's data and Kong's and nginx's configuration into one verified folder."""
+    from opskit.console import Progress, print_lifecycle
+    from opskit.ops import backup as backups
+    from opskit.redact import Redactor
+
+    names = common.services_option(service)
+    loaded = common.load(c, stack, runtime)
+    redact = Redactor(loaded.secrets())
+    with Progress(redact, loaded.start_order(loaded.resolve(names))) as progress:
+        try:
+            result = backups.backup(
+                loaded, names, tag=tag, include_secrets=include_secrets, on_event=progress
+            )
+        except backups.BackupFailed as exc:
+            result = exc.result
+    if json:
+        _dump(
+            {
+                "ok": result.ok,
+                "id": result.backup_id if result.ok else None,
+                "path": str(result.path) if result.path else None,
+                "size": result.size,
+                "includes_secrets": result.includes_secrets,
+                "seconds": round(result.seconds, 3),
+                "services": [
+                    {"service": o.service, "result": o.state.value, "detail": redact(o.detail)}
+                    for o in result.outcomes
+                ],
+            }
+        )
+    else:
+        print_lifecycle(result, redact)
+        if result.ok:
+            secrets = " (WITH SECRETS)" if result.includes_secrets else ""
+            print(f"backup {result.backup_id}{secrets}: {result.path}")
+        else:
+            print("backup failed: nothing was kept", file=sys.stderr)
+    if not result.ok:
+        raise Exit(code=1)
+
+
+@task(
+    klass=common.OpskitTask,
+    help=_help(
+        "json",
+        "stack",
+        "runtime",
+        backup_id="the backup to check (default: the newest)",
+        all="check every backup",
+        deep="also load each RDB into a throwaway redis-server and count its keys",
+    ),
+)
+@common.handles_errors
+def validate(c, backup_id=None, all=False, deep=False, json=False, stack=None, runtime=None):
+    """Check a backup: every SHA-256, the RDB's CRC-64, Kong's YAML, nginx -t on the tree."""
+    from opskit.backup.store import BackupState
+    from opskit.ops import backup as backups
+
+    loaded = common.load(c, stack, runtime)
+    entries = [e for e in backups.entries(loaded) if not e.id.startswith(".")]
+    if all:
+        ids = [e.id for e in entries]
+    elif backup_id:
+        ids = [backup_id]
+    else:
+        complete = [e.id for e in entries if e.state is BackupState.COMPLETE]
+        if not complete:
+            raise common.UsageError("no backup to validate (inv backup.list shows none)")
+        ids = complete[-1:]
+    reports = [backups.validate(loaded, i, deep=deep) for i in ids]
+    if json:
+        _dump(
+            [
+                {"id": r.backup_id, "ok": r.ok, "deep": r.deep, "problems": r.problems}
+                for r in reports
+            ]
+        )
+    else:
+        for report in reports:
+            if report.ok:
+                how = "deep" if report.deep else "files, checksums and contents"
+                print(f"{report.backup_id}: ok ({how}, {report.seconds:.2f}s)")
+            for problem in report.problems:
+                print(f"{report.backup_id}: FAILED: {problem}")
+    if not reports or any(not r.ok for r in reports):
+        raise Exit(code=1)
+
+
+@task(name="list", klass=common.OpskitTask, help=_help("json", "stack", "runtime"))
+@common.handles_errors
+def list_(c, json=False, stack=None, runtime=None):
+    """The backups: id, age, size, services, status (incomplete ones too, never as complete)."""
+    import time
+
+    from opskit.ops import backup as backups
+
+    loaded = common.load(c, stack, runtime)
+    entries = backups.entries(loaded)
+    now = time.time()
+    rows = [
+        {
+            "id": e.id,
+            "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(e.created)),
+            "age_seconds": round(now - e.created),
+            "size": e.size,
+            "services": e.services,
+            "status": e.state.value,
+            "includes_secrets": bool(e.manifest and e.manifest.includes_secrets),
+            "detail": e.detail,
+        }
+        for e in entries
+    ]
+    if json:
+        _dump(rows)
+        return
+    from rich.console import Console
+    from rich.table import Table
+
+    from opskit.ops.backup import _bytes
+
+    table = Table(title=f"backups in {loaded.config.backups_dir}")
+    for column in ("id", "age", "size", "services", "status"):
+        table.add_column(column)
+    for row in rows:
+        status = row["status"] + (" (WITH SECRETS)" if row["includes_secrets"] else "")
+        if row["detail"]:
+            status += f": {row['detail']}"
+        table.add_row(
+            row["id"],
+            _age(row["age_seconds"]),
+            _bytes(row["size"]),
+            ", ".join(row["services"]),
+            status,
+        )
+    Console(highlight=False, soft_wrap=True).print(table)
+
+
+def _age(seconds: float) -> str:
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
+        if seconds >= size:
+            return f"{seconds / size:.0f}{unit}"
+    return f"{max(seconds, 0):.0f}s"
+
+
+@task(klass=common.OpskitTask, help=_help("dry_run", "json", "stack", "runtime"))
+@common.handles_errors
+def prune(c, dry_run=False, json=False, stack=None, runtime=None):
+    """Remove backups that x-opskit.backups.keep does not keep (restic's rules), and
+    interrupted builds whose process is gone."""
+    from opskit.ops import backup as backups
+
+    loaded = common.load(c, stack, runtime)
+    result = backups.prune(loaded, dry_run=dry_run)
+    if json:
+        _dump(
+            {
+                "dry_run": result.dry_run,
+                "policy": result.policy,
+                "keep": [{"id": d.id, "reasons": d.reasons} for d in result.decisions if d.keep],
+                "remove": [d.id for d in result.decisions if not d.keep],
+                "interrupted": [e.id for e in result.leftovers],
+                "removed": result.removed,
+            }
+        )
+        return
+    verb = "would remove" if dry_run else "removed"
+    print(f"policy: {result.policy}")
+    for decision in result.decisions:
+        if decision.keep:
+            print(f"keep    {decision.id}  ({', '.join(decision.reasons)})")
+        else:
+            print(f"{'remove' if dry_run else 'removed'}  {decision.id}")
+    for leftover in result.leftovers:
+        print(f"{verb} interrupted build {leftover.id}")
+
+
+@task(
+    klass=common.OpskitTask,
+    iterable=["service"],
+    help=_help(
+        "service",
+        "dry_run",
+        "json",
+        "stack",
+        "runtime",
+        backup_id="the backup to restore (inv backup.list)",
+        yes="do not ask for confirmation (required when stdin is not a terminal)",
+        deep="validate with a throwaway redis-server first",
+    ),
+)
+@common.handles_errors
+def restore(
+    c,
+    backup_id=None,
+    service=None,
+    dry_run=False,
+    yes=False,
+    deep=False,
+    json=False,
+    stack=None,
+    runtime=None,
+):
+    """Restore a backup: validate, safety backup, put back, verify; roll back on failure."""
+    from opskit.console import Progress
+    from opskit.ops.restore import restore as run_restore
+    from opskit.redact import Redactor
+
+    if not backup_id:
+        raise common.UsageError("restore needs a backup id (inv backup.list shows them)")
+    names = common.services_option(service)
+    loaded = common.load(c, stack, runtime)
+    if not dry_run and not yes:
+        if not sys.stdin.isatty():
+            raise common.UsageError(
+                "restore replaces the stack's data: pass --yes (stdin is not a terminal to ask)"
+            )
+        answer = input(f"restore {backup_id} into stack {loaded.name}, replacing its data? [y/N] ")
+        if answer.strip().lower() not in ("y", "yes"):
+            print("not restored")
+            raise Exit(code=1)
+    redact = Redactor(loaded.secrets())
+    with Progress(redact, loaded.start_order(loaded.resolve(names))) as progress:
+        result = run_restore(
+            loaded, backup_id, names, dry_run=dry_run, deep=deep, on_event=progress
+        )
+    if json:
+        _dump(
+            {
+                "id": result.backup_id,
+                "state": result.state,
+                "detail": redact(result.detail),
+                "safety_backup": result.safety_backup,
+                "seconds": round(result.seconds, 3),
+                "services": [
+                    {"service": o.service, "result": o.state.value, "detail": redact(o.detail)}
+                    for o in result.outcomes
+                ],
+                "rollback": [
+                    {"service": o.service, "result": o.state.value, "detail": redact(o.detail)}
+                    for o in result.rollback
+                ],
+            }
+        )
+    else:
+        for outcome in result.outcomes:
+            print(f"{outcome.service}: {outcome.state.value}: {redact(outcome.detail)}")
+        for outcome in result.rollback:
+            print(f"rollback {outcome.service}: {outcome.state.value}: {redact(outcome.detail)}")
+        stream = sys.stdout if result.exit_code == 0 else sys.stderr
+        print(f"{result.state}: {redact(result.detail)} ({result.seconds:.2f}s)", file=stream)
+    if result.exit_code:
+        raise Exit(code=result.exit_code)
+
+
+COLLECTIONS = [
+    common.collection("backup", backup, validate, list_, prune),
+    common.collection("restore", restore),
+]
