@@ -24,6 +24,9 @@ if TYPE_CHECKING:
 
 TREE_ARTIFACT = "conf.tar"
 _MARKER = "# configuration file "
+# nginx prefixes what it writes to stderr ("nginx: the configuration file … syntax is ok");
+# a configuration line cannot start so (it would not parse), so such lines are never content.
+_OWN_MESSAGE = "nginx: "
 
 
 def split_dump(output: str) -> dict[str, str]:
@@ -33,6 +36,8 @@ def split_dump(output: str) -> dict[str, str]:
     lines: list[str] = []
     for line in output.splitlines(keepends=True):
         stripped = line.rstrip("\r\n")
+        if stripped.startswith(_OWN_MESSAGE):
+            continue  # nginx's stderr, interleaved anywhere by docker exec's multiplexing
         if stripped.startswith(_MARKER) and stripped.endswith(":"):
             if current is not None:
                 files[current] = _drop_dump_newline("".join(lines))

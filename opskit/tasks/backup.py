@@ -81,6 +81,7 @@ def backup(c, service=None, tag=None, include_secrets=False, json=False, stack=N
 
 @task(
     klass=common.OpskitTask,
+    positional=["backup_id"],
     help=_help(
         "json",
         "stack",
@@ -217,6 +218,7 @@ def prune(c, dry_run=False, json=False, stack=None, runtime=None):
 @task(
     klass=common.OpskitTask,
     iterable=["service"],
+    positional=["backup_id"],
     help=_help(
         "service",
         "dry_run",
