@@ -102,3 +102,9 @@ def safe_member(path: str) -> str:
     if not _MEMBER.match(path) or ".." in PurePosixPath(path).parts:
         raise ValueError(f"unsafe member name {path!r}")
     return path
+
+
+def written_by_same_kind(metadata: dict, role: Any) -> bool:
+    """Was this service's part of a backup written by a role of the kind the stack now gives
+    it? A service renamed or re-roled since must not receive files it cannot read."""
+    return metadata.get("role") == role.spec.role

@@ -19,7 +19,7 @@ from pathlib import Path
 from opskit import __version__
 from opskit.backup.artifacts import ArtifactError, ArtifactReader, ArtifactWriter, drain
 from opskit.backup.artifacts import open_checked as open_stored
-from opskit.backup.manifest import MANIFEST, Manifest, ManifestError
+from opskit.backup.manifest import MANIFEST, Manifest, ManifestError, written_by_same_kind
 from opskit.backup.retention import Decision, apply_policy
 from opskit.backup.store import BackupEntry, BackupState, BackupStore
 from opskit.errors import OpskitError, UsageError
@@ -191,11 +191,7 @@ def validate(
     for name in sorted(wanted):
         metadata = manifest.services[name]
         role = stack.role(name) if name in stack.config.services else None
-        if (
-            role is None
-            or not isinstance(role, BackingUp)
-            or role.spec.role != metadata.get("role")
-        ):
+        if not isinstance(role, BackingUp) or not written_by_same_kind(metadata, role):
             continue  # its files still get the generic check below
         prefix = f"{name}/"
         present = [f for f in manifest.files if f.path.startswith(prefix)]

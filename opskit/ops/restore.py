@@ -23,7 +23,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 from opskit.backup.artifacts import ArtifactReader
-from opskit.backup.manifest import Manifest
+from opskit.backup.manifest import Manifest, written_by_same_kind
 from opskit.errors import OpskitError, UsageError
 from opskit.ops import backup as backups
 from opskit.ops.engine import (
@@ -94,10 +94,10 @@ def _targets(stack: Stack, manifest: Manifest, services: Iterable[str] | None) -
         if name not in stack.config.services:
             raise UsageError(f"service {name!r} of backup {manifest.id} is not in this stack")
         role = stack.role(name)
-        if role.spec.role != manifest.services[name].get("role"):
+        if not written_by_same_kind(manifest.services[name], role):
             raise UsageError(
-                f"{name}: backed up as a {manifest.services[name].get('role')} service, "
-                f"the stack now says {role.spec.role}"
+                f"{name}: backed up as a {manifest.services[name].get('role')} service; "
+                "the stack now gives it another role"
             )
     restorable = [n for n in wanted if isinstance(stack.role(n), Restorable)]
     if not restorable:
