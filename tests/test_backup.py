@@ -552,3 +552,12 @@ def test_backup_json_and_list(running_sandbox):
     assert env["REDIS_PASSWORD"] not in made.stdout + made.stderr
     checked = run_inv(env, "backup.validate", payload["id"])
     assert checked.returncode == 0 and "ok" in checked.stdout
+
+
+def test_a_stale_password_fails_the_backup_in_one_line(running_sandbox):
+    env = dict(running_sandbox.config.environ, REDIS_PASSWORD="stale-password-after-rotation")
+    result = run_inv(env, "backup", "--service", "redis")
+    assert result.returncode == 1
+    assert "Traceback" not in result.stderr
+    assert "redis: authentication failed" in result.stdout + result.stderr
+    assert "stale-password-after-rotation" not in result.stdout + result.stderr

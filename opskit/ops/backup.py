@@ -91,7 +91,7 @@ def backup(
                 files = [f for f in writer.files if f.path.startswith(f"{name}/")]
                 raw = sum(f.raw_size for f in files)
                 stored = sum(f.size for f in files)
-                detail = f"{len(files)} file(s), {_bytes(raw)} → {_bytes(stored)} zstd"
+                detail = f"{len(files)} file(s), {human_bytes(raw)} → {human_bytes(stored)} zstd"
                 seconds = time.monotonic() - service_began
                 return StepResult(name, StepOutcome.DONE, detail, seconds)
 
@@ -141,7 +141,7 @@ def _without_secret_value(line: str) -> str:
     return line
 
 
-def _bytes(count: int) -> str:
+def human_bytes(count: int) -> str:
     size = float(count)
     for unit in ("B", "KiB", "MiB", "GiB"):
         if size < 1024 or unit == "GiB":

@@ -35,7 +35,7 @@ from opskit.services.probes import (
     RedisReplyError,
     RedisUnreachable,
 )
-from opskit.services.redis_backup import RedisBackup
+from opskit.services.redis_backup import RedisBackup, redis_failures
 from opskit.vocabulary import CheckStatus
 
 if TYPE_CHECKING:
@@ -264,13 +264,16 @@ class RedisRole(Role):
     # -- backup and restore (capabilities.BackingUp, Restorable) -----------------------------------
 
     def back_up(self, artifacts: ServiceArtifacts) -> dict[str, Any]:
-        return RedisBackup(self).back_up(artifacts)
+        with redis_failures(self.spec.name):
+            return RedisBackup(self).back_up(artifacts)
 
     def check_backup(self, artifacts: ArtifactReader, metadata: dict, deep: bool) -> list[str]:
-        return RedisBackup(self).check(artifacts, metadata, deep)
+        with redis_failures(self.spec.name):
+            return RedisBackup(self).check(artifacts, metadata, deep)
 
     def plan_restore(self, artifacts: ArtifactReader, metadata: dict) -> RestorePlan:
-        return RedisBackup(self).plan(artifacts, metadata)
+        with redis_failures(self.spec.name):
+            return RedisBackup(self).plan(artifacts, metadata)
 
     def place_backup(self, artifacts: ArtifactReader, metadata: dict, plan: RestorePlan) -> None:
         """Stop (NOSAVE: see :meth:`stop`), write the RDB where Redis reads it; the next start
@@ -282,7 +285,8 @@ class RedisRole(Role):
 
     def apply_backup(self, artifacts: ArtifactReader, metadata: dict, plan: RestorePlan) -> Verdict:
         self._restoring = None  # the next start is a normal one
-        return RedisBackup(self).apply(plan.state, metadata)
+        with redis_failures(self.spec.name):
+            return RedisBackup(self).apply(plan.state, metadata)
 
 
 def _value(value: Any) -> str:

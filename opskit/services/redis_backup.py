@@ -17,9 +17,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import subprocess
 import tempfile
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING, Any
@@ -29,7 +31,7 @@ from opskit.backup.rdb import RdbChecker, RdbError
 from opskit.errors import OpskitError
 from opskit.polling import deadline_in, poll_until
 from opskit.services.capabilities import RestorePlan, Verdict
-from opskit.services.probes import RedisReplyError
+from opskit.services.probes import RedisAuthFailed, RedisProbeError, RedisReplyError
 
 if TYPE_CHECKING:
     from opskit.services.redis import RedisRole
@@ -46,6 +48,18 @@ class RdbLocation:
     path: str  # as the unit sees it
     appendonly: bool
     source: str  # "CONFIG GET" or the option it came from
+
+
+@contextlib.contextmanager
+def redis_failures(service: str) -> Iterator[None]:
+    """A refused password, a dead server or an error reply during a backup or restore is that
+    service's failure, in one line: never a traceback."""
+    try:
+        yield
+    except RedisAuthFailed as exc:
+        raise OpskitError(f"{service}: authentication failed: {exc}") from None
+    except RedisProbeError as exc:
+        raise OpskitError(f"{service}: {exc}") from None
 
 
 class RedisBackup:

@@ -157,7 +157,7 @@ def list_(c, json=False, stack=None, runtime=None):
     from rich.console import Console
     from rich.table import Table
 
-    from opskit.ops.backup import _bytes
+    from opskit.ops.backup import human_bytes
 
     table = Table(title=f"backups in {loaded.config.backups_dir}")
     for column in ("id", "age", "size", "services", "status"):
@@ -169,7 +169,7 @@ def list_(c, json=False, stack=None, runtime=None):
         table.add_row(
             row["id"],
             _age(row["age_seconds"]),
-            _bytes(row["size"]),
+            human_bytes(row["size"]),
             ", ".join(row["services"]),
             status,
         )
