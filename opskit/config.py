@@ -160,6 +160,34 @@ class HealthSettings:
 
 
 @dataclass(frozen=True)
+class RecoverSettings:
+    """``x-opskit.recover``: when ``inv recover`` acts, and how often it may."""
+
+    failures: int = 2  # consecutive failed observations before acting (monit's FOR n CYCLES)
+    recheck: float = 1.0  # spacing of those observations for a running service whose checks fail
+    max_restarts: int = 3  # restart attempts per service ...
+    window: float = 15 * 60.0  # ... within this window, then "gave up"
+    interval: float = 5.0  # --watch: full health pass every interval
+    e2e: bool = True  # include the masking check in each pass when it costs no API tokens
+
+    @classmethod
+    def read(cls, reader: OptionReader) -> RecoverSettings:
+        defaults = cls()
+        failures = int(reader.number("failures", defaults.failures, low=1, high=64))
+        max_restarts = int(reader.number("max_restarts", defaults.max_restarts, low=1, high=1000))
+        settings = cls(
+            failures=failures,
+            recheck=reader.positive_duration("recheck", defaults.recheck),
+            max_restarts=max_restarts,
+            window=reader.positive_duration("window", defaults.window),
+            interval=reader.positive_duration("interval", defaults.interval),
+            e2e=reader.boolean("e2e", defaults.e2e),
+        )
+        reader.finish()
+        return settings
+
+
+@dataclass(frozen=True)
 class StackConfig:
     """Everything read from one stack file, already interpolated and validated."""
 
@@ -175,6 +203,8 @@ class StackConfig:
     health: HealthSettings = field(default_factory=HealthSettings)
     backups_dir: Path | None = None
     backups_keep: Any = None  # opskit.backup.retention.KeepPolicy
+    recover: RecoverSettings = field(default_factory=RecoverSettings)
+    alerts: Any = None  # opskit.alerts.settings.AlertSettings
     options: Mapping[str, Any] = field(default_factory=dict)
 
 
@@ -342,7 +372,7 @@ class _Reader:
             "x-opskit",
             top,
             self.project_dir,
-            ignored=("runtime", "state_dir", "logs", "min_free_disk", "alerts"),
+            ignored=("runtime", "state_dir", "logs", "min_free_disk"),
         )
         health = HealthSettings.read(top_reader.section("health"))
         backups = top_reader.section("backups")
@@ -351,6 +381,10 @@ class _Reader:
 
         backups_keep = KeepPolicy.from_mapping(backups.mapping("keep"), self.label)
         backups.finish()
+        recover = RecoverSettings.read(top_reader.section("recover"))
+        from opskit.alerts.settings import AlertSettings
+
+        alerts = AlertSettings.read(top_reader.section("alerts"))
         top_reader.finish()
         for key in logs_raw:
             if key not in ("max_size", "keep"):
@@ -389,6 +423,8 @@ class _Reader:
             health=health,
             backups_dir=backups_dir,
             backups_keep=backups_keep,
+            recover=recover,
+            alerts=alerts,
             options=top,
         )
 

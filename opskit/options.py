@@ -114,6 +114,12 @@ class OptionReader:
             raise self.fail(name, f"expected a number {bounds}, got {value!r}")
         return number
 
+    def boolean(self, name: str, default: bool) -> bool:
+        value = self._get(name, default)
+        if not isinstance(value, bool):
+            raise self.fail(name, f"expected true or false, got {value!r}")
+        return value
+
     def choice(self, name: str, enum: type[E], default: E) -> E:
         value = self._get(name, default)
         try:
@@ -127,6 +133,11 @@ class OptionReader:
         if not isinstance(value, dict):
             raise self.fail(name, f"expected a mapping, got {_kind(value)}")
         return value
+
+    def items(self, name: str) -> list[Any]:
+        """A list (a single value is a list of one; nothing is an empty list)."""
+        value = self._get(name, [])
+        return list(value) if isinstance(value, list) else [value]
 
     def section(self, name: str) -> OptionReader:
         """A reader for the nested mapping at ``name`` (finish it too)."""

@@ -36,6 +36,9 @@ def secret_values(config: StackConfig) -> list[str]:
         password = spec.options.get("password")
         if isinstance(password, str):
             values.add(password)
+    if config.alerts is not None:  # notifier URLs carry tokens (Slack, Teams, webhooks)
+        for url in config.alerts.urls():
+            values.update((url, url.partition("://")[2]))  # with and without apprise's scheme
     alerts = config.options.get("alerts")
     if isinstance(alerts, dict) and isinstance(alerts.get("webhook"), str):
         values.add(alerts["webhook"])

@@ -149,3 +149,47 @@ class RoleKind(str, Enum):
                 if base.startswith(kind.value):
                     return kind
         return cls.HTTP
+
+
+class ServiceVerdict(str, Enum):
+    """What one recover observation says of a service."""
+
+    HEALTHY = "healthy"
+    IMPACTED = "impacted"  # its own checks pass; a dependency fails
+    FAILING = "failing"  # running, but a check of its own is CRITICAL or UNKNOWN
+    DOWN = "down"  # not running
+    STOPPED = "stopped on purpose"  # `inv stop` said so: recovery leaves it alone
+
+    @property
+    def failed(self) -> bool:
+        return self in (ServiceVerdict.FAILING, ServiceVerdict.DOWN)
+
+    def __str__(self) -> str:
+        return self.value
+
+
+class RecoverAction(str, Enum):
+    """What one recover pass did about one service."""
+
+    NOTHING = "nothing to do"
+    HEALTHY_AGAIN = "healthy again"  # failing until its dependency came back
+    RESTARTED = "restarted"
+    RESTART_FAILED = "restart failed"
+    GAVE_UP = "gave up"
+    WAITING = "waiting for a dependency"
+    WOULD_RESTART = "would restart"  # --dry-run
+    LEFT_ALONE = "left alone"  # stopped on purpose
+    ALERT_ONLY = "alert only"  # e2e: no restart can fix it
+
+    @property
+    def resolved(self) -> bool:
+        """After this, the service is healthy (or meant to be stopped)."""
+        return self in (
+            RecoverAction.NOTHING,
+            RecoverAction.HEALTHY_AGAIN,
+            RecoverAction.RESTARTED,
+            RecoverAction.LEFT_ALONE,
+        )
+
+    def __str__(self) -> str:
+        return self.value

@@ -92,6 +92,16 @@ class _Chain:
         return self.entry.entry_url(self.gateway.masked_path)
 
 
+def e2e_cost(stack: Stack) -> str | None:
+    """Why the masking check cannot run here for free (a missing part of the chain, or an
+    upstream that bills API tokens); None when it can — recovery runs it only then."""
+    chain = _Chain(stack)
+    if chain.missing:
+        return f"stack has no {', '.join(chain.missing)}"
+    costly = chain.gateway.costly_upstream()
+    return f"Kong forwards to {costly}" if costly else None
+
+
 def masking_checks(
     stack: Stack,
     *,

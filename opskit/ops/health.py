@@ -41,7 +41,7 @@ E2E = "e2e"
 DEPENDENCY_CHECK = "dependencies"
 _FAILING = (CheckStatus.CRITICAL, CheckStatus.UNKNOWN)
 
-__all__ = ["HealthSettings", "run_health"]
+__all__ = ["HealthSettings", "run_e2e", "run_health"]
 
 
 @dataclass(frozen=True)
@@ -79,12 +79,7 @@ def run_health(
     if full_run:
         planned.extend(_Planned(HOST, check) for check in _host_checks(stack, settings))
     if e2e:
-        from opskit.ops.e2e import masking_checks
-
-        def masking() -> list[CheckResult]:
-            return masking_checks(stack, allow_cost=allow_cost, timeout=settings.e2e_timeout)
-
-        planned.append(_Planned(E2E, Check("masking", masking)))
+        planned.append(_masking(stack, settings, allow_cost))
     observed = _run(planned, settings, concurrent)
     hidden = {(item.service, item.check.name) for item in planned if not item.reported}
     results.extend(r for r in observed if (r.service, r.name) not in hidden)
@@ -99,6 +94,28 @@ def run_health(
     order = {name: index for index, name in enumerate([*stack.start_order(), HOST, E2E])}
     results.sort(key=lambda r: order.get(r.service, len(order)))
     return Report(target=stack.name, checks=results)
+
+
+def run_e2e(
+    stack: Stack, *, allow_cost: bool = False, settings: HealthSettings | None = None
+) -> list[CheckResult]:
+    """The end-to-end masking check alone, bounded by ``e2e_timeout`` as in :func:`run_health`
+    (recovery runs it only once every service is healthy)."""
+    settings = settings or stack.config.health
+    results = _run([_masking(stack, settings, allow_cost)], settings, concurrent=True)
+    redact = Redactor(stack.secrets())
+    for result in results:
+        result.detail = redact(result.detail)
+    return results
+
+
+def _masking(stack: Stack, settings: HealthSettings, allow_cost: bool) -> _Planned:
+    from opskit.ops.e2e import masking_checks
+
+    def masking() -> list[CheckResult]:
+        return masking_checks(stack, allow_cost=allow_cost, timeout=settings.e2e_timeout)
+
+    return _Planned(E2E, Check("masking", masking))
 
 
 # -- running checks ---------------------------------------------------------------------------

@@ -29,6 +29,8 @@ from opskit.ops.engine import (
     mutation,
     walk,
 )
+from opskit.recovery import intent
+from opskit.recovery.intent import Wanted
 from opskit.redact import Redactor
 from opskit.runtime.base import UnitStatus
 from opskit.stack import Stack
@@ -101,6 +103,7 @@ def start(
     begin = time.monotonic()
     targets = stack.with_dependencies(stack.resolve(services))
     with mutation(stack, "start"):
+        intent.record(stack.state_dir, targets, Wanted.RUNNING, "inv start")
         outcomes = _start(stack, targets, timeout, emit)
         result = OperationResult("start", outcomes)
         if not result.ok and rollback:
@@ -174,6 +177,7 @@ def stop(
     names = stack.resolve(services)
     targets = stack.with_dependents(names) if with_dependents else set(names)
     with mutation(stack, "stop"):
+        intent.record(stack.state_dir, targets, Wanted.STOPPED, "inv stop")
         outcomes = _stop(stack, targets, emit)
     return OperationResult("stop", outcomes, time.monotonic() - begin)
 
@@ -221,6 +225,8 @@ def restart(
     begin = time.monotonic()
     affected = stack.with_dependents(stack.resolve(services))
     with mutation(stack, "restart"):
+        wanted = stack.with_dependencies(affected)
+        intent.record(stack.state_dir, wanted, Wanted.RUNNING, "inv restart")
         stopped = _stop(stack, affected, emit)
         started = _start(stack, stack.with_dependencies(affected), timeout, emit)
     for outcome in stopped:

@@ -193,6 +193,12 @@ class Unit(ABC):
     @abstractmethod
     def log_tail(self, lines: int = 20) -> list[str]: ...
 
+    def host_pid(self) -> int | None:
+        """The pid of the unit's main process *on this host*, for watching it exit (a pidfd);
+        None when it does not run or runs elsewhere."""
+        status = self.status()
+        return status.pid if status.running and self.runs_on_host else None
+
     @abstractmethod
     def address(self, container_port: int) -> tuple[str, int]:
         """Host and port where opskit reaches the service's ``container_port``."""

@@ -394,6 +394,21 @@ class DockerUnit(Unit):
         health = container.attrs.get("State", {}).get("Health")
         return health.get("Status") if health else None
 
+    def host_pid(self) -> int | None:
+        """The container's init process as this host sees it — only when the engine runs here:
+        the process with that pid must have started when the container did (a remote engine's
+        pid, or one from Docker Desktop's VM, names some unrelated local process or none)."""
+        import psutil
+
+        status = self.status()
+        if not status.running or not status.pid or not status.started_at:
+            return None
+        try:
+            started = psutil.Process(status.pid).create_time()
+        except psutil.Error:
+            return None
+        return status.pid if abs(started - status.started_at) < 2.0 else None
+
     def stats(self) -> UnitStats | None:
         """From the container's processes on the host (cheap), not `docker stats` (slow)."""
         status = self.status()

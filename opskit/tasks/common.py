@@ -66,12 +66,12 @@ class OpskitTask(Task):
         return arguments
 
 
-def services_option(values: list | None) -> list[str] | None:
+def services_option(values: list | None, flag: str = "service") -> list[str] | None:
     """The ``--service`` names, or None for "all"; a bare ``--service`` is a usage error."""
     if not values:
         return None
     if any(value is True or not str(value).strip() for value in values):
-        raise UsageError("--service needs a service name (e.g. --service kong)")
+        raise UsageError(f"--{flag} needs a service name (e.g. --{flag} kong)")
     return [str(value) for value in values]
 
 

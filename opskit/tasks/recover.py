@@ -1,0 +1,190 @@
+"""Tasks recover (one pass, or ``--watch``) and alerts.test.
+
+Exit codes (recover): 0 every service wanted running is healthy at the end of the pass (nothing
+to do, or recovered), or another opskit operation held the stack lock and this run acted on
+nothing · 1 something is still unhealthy (a restart failed, recovery gave up, a dependency is
+still failing, or the masking check fails) · 2 bad stack file or usage · 130 interrupted.
+``--watch`` exits 0 after SIGTERM/SIGINT once its current pass has finished.
+
+Exit codes (alerts.test): 0 every notifier took the test alert · 1 one did not · 2 none is
+configured.
+"""
+
+from __future__ import annotations
+
+import json as jsonlib
+import sys
+
+from invoke import Exit, task
+
+from opskit.tasks import common
+
+_HELP = {
+    "stack": common.COMMON_HELP["stack"],
+    "runtime": common.COMMON_HELP["runtime"],
+    "watch": "run pass after pass in the foreground (for systemd); SIGTERM finishes the pass",
+    "interval": "--watch: seconds between full health passes (default x-opskit.recover.interval)",
+    "dry_run": "observe and say what would be done; restart nothing, alert nobody, save nothing",
+    "reset": "forget SERVICE's restart budget and give-up first (repeatable)",
+    "wait": "wait up to this many seconds for the stack lock instead of doing nothing",
+    "json": "print each pass as JSON",
+}
+
+
+@task(
+    klass=common.OpskitTask,
+    iterable=["reset"],
+    help=_HELP,
+)
+@common.handles_errors
+def recover(
+    c,
+    watch=False,
+    interval=None,
+    dry_run=False,
+    reset=None,
+    wait=None,
+    json=False,
+    stack=None,
+    runtime=None,
+):
+    """Restart what is down or failing, in dependency order, within a restart budget; alert once."""
+    from opskit.errors import LockBusyError
+    from opskit.ops import recover as recovery
+    from opskit.redact import Redactor
+
+    resets = common.services_option(reset, flag="reset") or []
+    seconds = common.seconds_option("interval", interval)
+    lock_wait = common.seconds_option("wait", wait) or 0.0
+    loaded = common.load(c, stack, runtime)
+    redact = Redactor(loaded.secrets())
+    loaded.resolve(resets)  # an unknown --reset name is a usage error before anything runs
+
+    def show(result: recovery.RecoverResult) -> None:
+        if json:
+            print(jsonlib.dumps(_as_json(result, redact)), flush=True)
+        elif not (watch and result.quiet):
+            _print(result, redact)
+
+    if watch:
+        _watch(loaded, seconds, dry_run, resets, show)
+        return
+    try:
+        result = recovery.recover(loaded, dry_run=dry_run, reset=resets, wait=lock_wait)
+    except LockBusyError as exc:
+        result = recovery.RecoverResult([], busy=str(exc))
+    show(result)
+    if result.exit_code:
+        raise Exit(code=result.exit_code)
+
+
+def _watch(loaded, interval, dry_run, resets, show) -> None:
+    import signal
+    import threading
+
+    from opskit.console import log_line
+    from opskit.ops import recover as recovery
+    from opskit.recovery.liveness import ExitWatch
+
+    stop = threading.Event()
+    with ExitWatch() as exits:
+
+        def finish(signum, _frame) -> None:
+            stop.set()
+            exits.wake()
+            log_line("INFO", f"recover --watch: {signal.Signals(signum).name}: finishing the pass")
+
+        previous = {sig: signal.signal(sig, finish) for sig in (signal.SIGTERM, signal.SIGINT)}
+        try:
+            every = interval or loaded.config.recover.interval
+            log_line("INFO", f"recover --watch: {loaded.name}, a full pass every {every:g}s")
+            if resets:
+                recovery.recover(loaded, dry_run=dry_run, reset=resets, wait=30.0)
+            recovery.watch(
+                loaded, stop=stop, exits=exits, on_pass=show, interval=interval, dry_run=dry_run
+            )
+        finally:
+            for sig, handler in previous.items():
+                signal.signal(sig, handler)
+    log_line("INFO", "recover --watch: stopped")
+
+
+def _print(result, redact) -> None:
+    from opskit.console import timestamp
+
+    stamp = timestamp()
+    if result.busy:
+        print(f"{stamp} recover: {redact(result.busy)}; this run acted on nothing", flush=True)
+        return
+    prefix = "recover (dry run)" if result.dry_run else "recover"
+    for row in result.rows:
+        if row.action.value == "nothing to do" and not row.detail:
+            continue
+        line = f"{row.service}: {row.verdict.value} — {row.action.value}"
+        print(f"{stamp} {prefix}: {line}" + (f": {redact(row.detail)}" if row.detail else ""))
+    for delivery in result.deliveries:
+        outcome = "sent" if delivery.ok else f"NOT sent ({redact(delivery.detail)})"
+        print(f"{stamp} {prefix}: alert {delivery.kind.value} {delivery.subject} → {outcome}")
+    healthy = sum(1 for row in result.rows if row.action.resolved)
+    verdict = "ok" if result.ok else "NOT ok"
+    tail = f"{healthy} of {len(result.rows)} resolved in {result.seconds:.2f}s"
+    print(f"{stamp} {prefix}: {verdict}: {tail}", flush=True)
+
+
+def _as_json(result, redact) -> dict:
+    return {
+        "ok": result.ok,
+        "busy": redact(result.busy) or None,
+        "dry_run": result.dry_run,
+        "seconds": round(result.seconds, 3),
+        "services": [
+            {
+                "service": row.service,
+                "verdict": row.verdict.value,
+                "action": row.action.value,
+                "detail": redact(row.detail),
+                "seconds": round(row.seconds, 3),
+            }
+            for row in result.rows
+        ],
+        "alerts": [
+            {
+                "notifier": d.notifier,
+                "subject": d.subject,
+                "kind": d.kind.value,
+                "ok": d.ok,
+                "detail": redact(d.detail),
+            }
+            for d in result.deliveries
+        ],
+    }
+
+
+@task(klass=common.OpskitTask, help={k: _HELP[k] for k in ("stack", "runtime")})
+@common.handles_errors
+def test(c, stack=None, runtime=None):
+    """Send a test alert through every configured notifier and say how each did."""
+    from opskit.alerts.dispatch import Dispatcher
+    from opskit.redact import Redactor
+
+    loaded = common.load(c, stack, runtime)
+    redact = Redactor(loaded.secrets())
+    dispatcher = Dispatcher(loaded.name, loaded.config.alerts, loaded.state_dir, redact)
+    if not dispatcher.notifiers:
+        print("opskit: no notifier configured (x-opskit.alerts.notify)", file=sys.stderr)
+        raise Exit(code=2)
+    failed = 0
+    for delivery in dispatcher.test():
+        if delivery.ok:
+            print(f"{delivery.notifier}: sent")
+        else:
+            failed += 1
+            print(f"{delivery.notifier}: FAILED — {redact(delivery.detail)}")
+    if failed:
+        raise Exit(code=1)
+
+
+COLLECTIONS = [
+    common.collection("recover", recover),
+    common.collection("alerts", test),
+]
