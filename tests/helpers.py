@@ -82,3 +82,55 @@ def assert_healthy(checks) -> int:
     ]
     assert not bad, bad
     return 1 if any(c["status"] != "OK" for c in items) else 0
+
+
+class Receiver:
+    """A real HTTP server on a free port that records every JSON body POSTed to it — the
+    webhook end of an alert. ``fail_next`` answers that many requests with 500 first."""
+
+    def __init__(self) -> None:
+        import threading
+        from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+        self.bodies: list[tuple[str, object]] = []
+        self.fail_next = 0
+        receiver = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:  # noqa: N802 - http.server's naming
+                length = int(self.headers.get("Content-Length") or 0)
+                raw = self.rfile.read(length)
+                if receiver.fail_next > 0:
+                    receiver.fail_next -= 1
+                    self.send_response(500)
+                    self.end_headers()
+                    return
+                receiver.bodies.append((self.path, json.loads(raw or b"null")))
+                self.send_response(200)
+                self.end_headers()
+
+            def log_message(self, *_args) -> None:
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", free_port()), Handler)
+        self.port = self.server.server_address[1]
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread.start()
+
+    def url(self, path: str = "/hook") -> str:
+        return f"http://127.0.0.1:{self.port}{path}"
+
+    def titles(self, path: str = "/hook") -> list[str]:
+        return [body["title"] for where, body in self.bodies if where == path]
+
+    def wait_for(self, predicate, timeout: float = 30.0) -> bool:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if predicate(self.bodies):
+                return True
+            time.sleep(0.05)
+        return False
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()

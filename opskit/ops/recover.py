@@ -271,7 +271,7 @@ class _Pass:
         record.attempts.append(now)
         self.state.save()  # charged before acting: a crash mid-restart still counts
         used = self.budget.used(record.attempts, now)
-        self.emit(Event(name, Phase.STARTING, f"recovering ({seen.verdict.value}: {seen.detail})"))
+        self.emit(Event(name, Phase.RUNNING, f"recovering ({seen.verdict.value}: {seen.detail})"))
         result = _restart(self.stack, name, self.emit)
         count = f"restart {used} of {self.budget.describe()}"
         if result.ok:
