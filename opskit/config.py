@@ -168,7 +168,8 @@ class RecoverSettings:
     max_restarts: int = 3  # restart attempts per service ...
     window: float = 15 * 60.0  # ... within this window, then "gave up"
     interval: float = 5.0  # --watch: full health pass every interval
-    e2e: bool = True  # include the masking check in each pass when it costs no API tokens
+    e2e: bool = True  # run the masking check when every service is healthy and it is free
+    e2e_interval: float = 60.0  # ... at most this often (each run leaves two 24 h keys in Redis)
 
     @classmethod
     def read(cls, reader: OptionReader) -> RecoverSettings:
@@ -182,6 +183,7 @@ class RecoverSettings:
             window=reader.positive_duration("window", defaults.window),
             interval=reader.positive_duration("interval", defaults.interval),
             e2e=reader.boolean("e2e", defaults.e2e),
+            e2e_interval=reader.duration("e2e_interval", defaults.e2e_interval) or 0.0,
         )
         reader.finish()
         return settings

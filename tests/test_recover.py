@@ -14,6 +14,7 @@ import contextlib
 import json
 import os
 import signal
+import socket
 import subprocess
 import time
 from pathlib import Path
@@ -248,6 +249,7 @@ def test_a_service_that_always_fails_gets_exactly_the_budget_then_one_gave_up_al
     )
     assert after_reset.returncode == 1, after_reset.stdout + after_reset.stderr
     assert "restart failed" in after_reset.stdout
+    assert "cannot open /etc/flaky.conf" in after_reset.stdout  # why, from its own log
     assert _starts(stack, "flaky") == 4
     assert _alert_kinds(log) == ["failed", "gave up"]
 
@@ -389,3 +391,158 @@ def test_bad_recover_and_alert_settings_are_one_line_naming_the_key(write_stack)
         assert done.returncode == 2, (setting, done.stdout, done.stderr)
         lines = done.stderr.strip().splitlines()
         assert len(lines) == 1 and expected in lines[0], (setting, lines)
+
+
+def test_the_watcher_reads_a_rotated_password_instead_of_restarting_redis_with_the_old_one(
+    write_stack, tmp_path
+):
+    import redis as redis_client
+
+    from sandbox.environment import free_port
+
+    from .helpers import redis_service
+
+    port = free_port()
+    body = stack_text(redis_service(port, "${REDIS_PASSWORD}")).replace(
+        "x-opskit: {", "x-opskit: {recover: {interval: 1s, recheck: 0.2s}, ", 1
+    )
+    path = write_stack(body, env_file="REDIS_PASSWORD=old-password-1\n")
+    env = {"PATH": os.environ["PATH"]}
+    assert run_inv(env, "start", "-f", str(path)).returncode == 0
+    watcher = subprocess.Popen(
+        [PYTHON, "-m", "invoke", "--search-root", str(REPO), "recover", "-f", str(path), "--watch"],
+        env=env,
+        cwd=REPO,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    try:
+        time.sleep(2)
+        (tmp_path / ".env").write_text("REDIS_PASSWORD=new-password-2\n")
+        rotated = run_inv(env, "restart", "-f", str(path), "-s", "redis")
+        assert rotated.returncode == 0, rotated.stdout + rotated.stderr
+        time.sleep(4)  # several passes of the watcher
+        client = redis_client.Redis(port=port, password="new-password-2", socket_timeout=2)
+        assert client.ping()
+    finally:
+        watcher.send_signal(signal.SIGTERM)
+        output, _ = watcher.communicate(timeout=30)
+        run_inv(env, "stop", "-f", str(path))
+    # Whatever the watcher saw in between (a password mismatch is not its to fix), it never
+    # restarted Redis itself: the operator's restart is what applied the new password.
+    assert "— restarted" not in output, output
+    assert "new-password-2" not in output and "old-password-1" not in output
+
+
+def test_a_password_mismatch_is_alerted_never_fixed_by_a_restart(write_stack, load, tmp_path):
+    from sandbox.environment import free_port
+
+    from .helpers import redis_service
+
+    port = free_port()
+    body = stack_text(redis_service(port, "${REDIS_PASSWORD}")).replace(
+        "x-opskit: {", "x-opskit: {recover: {recheck: 0.1s}, ", 1
+    )
+    path = write_stack(body, env_file="REDIS_PASSWORD=the-running-one\n")
+    running = load(path)
+    assert lifecycle.start(running).ok
+    pid = running.role("redis").unit.status().pid
+    (tmp_path / ".env").write_text("REDIS_PASSWORD=someone-edited-this\n")
+    stale = load(path)
+
+    result = recover(stale)
+
+    row = _row(result, "redis")
+    assert row.verdict is ServiceVerdict.FAILING and row.action is RecoverAction.ALERT_ONLY, row
+    assert "not restarted" in row.detail and "authentication failed" in row.detail
+    assert "someone-edited-this" not in row.detail and "the-running-one" not in row.detail
+    assert result.exit_code == 1
+    assert running.role("redis").unit.status().pid == pid
+
+
+def test_a_dependent_is_not_touched_while_its_dependency_still_fails(write_stack, load):
+    web, web_port = http_service("web")
+    api, _ = http_service("api", depends_on=["web"])
+    stack = load(write_stack(stack_text(web, api)))
+    assert lifecycle.start(stack).ok
+    kill9(stack, "api")
+    kill9(stack, "web")
+    squatter = socket.socket()  # web's port is taken: its restart must fail
+    squatter.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    squatter.bind(("127.0.0.1", web_port))
+    squatter.listen()
+    try:
+        result = recover(stack)
+    finally:
+        squatter.close()
+    assert _row(result, "web").action is RecoverAction.RESTART_FAILED
+    api_row = _row(result, "api")
+    assert api_row.action is RecoverAction.WAITING and "web still failing" in api_row.detail
+    assert not stack.role("api").unit.status().running
+    assert _starts(stack, "api") == 1  # never started by recovery
+
+
+FLAPPING = """
+import http.server, sys
+port = int(sys.argv[1])
+answered = []
+class Handler(http.server.BaseHTTPRequestHandler):
+    def do_GET(self):
+        answered.append(1)
+        # the 2nd answer (recovery's first observation, after start's readiness probe) fails
+        self.send_response(500 if len(answered) == 2 else 200)
+        self.end_headers()
+    def log_message(self, *args):
+        pass
+http.server.HTTPServer(("127.0.0.1", port), Handler).serve_forever()
+"""
+
+
+def test_one_failed_observation_is_not_a_failure(write_stack, load, tmp_path):
+    from sandbox.environment import free_port
+
+    port = free_port()
+    log = tmp_path / "alerts.jsonl"
+    notifier = [PYTHON, "-c", f"import sys; open({str(log)!r}, 'a').write(sys.stdin.read())"]
+    service = script_service(
+        "blip",
+        FLAPPING,
+        url=f"http://127.0.0.1:{port}/",
+        args=(str(port),),
+        ports=[f"{port}:{port}"],
+    )
+    body = stack_text(service).replace(
+        "x-opskit: {",
+        "x-opskit: {recover: {failures: 2, recheck: 0.1s}, "
+        f"alerts: {json.dumps({'notify': [{'command': notifier}]})}, ",
+        1,
+    )
+    stack = load(write_stack(body))
+    assert lifecycle.start(stack).ok
+    result = recover(stack)
+    row = _row(result, "blip")
+    assert row.action is RecoverAction.NOTHING, row
+    assert result.ok
+    assert _starts(stack, "blip") == 1
+    assert not log.exists()  # nobody was woken for a blip
+
+
+def test_a_service_that_keeps_dying_after_good_restarts_gives_up_at_the_budget(write_stack, load):
+    web, _ = http_service("web")
+    body = stack_text(web).replace(
+        "x-opskit: {", "x-opskit: {recover: {failures: 1, max_restarts: 2, window: 10m}, ", 1
+    )
+    stack = load(write_stack(body))
+    assert lifecycle.start(stack).ok
+    actions = []
+    for _ in range(3):
+        kill9(stack, "web")
+        actions.append(_row(recover(stack), "web").action)
+    assert actions == [RecoverAction.RESTARTED, RecoverAction.RESTARTED, RecoverAction.GAVE_UP]
+    assert _starts(stack, "web") == 3  # the first start and two restarts: none after the budget
+    # Healthy again (someone started it): re-armed with a fresh budget.
+    assert lifecycle.start(stack).ok
+    assert _row(recover(stack), "web").action is RecoverAction.NOTHING
+    kill9(stack, "web")
+    assert _row(recover(stack), "web").action is RecoverAction.RESTARTED

@@ -25,13 +25,14 @@ Nothing here prints; the watcher loop is :func:`watch`.
 
 from __future__ import annotations
 
+import functools
 import threading
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
 from opskit.alerts.dispatch import Delivery, Dispatcher
-from opskit.errors import LockBusyError
+from opskit.errors import LockBusyError, OpskitError
 from opskit.ops.engine import Event, EventSink, StepResult, ensure_ready, ignore_events, mutation
 from opskit.ops.health import DEPENDENCY_CHECK, E2E, run_e2e, run_health
 from opskit.recovery import intent
@@ -39,7 +40,14 @@ from opskit.recovery.liveness import ExitWatch
 from opskit.recovery.state import RecoveryState, RestartBudget
 from opskit.redact import Redactor
 from opskit.stack import Stack
-from opskit.vocabulary import CheckStatus, ExitCode, Phase, RecoverAction, ServiceVerdict
+from opskit.vocabulary import (
+    CheckStatus,
+    ExitCode,
+    Phase,
+    RecoverAction,
+    ServiceVerdict,
+    UnitState,
+)
 
 #: Spacing of the confirming observations of a unit that is not running: a dead process does
 #: not come back by itself, but an engine restart policy may bring it back this fast.
@@ -63,6 +71,7 @@ class RecoverRow:
     action: RecoverAction
     detail: str = ""
     seconds: float = 0.0
+    log_tail: list[str] = field(default_factory=list)  # a failed restart's last lines, redacted
 
 
 @dataclass
@@ -72,6 +81,7 @@ class RecoverResult:
     dry_run: bool = False
     seconds: float = 0.0
     busy: str = ""  # another operation held the lock: this pass did nothing
+    problem: str = ""  # --watch: the stack file changed and does not load
 
     @property
     def ok(self) -> bool:
@@ -156,7 +166,8 @@ class _Pass:
             row.verdict is ServiceVerdict.HEALTHY and row.action is RecoverAction.NOTHING
             for row in rows
         )
-        if everything_healthy and self.settings.e2e and _e2e_is_free(self.stack):
+        if everything_healthy and self._e2e_due() and _e2e_is_free(self.stack):
+            self.state.last_e2e = time.time()
             rows.extend(self._judge_e2e(self._masking_problem()))
         order = {name: index for index, name in enumerate([*self.stack.start_order(), E2E])}
         return sorted(rows, key=lambda row: order.get(row.service, len(order)))
@@ -259,6 +270,17 @@ class _Pass:
                 "or let the next healthy observation re-arm it"
             )
             return RecoverRow(name, seen.verdict, RecoverAction.GAVE_UP, detail)
+        if seen.verdict is ServiceVerdict.FAILING:
+            probe = self.stack.role(name).probe_ready()
+            if probe.fatal:  # a wrong password, an invalid config: a restart is not recovery
+                if not self.dry_run:
+                    self.alerts.failed(name, f"{problem}; not restarted: {probe.detail}")
+                detail = (
+                    f"{seen.detail}; not restarted: a restart cannot be recovery from this "
+                    f"({self.redact(probe.detail)}) — fix the configuration, or `inv restart -s "
+                    f"{name}` to apply the current one"
+                )
+                return RecoverRow(name, seen.verdict, RecoverAction.ALERT_ONLY, detail)
         now = time.time()
         if self.budget.spent(record.attempts, now):
             return self._give_up(name, seen, problem)
@@ -281,9 +303,18 @@ class _Pass:
             return RecoverRow(name, seen.verdict, RecoverAction.RESTARTED, detail, result.seconds)
         record.last_problem = result.detail
         if self.budget.spent(record.attempts, time.time()):
-            return self._give_up(name, seen, f"{problem}; last restart: {result.detail}")
+            row = self._give_up(name, seen, f"{problem}; last restart: {result.detail}")
+            row.log_tail = result.log_tail
+            return row
         detail = f"{seen.detail} → restart failed: {result.detail} ({count})"
-        return RecoverRow(name, seen.verdict, RecoverAction.RESTART_FAILED, detail, result.seconds)
+        return RecoverRow(
+            name,
+            seen.verdict,
+            RecoverAction.RESTART_FAILED,
+            detail,
+            result.seconds,
+            result.log_tail,
+        )
 
     def _give_up(self, name: str, seen: Observation, problem: str) -> RecoverRow:
         record = self.state.record(name)
@@ -295,6 +326,16 @@ class _Pass:
             self.alerts.gave_up(name, summary)
         detail = f"{seen.detail}; restart budget spent ({spent}): gave up"
         return RecoverRow(name, seen.verdict, RecoverAction.GAVE_UP, self.redact(detail))
+
+    def _e2e_due(self) -> bool:
+        """Every ``e2e_interval`` at most — the watcher's passes come every few seconds, and
+        each masking check leaves a synthetic id's two map keys (24 h TTL) in Redis — but
+        always while an e2e incident is open, so its recovery is seen at once."""
+        if not self.settings.e2e:
+            return False
+        if self.alerts.is_open(E2E):
+            return True
+        return time.time() - self.state.last_e2e >= self.settings.e2e_interval
 
     def _masking_problem(self) -> str | None:
         """The masking check's failure, confirmed like a service's (``failures`` in a row,
@@ -359,7 +400,7 @@ def _observe_one(stack: Stack, name: str, previous: ServiceVerdict) -> Observati
         status = stack.role(name).unit.status()
         if not status.running:
             code = "?" if status.exit_code is None else status.exit_code
-            what = f"exited({code})" if status.state.value == "exited" else status.state.value
+            what = f"exited({code})" if status.state is UnitState.EXITED else status.state.value
             return Observation(name, ServiceVerdict.DOWN, f"not running: {what}")
     return observe(stack, [name])[name]
 
@@ -386,7 +427,7 @@ def _restart(stack: Stack, name: str, emit: EventSink) -> StepResult:
 
 
 def watch(
-    stack: Stack,
+    load: Callable[[], Stack],
     *,
     stop: threading.Event,
     exits: ExitWatch,
@@ -396,18 +437,52 @@ def watch(
     on_event: EventSink | None = None,
 ) -> None:
     """Pass after pass until ``stop`` is set; between passes, sleep in :class:`ExitWatch` so a
-    unit that dies starts the next pass at once. A pass in progress always finishes."""
-    interval = interval or stack.config.recover.interval
+    unit that dies starts the next pass at once. A pass in progress always finishes.
+
+    ``load`` reads the stack file again whenever it or its ``.env`` changes, so a rotated
+    password is what the next restart uses. A file that no longer loads (an edit in progress)
+    keeps the previous stack in use and is reported on every pass until it loads.
+    """
+    stack = load()
+    seen = _fingerprint(stack)
     while not stop.is_set():
+        problem = ""
+        current = _fingerprint(stack)
+        if current != seen:
+            try:
+                stack = load()
+                seen = current
+            except OpskitError as exc:
+                problem = (
+                    f"the stack file changed but does not load ({exc}); still using the last one"
+                )
+        every = interval or stack.config.recover.interval
         try:
             result = recover(stack, dry_run=dry_run, on_event=on_event)
         except LockBusyError as exc:
             result = RecoverResult([], busy=str(exc))
+        result.problem = problem
         on_pass(result)
         if stop.is_set():
             return
         exits.arm(_watchable(stack))
-        exits.wait(interval, lambda name: stack.role(name).unit.status().running)
+        exits.wait(every, functools.partial(_running, stack))
+
+
+def _running(stack: Stack, name: str) -> bool:
+    return stack.role(name).unit.status().running
+
+
+def _fingerprint(stack: Stack) -> tuple:
+    """What the watcher compares to notice an edited stack file or .env."""
+    marks = []
+    for path in (stack.config.source, stack.config.project_dir / ".env"):
+        try:
+            info = path.stat()
+            marks.append((info.st_mtime_ns, info.st_size))
+        except OSError:
+            marks.append(None)
+    return tuple(marks)
 
 
 def _watchable(stack: Stack) -> dict[str, int | None]:

@@ -48,6 +48,8 @@ class RecoveryState:
         raw = read_json(self.path)
         raw = raw if isinstance(raw, dict) else {}
         self.services: dict[str, ServiceRecord] = {}
+        last = raw.get("last_e2e")
+        self.last_e2e: float = float(last) if isinstance(last, (int, float)) else 0.0
         for name, record in (raw.get("services") or {}).items():
             try:
                 self.services[name] = ServiceRecord(**record)
@@ -75,6 +77,5 @@ class RecoveryState:
             record.attempts = [at for at in record.attempts if now - at < budget.window]
 
     def save(self) -> None:
-        atomic_write_json(
-            self.path, {"services": {name: asdict(r) for name, r in self.services.items()}}
-        )
+        services = {name: asdict(r) for name, r in self.services.items()}
+        atomic_write_json(self.path, {"services": services, "last_e2e": self.last_e2e})

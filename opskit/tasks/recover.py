@@ -67,7 +67,7 @@ def recover(
             _print(result, redact)
 
     if watch:
-        _watch(loaded, seconds, dry_run, resets, show)
+        _watch(loaded, lambda: common.load(c, stack, runtime), seconds, dry_run, resets, show)
         return
     try:
         result = recovery.recover(loaded, dry_run=dry_run, reset=resets, wait=lock_wait)
@@ -78,7 +78,7 @@ def recover(
         raise Exit(code=result.exit_code)
 
 
-def _watch(loaded, interval, dry_run, resets, show) -> None:
+def _watch(loaded, load, interval, dry_run, resets, show) -> None:
     import signal
     import threading
 
@@ -101,7 +101,7 @@ def _watch(loaded, interval, dry_run, resets, show) -> None:
             if resets:
                 recovery.recover(loaded, dry_run=dry_run, reset=resets, wait=30.0)
             recovery.watch(
-                loaded, stop=stop, exits=exits, on_pass=show, interval=interval, dry_run=dry_run
+                load, stop=stop, exits=exits, on_pass=show, interval=interval, dry_run=dry_run
             )
         finally:
             for sig, handler in previous.items():
@@ -111,17 +111,24 @@ def _watch(loaded, interval, dry_run, resets, show) -> None:
 
 def _print(result, redact) -> None:
     from opskit.console import timestamp
+    from opskit.vocabulary import RecoverAction
 
     stamp = timestamp()
     if result.busy:
         print(f"{stamp} recover: {redact(result.busy)}; this run acted on nothing", flush=True)
         return
     prefix = "recover (dry run)" if result.dry_run else "recover"
+    if result.problem:
+        print(f"{stamp} {prefix}: {redact(result.problem)}", flush=True)
     for row in result.rows:
-        if row.action.value == "nothing to do" and not row.detail:
+        if row.action is RecoverAction.NOTHING and not row.detail:
             continue
         line = f"{row.service}: {row.verdict.value} — {row.action.value}"
         print(f"{stamp} {prefix}: {line}" + (f": {redact(row.detail)}" if row.detail else ""))
+        if row.log_tail:
+            print(f"{stamp} {prefix}: last {len(row.log_tail)} log lines of {row.service}:")
+            for tail_line in redact.lines(row.log_tail):
+                print(f"    {tail_line}")
     for delivery in result.deliveries:
         outcome = "sent" if delivery.ok else f"NOT sent ({redact(delivery.detail)})"
         print(f"{stamp} {prefix}: alert {delivery.kind.value} {delivery.subject} → {outcome}")
@@ -135,6 +142,7 @@ def _as_json(result, redact) -> dict:
     return {
         "ok": result.ok,
         "busy": redact(result.busy) or None,
+        "problem": redact(result.problem) or None,
         "dry_run": result.dry_run,
         "seconds": round(result.seconds, 3),
         "services": [
@@ -144,6 +152,7 @@ def _as_json(result, redact) -> dict:
                 "action": row.action.value,
                 "detail": redact(row.detail),
                 "seconds": round(row.seconds, 3),
+                "log_tail": redact.lines(row.log_tail),
             }
             for row in result.rows
         ],
