@@ -149,19 +149,31 @@ class _Pass:
         self.settings = stack.config.recover
         self.budget = RestartBudget(self.settings.max_restarts, self.settings.window)
         self.redact = Redactor(stack.secrets())
+        self.unresolved: set[str] = set()  # still not healthy after its turn in this pass
+        self.restarted: set[str] = set()
+        self.fresh: set[str] = set()  # restarted since the observation being acted on
 
     def run(self) -> list[RecoverRow]:
         stopped = intent.wanted_stopped(self.stack.state_dir)
         wanted = [name for name in self.stack.start_order() if name not in stopped]
         self.state.prune(self.budget, time.time())
-        observed = observe(self.stack, wanted)
-        self._confirm(observed)
         rows = [
             RecoverRow(name, ServiceVerdict.STOPPED, RecoverAction.LEFT_ALONE, stopped[name])
             for name in self.stack.start_order()
             if name in stopped
         ]
-        rows.extend(self._act(wanted, observed))
+        # Units that are not running are known from their runtime alone, in microseconds:
+        # they are confirmed and restarted before the health checks of the others run, so a
+        # dead Kong is not kept waiting on nginx's checks timing out against it.
+        down = _down(self.stack, wanted)
+        if down:
+            self._confirm(down)
+            rows.extend(self._act([name for name in wanted if name in down], down))
+        rest = [name for name in wanted if name not in down]
+        self.fresh = set()  # restarts the coming observation has not seen yet
+        observed = observe(self.stack, rest)
+        self._confirm(observed)
+        rows.extend(self._act(rest, observed))
         everything_healthy = not stopped and all(
             row.verdict is ServiceVerdict.HEALTHY and row.action is RecoverAction.NOTHING
             for row in rows
@@ -181,6 +193,7 @@ class _Pass:
         own is known only once the dependency is back (:meth:`_act` confirms it then).
         """
         failed = {name for name, seen in observed.items() if seen.verdict.failed}
+        failed |= self.unresolved
         due: dict[str, float] = {}
         for name, seen in observed.items():
             if not counted:
@@ -212,16 +225,15 @@ class _Pass:
     # -- acting ----------------------------------------------------------------------------
 
     def _act(self, wanted: list[str], observed: dict[str, Observation]) -> list[RecoverRow]:
-        unresolved: set[str] = set()
-        restarted: set[str] = set()
+        unresolved, restarted = self.unresolved, self.restarted
         rows = []
         for name in wanted:
             seen = observed[name]
             upstream = self.stack.with_dependencies([name]) - {name}
             if not seen.verdict.failed:
                 row = self._healthy(name, seen)
-                if seen.verdict is ServiceVerdict.IMPACTED and upstream & restarted:
-                    back = ", ".join(sorted(upstream & restarted))
+                if seen.verdict is ServiceVerdict.IMPACTED and upstream & self.fresh:
+                    back = ", ".join(sorted(upstream & self.fresh))
                     row.detail = f"impacted until {back} was restarted"
                 rows.append(row)
                 continue
@@ -232,7 +244,7 @@ class _Pass:
                 detail = f"{what}: {', '.join(broken)} still failing ({seen.detail})"
                 rows.append(RecoverRow(name, seen.verdict, RecoverAction.WAITING, detail))
                 continue
-            if upstream & restarted and seen.verdict is ServiceVerdict.FAILING:
+            if upstream & self.fresh and seen.verdict is ServiceVerdict.FAILING:
                 again = {name: _observe_one(self.stack, name, seen.verdict)}
                 self._count(name, again[name])
                 self._confirm(again, counted=True)
@@ -246,6 +258,7 @@ class _Pass:
             rows.append(row)
             if row.action is RecoverAction.RESTARTED:
                 restarted.add(name)
+                self.fresh.add(name)
             elif not row.action.resolved:
                 unresolved.add(name)
         return rows
@@ -394,7 +407,19 @@ def _verdict(name: str, checks: list) -> Observation:
     return Observation(name, ServiceVerdict.HEALTHY)
 
 
-def _observe_one(stack: Stack, name: str, previous: ServiceVerdict) -> Observation:
+def _down(stack: Stack, services: list[str]) -> dict[str, Observation]:
+    """The services whose unit is not running, from the runtime alone."""
+    down = {}
+    for name in services:
+        seen = _observe_one(stack, name, ServiceVerdict.DOWN, health=False)
+        if seen.verdict is ServiceVerdict.DOWN:
+            down[name] = seen
+    return down
+
+
+def _observe_one(
+    stack: Stack, name: str, previous: ServiceVerdict, *, health: bool = True
+) -> Observation:
     """A confirming observation: a unit's state alone while it is down (cheap), else health."""
     if previous is ServiceVerdict.DOWN:
         status = stack.role(name).unit.status()
@@ -402,6 +427,8 @@ def _observe_one(stack: Stack, name: str, previous: ServiceVerdict) -> Observati
             code = "?" if status.exit_code is None else status.exit_code
             what = f"exited({code})" if status.state is UnitState.EXITED else status.state.value
             return Observation(name, ServiceVerdict.DOWN, f"not running: {what}")
+        if not health:
+            return Observation(name, ServiceVerdict.HEALTHY, "running")
     return observe(stack, [name])[name]
 
 
