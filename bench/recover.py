@@ -75,6 +75,8 @@ def main() -> None:
 
     env = sandbox_environ()
     env["OPSKIT_RUNTIME"] = "process"
+    # Every service is killed --runs times within minutes: a budget of 3 would (rightly) give up.
+    env["OPSKIT_RECOVER_MAX_RESTARTS"] = "1000"
     stack = load_stack(SANDBOX_STACK, environ=env)
     interval = stack.config.recover.interval
     assert lifecycle.start(stack).ok
