@@ -25,6 +25,7 @@ from opskit.durations import parse_duration, parse_size
 from opskit.errors import ConfigError
 from opskit.interpolate import InterpolationError, interpolate_tree
 from opskit.options import OptionReader
+from opskit.redact import MIN_SECRET_LENGTH, is_secret_name
 from opskit.vocabulary import RoleKind
 
 RUNTIMES = ("process", "docker")
@@ -208,6 +209,24 @@ class StackConfig:
     recover: RecoverSettings = field(default_factory=RecoverSettings)
     alerts: Any = None  # opskit.alerts.settings.AlertSettings
     options: Mapping[str, Any] = field(default_factory=dict)
+
+    def secret_values(self) -> list[str]:
+        """Every secret value this stack knows (longest first), for :class:`Redactor`."""
+        values: set[str] = set()
+        values.update(value for name, value in self.environ.items() if is_secret_name(name))
+        for spec in self.services.values():
+            for env in (spec.environment, spec.process.environment):
+                values.update(value for name, value in env.items() if is_secret_name(name))
+            password = spec.options.get("password")
+            if isinstance(password, str):
+                values.add(password)
+        if self.alerts is not None:  # notifier URLs carry tokens (Slack, Teams, webhooks)
+            for url in self.alerts.urls():
+                values.update((url, url.partition("://")[2]))  # with and without the scheme
+        alerts = self.options.get("alerts")
+        if isinstance(alerts, dict) and isinstance(alerts.get("webhook"), str):
+            values.add(alerts["webhook"])
+        return sorted((v for v in values if len(v) >= MIN_SECRET_LENGTH), key=len, reverse=True)
 
 
 def load_config(

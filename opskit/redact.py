@@ -2,18 +2,15 @@
 
 Secrets are found by name (``*PASSWORD*``, ``*SECRET*``, ``*TOKEN*``, ``*API_KEY*``,
 ``*WEBHOOK*``, ``*_KEY``) in the stack's variables and service environments, plus role options
-named ``password``. Every text that leaves opskit — log tails, error lines, reports — goes
-through :class:`Redactor` first.
+named ``password`` and every notifier URL (:meth:`opskit.config.StackConfig.secret_values`
+gathers them; this module owns the naming rule and the masking). Every text that leaves
+opskit — log tails, error lines, reports — goes through :class:`Redactor` first.
 """
 
 from __future__ import annotations
 
 import re
 from collections.abc import Iterable
-from typing import TYPE_CHECKING
-
-if TYPE_CHECKING:
-    from opskit.config import StackConfig
 
 SECRET_NAME = re.compile(r"PASSWORD|PASSWD|SECRET|TOKEN|API_KEY|WEBHOOK|_KEY$|^KEY$", re.I)
 MASK = "***"
@@ -23,26 +20,6 @@ MIN_SECRET_LENGTH = 4
 
 def is_secret_name(name: str) -> bool:
     return bool(SECRET_NAME.search(name))
-
-
-def secret_values(config: StackConfig) -> list[str]:
-    values: set[str] = set()
-    for name, value in config.environ.items():
-        if is_secret_name(name):
-            values.add(value)
-    for spec in config.services.values():
-        for env in (spec.environment, spec.process.environment):
-            values.update(value for name, value in env.items() if is_secret_name(name))
-        password = spec.options.get("password")
-        if isinstance(password, str):
-            values.add(password)
-    if config.alerts is not None:  # notifier URLs carry tokens (Slack, Teams, webhooks)
-        for url in config.alerts.urls():
-            values.update((url, url.partition("://")[2]))  # with and without apprise's scheme
-    alerts = config.options.get("alerts")
-    if isinstance(alerts, dict) and isinstance(alerts.get("webhook"), str):
-        values.add(alerts["webhook"])
-    return sorted((v for v in values if len(v) >= MIN_SECRET_LENGTH), key=len, reverse=True)
 
 
 class Redactor:

@@ -140,9 +140,7 @@ class Stack:
 
     def secrets(self) -> list[str]:
         """Every secret value this stack knows, for redaction."""
-        from opskit.redact import secret_values
-
-        return secret_values(self.config)
+        return self.config.secret_values()
 
 
 def load_stack(

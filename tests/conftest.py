@@ -93,18 +93,20 @@ def docker_problem() -> str | None:
 DOCKER_PROBLEM = docker_problem()
 
 
-@pytest.fixture(
-    params=[
-        "process",
-        pytest.param(
-            "docker",
-            marks=[
-                pytest.mark.docker,
-                pytest.mark.skipif(DOCKER_PROBLEM is not None, reason=str(DOCKER_PROBLEM)),
-            ],
-        ),
-    ]
-)
+#: Both runtimes, the docker one skipped (saying why) where no engine or image is at hand.
+RUNTIME_PARAMS = [
+    "process",
+    pytest.param(
+        "docker",
+        marks=[
+            pytest.mark.docker,
+            pytest.mark.skipif(DOCKER_PROBLEM is not None, reason=str(DOCKER_PROBLEM)),
+        ],
+    ),
+]
+
+
+@pytest.fixture(params=RUNTIME_PARAMS)
 def sandbox_stack(request, sandbox_env, stacks):
     """The sandbox stack (not started) on free ports, once per runtime; stopped at teardown."""
     from opskit.stack import load_stack

@@ -28,21 +28,12 @@ from opskit.recovery.state import RecoveryState
 from opskit.stack import load_stack
 from opskit.vocabulary import CheckStatus, Phase, RecoverAction, ServiceVerdict
 
-from .conftest import DOCKER_PROBLEM, PYTHON, REPO, run_inv
+from .conftest import PYTHON, REPO, RUNTIME_PARAMS, run_inv
 from .helpers import Receiver, http_service, script_service, stack_text
 
 pytestmark = pytest.mark.timeout(240)
 
-RUNTIMES = [
-    "process",
-    pytest.param(
-        "docker",
-        marks=[
-            pytest.mark.docker,
-            pytest.mark.skipif(DOCKER_PROBLEM is not None, reason=str(DOCKER_PROBLEM)),
-        ],
-    ),
-]
+RUNTIMES = RUNTIME_PARAMS
 
 
 @pytest.fixture

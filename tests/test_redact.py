@@ -1,13 +1,15 @@
 """Secret redaction: values found by name, longest first, short values left alone."""
 
 from opskit.config import load_config
-from opskit.redact import Redactor, secret_values
+from opskit.redact import Redactor
 
 
 def test_secret_values_are_found_by_name_and_role_option(write_stack):
     path = write_stack(
         """
-        x-opskit: {runtime: process}
+        x-opskit:
+          runtime: process
+          alerts: {notify: [{apprise: "slack://T1/B2/secret-slack-token"}]}
         services:
           redis:
             image: redis
@@ -20,8 +22,9 @@ def test_secret_values_are_found_by_name_and_role_option(write_stack):
         """
     )
     config = load_config(path, environ={"REDIS_PASSWORD": "pw-abcdef", "WEBHOOK_URL": "http://h/x"})
-    values = secret_values(config)
+    values = config.secret_values()
     assert {"pw-abcdef", "sk-ant-xyz-123", "http://h/x"} <= set(values)
+    assert "T1/B2/secret-slack-token" in values  # a notifier URL, with and without its scheme
     assert "production" not in values and "6379" not in values
 
 
