@@ -224,3 +224,20 @@ def test_alerts_test_with_no_notifier_is_a_usage_error(write_stack):
     )
     assert done.returncode == 2
     assert "no notifier configured" in done.stderr
+
+
+def test_a_notifier_that_hangs_is_abandoned_and_recovery_goes_on(write_stack, load):
+    web, _ = http_service("web")
+    # The grandchild keeps the pipes open after the command itself is killed at its timeout:
+    # a plain subprocess.run(…, timeout=…) would wait for it for a minute.
+    alerts = {"notify": [{"command": ["sh", "-c", "sleep 60 & sleep 60"]}], "timeout": "1s"}
+    stack = load(write_stack(_with_alerts(stack_text(web), alerts)))
+    assert lifecycle.start(stack).ok
+    kill9(stack, "web")
+    began = time.monotonic()
+    result = recover(stack)
+    took = time.monotonic() - began
+    assert _row(result, "web").action is RecoverAction.RESTARTED
+    failed = [d for d in result.deliveries if not d.ok]
+    assert failed and all("abandoned" in d.detail or "no exit" in d.detail for d in failed)
+    assert took < 15, took  # two alerts, each abandoned after 1 s + grace — not 60 s

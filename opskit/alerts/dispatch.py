@@ -20,6 +20,7 @@ never raises: every attempt comes back as a :class:`Delivery` for the report.
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
@@ -31,6 +32,8 @@ from opskit.alerts.settings import AlertSettings
 from opskit.files import atomic_write_json, read_json
 
 OUTBOX_TTL = 24 * 3600.0
+#: How much longer than ``alerts.timeout`` a send may take before it is abandoned.
+SEND_GRACE = 2.0
 
 
 @dataclass
@@ -206,15 +209,31 @@ class Dispatcher:
             self.outbox.append(_Queued(_alert_record(alert), owed, self.clock()))
 
     def _deliver(self, notifier: Notifier, alert: Alert) -> Delivery:
-        try:
-            notifier.send(alert)
-        except NotifyError as exc:
-            delivery = Delivery(notifier.label, alert.subject, alert.kind, False, str(exc))
-        except Exception as exc:  # a notifier's own bug must never stop recovery
-            detail = self.redact(f"{notifier.label}: {type(exc).__name__}: {exc}")
-            delivery = Delivery(notifier.label, alert.subject, alert.kind, False, detail)
+        """Send on a daemon thread and wait at most the notifier timeout (plus a grace): a
+        transport that ignores its own timeout (an SMTP server that accepts and never answers)
+        is abandoned, never allowed to hold up recovery."""
+        outcome: list[Delivery] = []
+
+        def send() -> None:
+            try:
+                notifier.send(alert)
+            except NotifyError as exc:
+                outcome.append(Delivery(notifier.label, alert.subject, alert.kind, False, str(exc)))
+            except Exception as exc:  # a notifier's own bug must never stop recovery
+                detail = self.redact(f"{notifier.label}: {type(exc).__name__}: {exc}")
+                outcome.append(Delivery(notifier.label, alert.subject, alert.kind, False, detail))
+            else:
+                outcome.append(Delivery(notifier.label, alert.subject, alert.kind, True))
+
+        worker = threading.Thread(target=send, name=f"opskit-alert-{notifier.label}", daemon=True)
+        worker.start()
+        worker.join(self.settings.timeout + SEND_GRACE)
+        if outcome:
+            delivery = outcome[0]
         else:
-            delivery = Delivery(notifier.label, alert.subject, alert.kind, True)
+            wait = self.settings.timeout + SEND_GRACE
+            detail = f"{notifier.label}: no answer within {wait:g}s (abandoned)"
+            delivery = Delivery(notifier.label, alert.subject, alert.kind, False, detail)
         self.deliveries.append(delivery)
         return delivery
 

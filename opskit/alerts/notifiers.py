@@ -15,8 +15,10 @@ line that names no secret; :mod:`opskit.alerts.dispatch` decides what to send an
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import signal
 import subprocess
 import time
 from abc import ABC, abstractmethod
@@ -148,18 +150,25 @@ class CommandNotifier(Notifier):
         argv = list(self.spec.target)
         environment = {k: v for k, v in os.environ.items() if not is_secret_name(k)}
         try:
-            done = subprocess.run(
+            child = subprocess.Popen(
                 argv,
-                input=json.dumps(alert.as_json()).encode(),
-                capture_output=True,
+                stdin=subprocess.PIPE,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
                 env=environment,
-                timeout=self.timeout,
-                check=False,
+                start_new_session=True,  # its own process group: killed whole at the timeout
             )
-        except subprocess.TimeoutExpired:
-            raise NotifyError(f"{self.label}: no exit within {self.timeout:g}s (killed)") from None
         except OSError as exc:
             raise NotifyError(f"{self.label}: cannot run: {exc.strerror or exc}") from None
+        payload = json.dumps(alert.as_json()).encode()
+        try:
+            stdout, stderr = child.communicate(payload, timeout=self.timeout)
+        except subprocess.TimeoutExpired:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(child.pid, signal.SIGKILL)
+            child.communicate()
+            raise NotifyError(f"{self.label}: no exit within {self.timeout:g}s (killed)") from None
+        done = subprocess.CompletedProcess(argv, child.returncode, stdout, stderr)
         if done.returncode != 0:
             output = (done.stderr or done.stdout).decode(errors="replace").strip().splitlines()
             last = self.redact(output[-1][:200]) if output else "no output"
