@@ -52,11 +52,19 @@ class Reloadable(Protocol):
 
 @runtime_checkable
 class ConfigExporting(Protocol):
-    """Exports the running configuration and applies one (Kong's declarative config)."""
+    """Exports the running configuration and applies one (Kong's declarative config).
+
+    ``declarative_source`` is the text the service loads at start and on HUP (its declarative
+    file); ``configuration_hash`` is what it reports running (Kong's md5 of the applied bytes).
+    """
 
     def export_config(self) -> str: ...
 
     def apply_config(self, declarative: str) -> Any: ...
+
+    def declarative_source(self) -> str: ...
+
+    def configuration_hash(self) -> str | None: ...
 
 
 @dataclass(frozen=True)

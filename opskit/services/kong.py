@@ -402,6 +402,21 @@ class KongRole(Role):
 
     # -- backup and restore (capabilities.BackingUp, Restorable) -----------------------------------
 
+    def declarative_source(self) -> str:
+        """The declarative file Kong loads at start and on HUP, as text (rendered first when
+        opskit renders it; read through the unit otherwise, so a container's mount counts)."""
+        if self.template is not None and self.unit.runs_on_host:
+            self.prepare()
+            return self.rendered_config.read_text(encoding="utf-8")
+        path = self.declarative_path()
+        if not path:
+            raise OpskitError(
+                f"{self.spec.name}: no declarative file (set KONG_DECLARATIVE_CONFIG or "
+                "x-opskit.declarative_config)"
+            )
+        with self.unit.open_file(path) as handle:
+            return handle.read().decode("utf-8")
+
     def declarative_path(self) -> str | None:
         """The declarative file Kong reads at start and on HUP, as its unit sees it."""
         if self.template is not None and self.unit.runs_on_host:

@@ -58,12 +58,44 @@ class OpskitTask(Task):
             short = SHORT_FLAGS.get(argument.name)
             if short:
                 argument.names = (*argument.names, short)
+            if argument.positional and argument.default is None:
+                argument.opskit_optional = True  # see _optional_positionals below
             if argument.kind is list:
                 # invoke starts a list flag as [] and so accepts `--service` with no value;
                 # as an optional flag starting from None, a bare one arrives as [True].
                 argument.optional = True
                 argument.raw_value = argument._value = None
         return arguments
+
+
+def _optional_positionals() -> None:
+    """Let a positional argument whose task default is None be left out (`inv backup.validate
+    [ID]`, `inv kong.apply [FILE]`).
+
+    invoke requires every positional argument, and one property decides both "eat the next
+    word as this argument" and "complain that it is missing", so no default can make it
+    optional. This wraps the parser's end-of-context check only, and only for arguments
+    OpskitTask marked: they are given "" (the task reads it as "not given") before invoke's
+    own check runs.
+    """
+    from invoke.parser.parser import ParseMachine
+
+    original = ParseMachine.complete_context
+    if getattr(original, "opskit_wrapped", False):
+        return
+
+    def complete_context(self) -> None:
+        if self.context:
+            for argument in self.context.positional_args:
+                if getattr(argument, "opskit_optional", False) and argument.value is None:
+                    argument.value = ""
+        original(self)
+
+    complete_context.opskit_wrapped = True  # type: ignore[attr-defined]
+    ParseMachine.complete_context = complete_context  # type: ignore[method-assign]
+
+
+_optional_positionals()
 
 
 def services_option(values: list | None, flag: str = "service") -> list[str] | None:

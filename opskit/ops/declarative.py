@@ -1,0 +1,179 @@
+"""Kong's declarative config as an operation: validate, diff, apply, history, rollback.
+
+The gateway is found by capability (:class:`~opskit.services.capabilities.ConfigExporting`),
+never by name. Every apply goes the one way a DB-less Kong allows — the whole config through
+``POST /config`` (429 retried after ``Retry-After``) — and is verified: Kong's
+``configuration_hash`` afterwards must be the md5 of the bytes sent. Every applied config is
+kept in :class:`~opskit.declarative.history.ConfigHistory`, so a rollback sends byte-identical
+text and is verified the same way.
+
+A config POSTed this way lives in Kong's memory only (row 15): a restart or HUP loads the
+declarative *file* again. :class:`ApplyResult.file_differs` says so when the file and what
+runs are not the same bytes, so nobody is surprised at the next restart.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from opskit.declarative.document import (
+    Declarative,
+    DeclarativeError,
+    Findings,
+    diff,
+    md5_of,
+    parse,
+    validate,
+)
+from opskit.declarative.history import ConfigHistory, HistoryEntry
+from opskit.errors import OpskitError, UsageError
+from opskit.ops.engine import capable, mutation
+from opskit.services.capabilities import ConfigExporting
+from opskit.stack import Stack
+
+
+@dataclass
+class ApplyResult:
+    ok: bool
+    detail: str
+    entry: HistoryEntry | None = None
+    changed: bool = False
+    file_differs: bool = False
+    findings: Findings = field(default_factory=lambda: Findings([], []))
+
+
+def gateway(stack: Stack) -> tuple[str, ConfigExporting]:
+    """The service whose role applies declarative config (Kong)."""
+    names = capable(stack, ConfigExporting)
+    if not names:
+        raise UsageError("this stack has no service whose role takes a declarative config (kong)")
+    return names[0], stack.role(names[0])  # type: ignore[return-value]
+
+
+def load_source(stack: Stack, file: str | Path | None) -> Declarative:
+    """``file``, or the declarative file the gateway loads at start and on HUP."""
+    if file is not None:
+        path = Path(file)
+        try:
+            text = path.read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError) as exc:
+            raise UsageError(
+                f"{path}: cannot read: {getattr(exc, 'strerror', None) or exc}"
+            ) from None
+        return parse(text, str(path))
+    name, role = gateway(stack)
+    return parse(role.declarative_source(), f"{name}'s declarative file")
+
+
+def check(stack: Stack, file: str | Path | None = None) -> tuple[Declarative, Findings]:
+    doc = load_source(stack, file)
+    return doc, validate(doc)
+
+
+def compare(stack: Stack, file: str | Path | None = None) -> tuple[Declarative, list[str]]:
+    """The normalised diff from what Kong runs (``GET /config``) to ``file``."""
+    doc = load_source(stack, file)
+    name, role = gateway(stack)
+    running = parse(role.export_config(), f"{name} (running)")
+    return doc, diff(running.data, doc.data, f"{name} (running)", doc.source)
+
+
+def apply(
+    stack: Stack, file: str | Path | None = None, *, source: str | None = None
+) -> ApplyResult:
+    """Validate, apply, verify, record — under the stack lock."""
+    doc = load_source(stack, file)
+    findings = validate(doc)
+    if not findings.ok:
+        return ApplyResult(False, f"{doc.source} is invalid; nothing applied", findings=findings)
+    with mutation(stack, "kong.apply"):
+        return _apply_text(stack, doc.text, source or doc.source, findings)
+
+
+def rollback(stack: Stack, to: int | None = None) -> ApplyResult:
+    """Apply an earlier config byte for byte: entry ``to``, else the one before what runs."""
+    with mutation(stack, "kong.rollback"):
+        history = ConfigHistory(stack.state_dir)
+        _, role = gateway(stack)
+        target = (
+            history.entry(to) if to is not None else _previous(history, role.configuration_hash())
+        )
+        text = history.text(target)
+        return _apply_text(stack, text, f"rollback to #{target.number}", Findings([], []))
+
+
+def history(stack: Stack) -> tuple[list[HistoryEntry], str | None]:
+    """The applied configs, oldest first, and the hash Kong reports running now."""
+    _, role = gateway(stack)
+    try:
+        running = role.configuration_hash()
+    except OpskitError:
+        running = None
+    except Exception:  # Kong down: the history is still worth showing
+        running = None
+    return ConfigHistory(stack.state_dir).entries(), running
+
+
+def _previous(history: ConfigHistory, running: str | None) -> HistoryEntry:
+    entries = history.entries()
+    current = history.latest_with(running)
+    earlier = [e for e in entries if current is None or e.number < current.number]
+    earlier = [e for e in earlier if e.md5 != running]
+    if not earlier:
+        raise DeclarativeError("no earlier config in the history to roll back to")
+    return earlier[-1]
+
+
+def _apply_text(stack: Stack, text: str, source: str, findings: Findings) -> ApplyResult:
+    """Record what ran before (when its bytes are known), POST, verify, record."""
+    name, role = gateway(stack)
+    history = ConfigHistory(stack.state_dir)
+    before = role.configuration_hash()
+    _remember_running(stack, history, before)
+    expected = md5_of(text)
+    applied = role.apply_config(text)
+    if applied.status not in (201, 304):
+        keeps = str(before)[:12]
+        detail = f"POST /config: HTTP {applied.status}: {applied.detail}; {name} keeps {keeps}"
+        return ApplyResult(False, detail, findings=findings)
+    if applied.configuration_hash != expected:
+        detail = (
+            f"after POST /config {name} reports configuration_hash "
+            f"{str(applied.configuration_hash)[:12]}, expected {expected[:12]} "
+            "(the md5 of the bytes sent)"
+        )
+        return ApplyResult(False, detail, findings=findings)
+    entry = history.latest_with(expected) if not applied.changed else None
+    if entry is None:
+        entry = history.record(text, source)
+    file_differs = _file_hash(role) != expected
+    verb = "applied" if applied.changed else "already running"
+    detail = f"{verb}: configuration_hash {expected[:12]} (config #{entry.number}, {source})"
+    return ApplyResult(True, detail, entry, applied.changed, file_differs, findings)
+
+
+def _remember_running(stack: Stack, history: ConfigHistory, running: str | None) -> None:
+    """Before the first change, keep the bytes Kong runs when they are known: the declarative
+    file it loaded (same md5). An export is never recorded as if it were those bytes."""
+    if running is None or history.latest_with(running) is not None:
+        return
+    _, role = gateway(stack)
+    try:
+        text = role.declarative_source()
+    except OpskitError:
+        return
+    if md5_of(text) == running:
+        history.record(text, "running before opskit's first apply (the declarative file)")
+
+
+def _file_hash(role: ConfigExporting) -> str | None:
+    try:
+        return md5_of(role.declarative_source())
+    except OpskitError:
+        return None
+
+
+def describe_age(entry: HistoryEntry) -> str:
+    return time.strftime("%Y-%m-%d %H:%M:%SZ", time.gmtime(entry.at))

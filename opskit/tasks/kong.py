@@ -1,0 +1,170 @@
+"""Tasks kong.validate, kong.diff, kong.apply, kong.history and kong.rollback.
+
+Without FILE they work on the declarative file Kong loads at start (rendered first when opskit
+renders it). Exit codes: 0 ok (for diff: no difference) · 1 invalid, a difference (diff), or
+the apply/rollback failed and Kong keeps what it ran · 2 bad usage or stack file.
+"""
+
+from __future__ import annotations
+
+import json as jsonlib
+import sys
+import time
+
+from invoke import Exit, task
+
+from opskit.tasks import common
+
+_HELP = {
+    "stack": common.COMMON_HELP["stack"],
+    "runtime": common.COMMON_HELP["runtime"],
+    "file": "a declarative file (default: the one Kong loads at start)",
+    "json": "print the result as JSON",
+}
+
+
+def _help(*names: str, **extra: str) -> dict[str, str]:
+    return {**{name: _HELP[name] for name in names}, **extra}
+
+
+@task(klass=common.OpskitTask, positional=["file"], help=_help("file", "json", "stack", "runtime"))
+@common.handles_errors
+def validate(c, file=None, json=False, stack=None, runtime=None):
+    """Check a declarative config as Kong would: format, entities, references, plugin fields."""
+    from opskit.ops import declarative
+
+    loaded = common.load(c, stack, runtime)
+    doc, findings = declarative.check(loaded, file or None)
+    if json:
+        print(
+            jsonlib.dumps(
+                {
+                    "source": doc.source,
+                    "md5": doc.md5,
+                    "ok": findings.ok,
+                    "problems": findings.problems,
+                    "warnings": findings.warnings,
+                }
+            )
+        )
+    else:
+        for problem in findings.problems:
+            print(f"{doc.source}: {problem}")
+        for warning in findings.warnings:
+            print(f"{doc.source}: warning: {warning}")
+        count = len(findings.problems)
+        verdict = "valid" if findings.ok else f"INVALID ({count} problem{'s' * (count != 1)})"
+        print(f"{doc.source}: {verdict}; md5 {doc.md5[:12]}")
+    if not findings.ok:
+        raise Exit(code=1)
+
+
+@task(klass=common.OpskitTask, positional=["file"], help=_help("file", "stack", "runtime"))
+@common.handles_errors
+def diff(c, file=None, stack=None, runtime=None):
+    """What would change: Kong's running config against FILE, ids/defaults/order left out."""
+    from opskit.ops import declarative
+
+    loaded = common.load(c, stack, runtime)
+    doc, lines = declarative.compare(loaded, file or None)
+    if not lines:
+        print(f"no difference: Kong runs what {doc.source} says")
+        return
+    for line in lines:
+        print(line)
+    raise Exit(code=1)
+
+
+@task(klass=common.OpskitTask, positional=["file"], help=_help("file", "json", "stack", "runtime"))
+@common.handles_errors
+def apply(c, file=None, json=False, stack=None, runtime=None):
+    """Validate, POST /config (429 retried), verify configuration_hash, keep it in the history."""
+    from opskit.ops import declarative
+    from opskit.redact import Redactor
+
+    loaded = common.load(c, stack, runtime)
+    result = declarative.apply(loaded, file or None)
+    _report(result, Redactor(loaded.secrets()), json)
+
+
+@task(
+    klass=common.OpskitTask,
+    help=_help(
+        "json",
+        "stack",
+        "runtime",
+        to="the history number to go back to (default: the one before what runs)",
+    ),
+)
+@common.handles_errors
+def rollback(c, to=None, json=False, stack=None, runtime=None):
+    """Apply an earlier config from the history, byte for byte, and verify its hash."""
+    from opskit.ops import declarative
+    from opskit.redact import Redactor
+
+    number = None
+    if to is not None:
+        try:
+            number = int(to)
+        except ValueError:
+            raise common.UsageError(f"--to: expected a history number, got {to!r}") from None
+    loaded = common.load(c, stack, runtime)
+    result = declarative.rollback(loaded, number)
+    _report(result, Redactor(loaded.secrets()), json)
+
+
+@task(klass=common.OpskitTask, help=_help("json", "stack", "runtime"))
+@common.handles_errors
+def history(c, json=False, stack=None, runtime=None):
+    """Every config opskit applied: number, time, md5, source; the running one marked."""
+    from opskit.ops import declarative
+
+    loaded = common.load(c, stack, runtime)
+    entries, running = declarative.history(loaded)
+    if json:
+        print(jsonlib.dumps({"running": running, "entries": [vars(e) for e in entries]}))
+        return
+    if not entries:
+        print("no config applied by opskit yet (inv kong.apply keeps each one)")
+    for entry in entries:
+        mark = "*" if entry.md5 == running else " "
+        when = time.strftime("%Y-%m-%d %H:%M:%SZ", time.gmtime(entry.at))
+        print(
+            f"{mark} #{entry.number:<4} {when}  {entry.md5[:12]}  {entry.size:>7} B  {entry.source}"
+        )
+    if running and all(e.md5 != running for e in entries):
+        print(f"  Kong runs {running[:12]}, which is not in this history")
+
+
+def _report(result, redact, json: bool) -> None:
+    if json:
+        print(
+            jsonlib.dumps(
+                {
+                    "ok": result.ok,
+                    "detail": redact(result.detail),
+                    "changed": result.changed,
+                    "number": result.entry.number if result.entry else None,
+                    "md5": result.entry.md5 if result.entry else None,
+                    "file_differs": result.file_differs,
+                    "problems": result.findings.problems,
+                    "warnings": result.findings.warnings,
+                }
+            )
+        )
+    else:
+        for problem in result.findings.problems:
+            print(f"problem: {problem}")
+        for warning in result.findings.warnings:
+            print(f"warning: {warning}")
+        print(redact(result.detail), file=sys.stdout if result.ok else sys.stderr)
+        if result.ok and result.file_differs:
+            print(
+                "note: Kong's declarative file holds other bytes: a restart or HUP of Kong "
+                "loads the file again (inv kong.apply it, or edit it to match)"
+            )
+    if not result.ok:
+        raise Exit(code=1)
+
+
+COLLECTIONS = [common.collection("kong", validate, diff, apply, history, rollback)]
