@@ -85,3 +85,13 @@ def descendants(pid: int) -> list[int]:
         except OSError:
             continue
     return found
+
+
+def child_pids(pid: int) -> set[int]:
+    """The direct children of ``pid`` on this host (nginx's workers under its master)."""
+    import psutil
+
+    try:
+        return {child.pid for child in psutil.Process(pid).children()}
+    except psutil.Error:
+        return set()

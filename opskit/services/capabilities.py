@@ -173,7 +173,21 @@ class EntryPoint(Protocol):
     def entry_url(self, path: str) -> str: ...
 
 
+@runtime_checkable
+class GracefullyRestartable(Protocol):
+    """Takes new configuration, or new workers, without dropping a request.
+
+    nginx: ``nginx -t``, HUP, verified by a new set of workers under the same master; Kong:
+    the declarative file through ``POST /config`` (or HUP), verified by readiness and by
+    ``configuration_hash``. A role without it cannot restart without an outage (Redis has no
+    replica here): the operation refuses unless downtime is allowed.
+    """
+
+    def graceful_restart(self) -> Verdict: ...
+
+
 _DESCRIPTIONS: dict[type, str] = {
+    GracefullyRestartable: "restart without downtime",
     ConfigValidating: "validate its configuration",
     Reloadable: "reload its configuration",
     ConfigExporting: "export its configuration",

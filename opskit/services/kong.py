@@ -285,6 +285,31 @@ class KongRole(Role):
         hash_text = (applied.configuration_hash or "?")[:12]
         return Verdict(True, f"{applied.detail}; configuration_hash {hash_text}", applied.changed)
 
+    def graceful_restart(self) -> Verdict:
+        """The declarative file, loaded without a restart (:meth:`reload`: ``POST /config`` or
+        HUP, as ``kong reload`` does), then proof: ready on the status listener, and
+        ``configuration_hash`` equal to the md5 of the file's bytes."""
+        from opskit.declarative.document import md5_of
+        from opskit.polling import deadline_in, poll_until
+
+        verdict = self.reload()
+        if not verdict.ok:
+            return verdict
+        ready = poll_until(
+            lambda: True if self.probe_ready().ready else None, deadline_in(HUP_WAIT)
+        )
+        if not ready:
+            return Verdict(False, f"{verdict.detail}; then not ready: {self.probe_ready().detail}")
+        expected = md5_of(self.declarative_source())
+        running = self._hash_or_none()
+        if running != expected:
+            return Verdict(
+                False,
+                f"{verdict.detail}; but Kong runs configuration_hash {str(running)[:12]}, not the "
+                f"file's {expected[:12]}",
+            )
+        return Verdict(True, f"{verdict.detail}; ready, running the file ({expected[:12]})")
+
     def _reload_by_hup(self) -> Verdict:
         """HUP, then watch ``configuration_hash`` and readiness: a file Kong rejects keeps the
         old configuration serving, which would otherwise pass for a successful reload."""

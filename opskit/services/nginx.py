@@ -19,6 +19,7 @@ from opskit.config import ServiceSpec, StackConfig
 from opskit.errors import ConfigError
 from opskit.files import atomic_write, private_dir
 from opskit.options import OptionReader
+from opskit.runtime import host
 from opskit.services.base import Check, CheckOutcome, Probe, Role
 from opskit.services.capabilities import RestorePlan, Verdict
 from opskit.services.nginx_backup import TREE_ARTIFACT, NginxBackup
@@ -161,6 +162,41 @@ class NginxRole(Role):
             return Verdict(False, "nginx is not running")
         return Verdict(True, "nginx -t ok; HUP sent: workers reload the configuration")
 
+    def graceful_restart(self) -> Verdict:
+        """``nginx -t`` (abort with its message), HUP, then proof: the same master and a new set
+        of workers. nginx keeps its old workers when it cannot apply a configuration at HUP (a
+        port it cannot bind, a file it cannot open): "HUP sent" alone proves nothing."""
+        from opskit.polling import deadline_in, poll_until
+
+        verdict = self.validate_config()
+        if not verdict.ok:
+            return Verdict(False, f"{verdict.detail}; no HUP sent")
+        master = self.unit.host_pid()
+        if master is None:
+            return Verdict(False, "nginx's master process is not visible from here: cannot verify")
+        before = _workers(master)
+        if not self.unit.send_signal(signal.SIGHUP):
+            return Verdict(False, "nginx is not running")
+
+        def reloaded() -> bool | None:  # new workers exist; old ones may still be draining
+            return True if _workers(master) - before else None
+
+        done = poll_until(reloaded, deadline_in(RELOAD_WAIT), first=0.01, cap=0.05)
+        if self.unit.host_pid() != master:
+            return Verdict(False, f"nginx's master changed during the reload (was pid {master})")
+        if not done:
+            tail = " | ".join(self.unit.log_tail(3))
+            return Verdict(
+                False,
+                f"HUP sent but the workers did not change within {RELOAD_WAIT:g}s: nginx kept its "
+                f"old configuration ({tail})",
+            )
+        old = ", ".join(map(str, sorted(before)))
+        new = ", ".join(map(str, sorted(_workers(master) - before)))
+        return Verdict(
+            True, f"nginx -t ok; HUP: master {master} kept, new workers {new} (old {old} drain)"
+        )
+
     def entry_url(self, path: str) -> str:
         return self.base_url() + path
 
@@ -242,3 +278,12 @@ class NginxRole(Role):
             CheckStatus.OK,
             f"request through nginx answered by Kong (HTTP {response.status_code})",
         )
+
+
+#: How long a HUP may take to replace nginx's workers before the reload counts as failed.
+RELOAD_WAIT = 10.0
+
+
+def _workers(master: int) -> set[int]:
+    """Pids of the worker processes of the nginx ``master``."""
+    return host.child_pids(master)

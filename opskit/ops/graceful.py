@@ -1,0 +1,83 @@
+"""graceful-restart: new configuration or new workers without dropping a request.
+
+Walked by the engine over the :class:`~opskit.services.capabilities.GracefullyRestartable`
+capability — nginx (``-t``, HUP, a new set of workers under the same master, verified) and
+Kong (declarative file through ``POST /config`` or HUP, ready, ``configuration_hash``
+verified). A service whose role cannot do it would be down while it restarts (Redis without a
+replica): it is refused with what the outage would mean, unless ``allow_downtime`` — then it is
+stopped gracefully (Redis: ``SHUTDOWN SAVE``) and brought back through ``ensure_ready``, with
+its dependents left running.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterable
+
+from opskit.ops.engine import (
+    Event,
+    EventSink,
+    OperationResult,
+    StepResult,
+    ensure_ready,
+    ignore_events,
+    mutation,
+)
+from opskit.services.capabilities import GracefullyRestartable
+from opskit.stack import Stack
+from opskit.vocabulary import Phase, StepOutcome
+
+
+def graceful_restart(
+    stack: Stack,
+    services: Iterable[str] | None = None,
+    *,
+    allow_downtime: bool = False,
+    on_event: EventSink | None = None,
+) -> OperationResult:
+    """One service at a time, in start order, so one thing changes at a time under load.
+
+    A service named in ``services`` that cannot restart without downtime is refused (FAILED);
+    with no ``services`` it is reported ``unsupported`` and the others go on.
+    """
+    emit = on_event or ignore_events
+    begin = time.monotonic()
+    names = stack.start_order(stack.resolve(services))
+    outcomes = []
+    with mutation(stack, "graceful-restart"):
+        for name in names:
+            emit(Event(name, Phase.RUNNING, "graceful restart"))
+            outcome = _restart_one(
+                stack, name, allow_downtime, named=services is not None, emit=emit
+            )
+            phase = Phase.DONE if outcome.ok else Phase.FAILED
+            emit(Event(name, phase, outcome.detail))
+            outcomes.append(outcome)
+    return OperationResult("graceful-restart", outcomes, time.monotonic() - begin)
+
+
+def _restart_one(
+    stack: Stack, name: str, allow_downtime: bool, *, named: bool, emit: EventSink
+) -> StepResult:
+    role = stack.role(name)
+    began = time.monotonic()
+    if not role.unit.status().running:
+        return StepResult(name, StepOutcome.FAILED, "not running: nothing to restart")
+    if isinstance(role, GracefullyRestartable):
+        verdict = role.graceful_restart()
+        state = StepOutcome.DONE if verdict.ok else StepOutcome.FAILED
+        return StepResult(name, state, verdict.detail, time.monotonic() - began)
+    if not allow_downtime:
+        why = (
+            f"the {role.name} role cannot restart without downtime (while it restarts: "
+            f"{role.outage_impact})"
+        )
+        if not named:
+            return StepResult(name, StepOutcome.UNSUPPORTED, f"{why}; left running")
+        return StepResult(
+            name, StepOutcome.FAILED, f"{why}; refused — pass --allow-downtime to restart it anyway"
+        )
+    stopped = role.stop()
+    result = ensure_ready(stack, name, emit=emit)
+    result.detail = f"restarted with downtime ({stopped.detail}); {result.detail}"
+    return result
