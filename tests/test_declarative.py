@@ -9,6 +9,8 @@ out; a config Kong rejects changes nothing.
 
 from __future__ import annotations
 
+import contextlib
+import re
 import threading
 import time
 
@@ -228,3 +230,159 @@ def test_a_429_during_apply_is_retried_after_retry_after(sandbox_env, stacks, tm
     assert result.ok, result.detail
     assert waited >= 1.0  # it waited as Retry-After said, then got in
     assert kong.configuration_hash() == md5_of(path.read_text())
+
+
+# -- rollout -------------------------------------------------------------------------------------
+
+
+class _Traffic:
+    """Requests through nginx to the masked route, from a thread, until stopped."""
+
+    def __init__(self, stack):
+        self.url = stack.role("nginx").entry_url("/v1/messages")
+        self.stop = threading.Event()
+        self.thread = threading.Thread(target=self.run, daemon=True)
+
+    def run(self) -> None:
+        body = {
+            "model": "claude-3-5-haiku-latest",
+            "max_tokens": 16,
+            "messages": [{"role": "user", "content": "check i-0123456789abcdef0"}],
+        }
+        with httpx.Client(timeout=5, trust_env=False) as client:
+            while not self.stop.is_set():
+                with contextlib.suppress(httpx.HTTPError):
+                    client.post(self.url, json=body, headers={"x-api-key": "test"})
+                time.sleep(0.01)
+
+    def __enter__(self):
+        self.thread.start()
+        return self
+
+    def __exit__(self, *_exc):
+        self.stop.set()
+        self.thread.join(10)
+
+
+@pytest.fixture
+def chain_stack(sandbox_env, stacks):
+    stack = load_stack(REPO / "sandbox" / "stack.yml", environ=sandbox_env)
+    stacks.append(stack)
+    assert lifecycle.start(stack).ok
+    return stack
+
+
+def test_a_rollout_passes_its_stages_and_keeps_each_config(chain_stack):
+    from opskit.ops.rollout import Guards, rollout
+
+    kong = chain_stack.role("kong")
+    with _Traffic(chain_stack):
+        result = rollout(
+            chain_stack,
+            "aws-masker",
+            [{"mapping_ttl": 3600}, {"mapping_ttl": 7200, "log_masked_requests": True}],
+            Guards(soak=2.0),
+        )
+    assert result.ok, [(s.number, s.verdict) for s in result.stages]
+    assert [s.verdict for s in result.stages] == ["passed", "passed"]
+    assert all(s.requests >= 20 and s.events > 0 for s in result.stages)
+    exported = parse(kong.export_config(), "export").data
+    masker = next(p for p in exported["plugins"] if p["name"] == "aws-masker")
+    assert masker["config"]["mapping_ttl"] == 7200 and masker["config"]["log_masked_requests"]
+
+
+def test_a_rollout_whose_guard_trips_restores_the_previous_configuration_hash(chain_stack):
+    from opskit.ops.rollout import Guards, rollout
+
+    kong = chain_stack.role("kong")
+    before = kong.configuration_hash()
+
+    def break_the_upstream(report) -> None:
+        pass
+
+    upstream = chain_stack.role("upstream")
+    with _Traffic(chain_stack):
+        killer = threading.Timer(0.8, upstream.stop)  # the stage breaks something: 502s
+        killer.start()
+        try:
+            result = rollout(chain_stack, "aws-masker", [{"mapping_ttl": 60}], Guards(soak=3.0))
+        finally:
+            killer.join()
+    stage = result.stages[0]
+    assert not result.ok
+    assert stage.verdict.startswith("tripped: ") and "answered 5xx" in stage.verdict, stage
+    assert result.restored is not None
+    assert kong.configuration_hash() == before  # the exact previous config runs again
+
+
+def test_an_interrupted_rollout_leaves_the_last_good_config_and_says_so(chain_stack, sandbox_env):
+    import signal
+    import subprocess
+
+    from .conftest import PYTHON
+
+    kong = chain_stack.role("kong")
+    before = kong.configuration_hash()
+    rollout_cli = subprocess.Popen(
+        [
+            PYTHON,
+            "-m",
+            "invoke",
+            "--search-root",
+            str(REPO),
+            "kong.rollout",
+            "--set",
+            "mapping_ttl=120",
+            "--soak",
+            "60",
+        ],
+        env=sandbox_env,
+        cwd=REPO,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    try:
+        deadline = time.monotonic() + 30
+        while kong.configuration_hash() == before:  # stage 1 is applied and soaking
+            assert time.monotonic() < deadline and rollout_cli.poll() is None
+            time.sleep(0.05)
+        rollout_cli.send_signal(signal.SIGINT)
+        output, _ = rollout_cli.communicate(timeout=30)
+    finally:
+        if rollout_cli.poll() is None:
+            rollout_cli.kill()
+    assert rollout_cli.returncode == 130, output
+    assert re.search(r"the last good config #\d+ \([0-9a-f]{12}\) is applied again", output)
+    assert kong.configuration_hash() == before
+
+    # kill -9 cannot clean up: the next rollout puts the last good config back first, and says so.
+    killed = subprocess.Popen(
+        [
+            PYTHON,
+            "-m",
+            "invoke",
+            "--search-root",
+            str(REPO),
+            "kong.rollout",
+            "--set",
+            "mapping_ttl=240",
+            "--soak",
+            "60",
+        ],
+        env=sandbox_env,
+        cwd=REPO,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    deadline = time.monotonic() + 30
+    while kong.configuration_hash() == before:
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+    killed.kill()
+    killed.wait()
+    assert kong.configuration_hash() != before  # the stage's config was left running
+    done = run_inv(sandbox_env, "kong.rollout", "--set", "mapping_ttl=86400", "--soak", "1")
+    assert done.stdout.startswith("note: a rollout started at"), done.stdout + done.stderr
+    assert "was interrupted: its last good config #" in done.stdout
+    assert f"({before[:12]}) was applied again" in done.stdout

@@ -89,7 +89,7 @@ def apply(
     if not findings.ok:
         return ApplyResult(False, f"{doc.source} is invalid; nothing applied", findings=findings)
     with mutation(stack, "kong.apply"):
-        return _apply_text(stack, doc.text, source or doc.source, findings)
+        return apply_text(stack, doc.text, source or doc.source, findings)
 
 
 def rollback(stack: Stack, to: int | None = None) -> ApplyResult:
@@ -101,7 +101,7 @@ def rollback(stack: Stack, to: int | None = None) -> ApplyResult:
             history.entry(to) if to is not None else _previous(history, role.configuration_hash())
         )
         text = history.text(target)
-        return _apply_text(stack, text, f"rollback to #{target.number}", Findings([], []))
+        return apply_text(stack, text, f"rollback to #{target.number}", Findings([], []))
 
 
 def history(stack: Stack) -> tuple[list[HistoryEntry], str | None]:
@@ -126,8 +126,12 @@ def _previous(history: ConfigHistory, running: str | None) -> HistoryEntry:
     return earlier[-1]
 
 
-def _apply_text(stack: Stack, text: str, source: str, findings: Findings) -> ApplyResult:
-    """Record what ran before (when its bytes are known), POST, verify, record."""
+def apply_text(
+    stack: Stack, text: str, source: str, findings: Findings | None = None
+) -> ApplyResult:
+    """POST ``text`` (the caller validated it and holds the stack lock): record what ran before
+    when its bytes are known, verify the hash, record ``text``."""
+    findings = findings or Findings([], [])
     name, role = gateway(stack)
     history = ConfigHistory(stack.state_dir)
     before = role.configuration_hash()

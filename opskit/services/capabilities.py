@@ -186,7 +186,30 @@ class GracefullyRestartable(Protocol):
     def graceful_restart(self) -> Verdict: ...
 
 
+@dataclass(frozen=True)
+class Traffic:
+    """Requests an entry point served in a window: what a rollout's guards judge."""
+
+    requests: int
+    server_errors: int  # 5xx answers
+    p95_seconds: float | None  # None: no request to measure
+    to_path: int  # requests whose path starts with the prefix asked about
+
+    @property
+    def error_rate(self) -> float:
+        return self.server_errors / self.requests if self.requests else 0.0
+
+
+@runtime_checkable
+class TrafficReporting(Protocol):
+    """Reports the requests it served since an instant, from its own access log (nginx's JSON
+    ``log_format``: time, status, request_time, uri)."""
+
+    def traffic_since(self, since: float, path_prefix: str) -> Traffic: ...
+
+
 _DESCRIPTIONS: dict[type, str] = {
+    TrafficReporting: "report the traffic it served",
     GracefullyRestartable: "restart without downtime",
     ConfigValidating: "validate its configuration",
     Reloadable: "reload its configuration",

@@ -21,7 +21,7 @@ from opskit.files import atomic_write, private_dir
 from opskit.options import OptionReader
 from opskit.runtime import host
 from opskit.services.base import Check, CheckOutcome, Probe, Role
-from opskit.services.capabilities import RestorePlan, Verdict
+from opskit.services.capabilities import RestorePlan, Traffic, Verdict
 from opskit.services.nginx_backup import TREE_ARTIFACT, NginxBackup
 from opskit.services.probes import ProbeError
 from opskit.services.template import render_template
@@ -196,6 +196,35 @@ class NginxRole(Role):
         return Verdict(
             True, f"nginx -t ok; HUP: master {master} kept, new workers {new} (old {old} drain)"
         )
+
+    def traffic_since(self, since: float, path_prefix: str) -> Traffic:
+        """From the JSON access log lines nginx wrote since ``since`` (``log_format json`` of
+        the stack's template: time, status, request_time, uri). Lines in another format are
+        not requests to count."""
+        import json
+        from datetime import datetime
+
+        durations: list[float] = []
+        errors = to_path = 0
+        for line in self.unit.logs(since=since - 1):
+            text = line.text.strip()
+            if not text.startswith("{"):
+                continue
+            try:
+                record = json.loads(text)
+                at = datetime.fromisoformat(record["time"]).timestamp()
+                status = int(record["status"])
+                seconds = float(record.get("request_time") or 0.0)
+            except (ValueError, KeyError, TypeError):
+                continue
+            if at < int(since):  # nginx logs whole seconds
+                continue
+            durations.append(seconds)
+            errors += status >= 500
+            to_path += str(record.get("uri", "")).startswith(path_prefix)
+        durations.sort()
+        p95 = durations[min(len(durations) - 1, int(len(durations) * 0.95))] if durations else None
+        return Traffic(len(durations), errors, p95, to_path)
 
     def entry_url(self, path: str) -> str:
         return self.base_url() + path

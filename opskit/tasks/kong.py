@@ -136,6 +136,119 @@ def history(c, json=False, stack=None, runtime=None):
         print(f"  Kong runs {running[:12]}, which is not in this history")
 
 
+@task(
+    klass=common.OpskitTask,
+    iterable=["set", "stage"],
+    help=_help(
+        "json",
+        "stack",
+        "runtime",
+        plugin="the plugin whose settings change (default aws-masker)",
+        set="KEY=VALUE: one stage's setting (repeatable: one stage with all of them)",
+        stage="KEY=VALUE[,KEY=VALUE…]: a stage (repeatable, in order; settings accumulate)",
+        soak="seconds each stage is watched before the next (default 30)",
+        max_error_rate="the 5xx share that trips a stage (default 0.01)",
+        max_p95="the p95 latency in seconds that trips a stage (default 2)",
+    ),
+)
+@common.handles_errors
+def rollout(
+    c,
+    plugin="aws-masker",
+    set=None,
+    stage=None,
+    soak=None,
+    max_error_rate=None,
+    max_p95=None,
+    json=False,
+    stack=None,
+    runtime=None,
+):
+    """Change a plugin's settings stage by stage, each watched by guards; roll back on a trip."""
+    from opskit.ops.rollout import Guards
+    from opskit.ops.rollout import rollout as run
+
+    stages = [_settings(item, "--stage") for item in stage or []]
+    if set:
+        stages.append(_settings(",".join(str(item) for item in set), "--set"))
+    if not stages:
+        raise common.UsageError("kong.rollout needs --set KEY=VALUE or --stage KEY=VALUE,…")
+    guards = Guards(
+        soak=common.seconds_option("soak", soak) or 30.0,
+        max_error_rate=_fraction(max_error_rate),
+        max_p95=common.seconds_option("max-p95", max_p95) or 2.0,
+    )
+    loaded = common.load(c, stack, runtime)
+
+    def show(report) -> None:
+        if not json:
+            print(_stage_line(report), flush=True)
+
+    def note(text: str) -> None:
+        if not json:
+            print(f"note: {text}", flush=True)
+
+    result = run(loaded, plugin, stages, guards, on_stage=show, on_note=note)
+    if json:
+        print(
+            jsonlib.dumps(
+                {
+                    "ok": result.ok,
+                    "notes": result.notes,
+                    "restored": result.restored.number if result.restored else None,
+                    "stages": [vars(s) for s in result.stages],
+                },
+                default=str,
+            )
+        )
+    else:
+        for report in result.stages:
+            if report.verdict.startswith("failed"):
+                print(_stage_line(report))
+        if result.restored is not None:
+            print(
+                f"rolled back: config #{result.restored.number} ({result.restored.md5[:12]}) "
+                "runs again"
+            )
+        print("rollout: complete" if result.ok else "rollout: NOT complete")
+    if not result.ok:
+        raise Exit(code=1)
+
+
+def _settings(text: str, flag: str) -> dict:
+    import yaml
+
+    settings = {}
+    for part in str(text).split(","):
+        key, sep, value = part.partition("=")
+        if not sep or not key.strip():
+            raise common.UsageError(f"{flag}: expected KEY=VALUE, got {part!r}")
+        settings[key.strip()] = yaml.safe_load(value.strip()) if value.strip() else ""
+    return settings
+
+
+def _fraction(value) -> float:
+    if value is None:
+        return 0.01
+    try:
+        number = float(value)
+    except ValueError:
+        number = -1.0
+    if not 0 <= number <= 1:
+        raise common.UsageError(f"--max-error-rate: expected a fraction 0..1, got {value!r}")
+    return number
+
+
+def _stage_line(report) -> str:
+    p95 = f"{report.p95 * 1000:.0f} ms" if report.p95 is not None else "-"
+    settings = ", ".join(f"{k}={v}" for k, v in report.settings.items())
+    return (
+        f"stage {report.number} ({settings}): {report.verdict} — {report.requests} requests, "
+        f"{report.error_rate:.1%} 5xx, p95 {p95}, {report.events} masking events, "
+        f"hash {report.applied[:12] or '-'}"
+    )
+
+
 def _report(result, redact, json: bool) -> None:
     if json:
         print(
@@ -167,4 +280,4 @@ def _report(result, redact, json: bool) -> None:
         raise Exit(code=1)
 
 
-COLLECTIONS = [common.collection("kong", validate, diff, apply, history, rollback)]
+COLLECTIONS = [common.collection("kong", validate, diff, apply, history, rollback, rollout)]

@@ -1,0 +1,279 @@
+"""A staged rollout of a plugin's settings, with guards and an automatic rollback.
+
+DB-less Kong has no ``PATCH /plugins/{id}`` (405, row 11): each stage is a whole declarative
+config — a copy of the last good one with the stage's settings merged into every instance of the
+plugin — applied through :func:`opskit.ops.declarative` (validated, ``POST /config``, hash
+verified, kept). Then the stage *soaks*: for ``soak`` seconds the guards watch
+
+- the gateway's readiness, every second (a stage that makes it unready trips at once);
+- the entry point's traffic since the stage began (its access log): the 5xx rate and the p95
+  latency, against ``max_error_rate`` and ``max_p95``, once enough requests were seen;
+- the masking events: requests reached the masked path but no event came → masking stopped.
+
+A tripped guard applies the last good config again, byte for byte, and verifies its hash. Keys
+the plugin's schema lacks are refused before anything is applied.
+
+**Interruptions.** ``rollout.json`` in the history folder says which config is the last good
+one while a rollout runs. Ctrl-C applies it before exiting; after a ``kill -9`` the next
+rollout finds the journal, applies the last good config first and says so.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from opskit.declarative.document import (
+    DeclarativeError,
+    check_settings,
+    md5_of,
+    parse,
+    with_plugin_settings,
+)
+from opskit.declarative.history import ConfigHistory, HistoryEntry
+from opskit.errors import OpskitError
+from opskit.files import atomic_write_json, read_json
+from opskit.ops import declarative
+from opskit.ops.engine import capable, mutation
+from opskit.services.capabilities import MaskingGateway, MaskingStore, TrafficReporting
+from opskit.stack import Stack
+
+
+class RolloutInterrupted(OpskitError):
+    """Ctrl-C during a rollout: the last good config was applied again before exiting."""
+
+    exit_code = 130
+
+
+#: Fewer requests than this in a soak are too few to judge a rate or a percentile.
+MIN_REQUESTS = 20
+
+
+@dataclass(frozen=True)
+class Guards:
+    soak: float = 30.0
+    max_error_rate: float = 0.01
+    max_p95: float = 2.0
+
+
+@dataclass
+class StageReport:
+    number: int
+    settings: dict[str, Any]
+    applied: str = ""  # hash
+    requests: int = 0
+    error_rate: float = 0.0
+    p95: float | None = None
+    events: int = 0
+    verdict: str = "pending"  # passed | tripped: … | failed: …
+    ok: bool = False
+
+
+@dataclass
+class RolloutResult:
+    stages: list[StageReport] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)  # e.g. an earlier interrupted rollout
+    restored: HistoryEntry | None = None  # the last good config, applied again after a trip
+    ok: bool = False
+
+
+def rollout(
+    stack: Stack,
+    plugin: str,
+    stages: list[dict[str, Any]],
+    guards: Guards,
+    *,
+    on_stage: Any = None,
+    on_note: Any = None,
+) -> RolloutResult:
+    """Apply ``stages`` one after another (settings accumulate), soaking each under ``guards``."""
+    for index, settings in enumerate(stages, 1):
+        problems = check_settings(plugin, settings, f"stage {index} ({plugin})")
+        if problems:
+            raise DeclarativeError("; ".join(problems))
+    result = RolloutResult()
+    with mutation(stack, "kong.rollout"):
+        journal = _Journal(stack)
+        result.notes.extend(journal.recover_interrupted())
+        for note in result.notes:
+            if on_note:
+                on_note(note)
+        _, gateway_role = declarative.gateway(stack)
+        history = ConfigHistory(stack.state_dir)
+        good = _last_good(stack, history, gateway_role.configuration_hash())
+        journal.begin(good)
+        try:
+            for index, settings in enumerate(stages, 1):
+                report = StageReport(index, settings)
+                result.stages.append(report)
+                base = parse(history.text(good), f"config #{good.number}")
+                text = with_plugin_settings(base, plugin, settings)
+                source = f"rollout stage {index}/{len(stages)} of {plugin}"
+                applied = declarative.apply_text(stack, text, source)
+                if not applied.ok or applied.entry is None:
+                    report.verdict = f"failed: {applied.detail}"
+                    result.restored = _restore(stack, history, good)
+                    break
+                report.applied = applied.entry.md5
+                tripped = _soak(stack, guards, report)
+                if tripped:
+                    report.verdict = f"tripped: {tripped}"
+                    result.restored = _restore(stack, history, good)
+                else:
+                    report.ok = True
+                    report.verdict = (
+                        "passed"
+                        if report.requests >= MIN_REQUESTS
+                        else f"passed, unjudged: only {report.requests} requests during the soak"
+                    )
+                    good = applied.entry
+                    journal.advance(good)
+                if on_stage:
+                    on_stage(report)
+                if tripped:
+                    break
+            else:
+                result.ok = True
+        except KeyboardInterrupt:
+            _restore(stack, history, good)
+            journal.finish()
+            raise RolloutInterrupted(
+                f"rollout interrupted: the last good config #{good.number} ({good.md5[:12]}) "
+                "is applied again"
+            ) from None
+        journal.finish()
+    return result
+
+
+def _last_good(stack: Stack, history: ConfigHistory, running: str | None) -> HistoryEntry:
+    """What runs, as bytes opskit can send again: from the history, or Kong's own file."""
+    entry = history.latest_with(running)
+    if entry is not None:
+        return entry
+    _, role = declarative.gateway(stack)
+    source = role.declarative_source()
+    if md5_of(source) == running:
+        return history.record(source, "running before the rollout (the declarative file)")
+    raise DeclarativeError(
+        f"Kong runs configuration_hash {str(running)[:12]}, which is neither in opskit's history "
+        "nor its declarative file: no byte-exact way back exists — inv kong.apply a known "
+        "config first"
+    )
+
+
+def _restore(stack: Stack, history: ConfigHistory, good: HistoryEntry) -> HistoryEntry:
+    source = f"rollout rollback to #{good.number}"
+    restored = declarative.apply_text(stack, history.text(good), source)
+    if not restored.ok:
+        raise DeclarativeError(
+            f"the rollback to config #{good.number} failed too: {restored.detail}"
+        )
+    return good
+
+
+def _soak(stack: Stack, guards: Guards, report: StageReport) -> str | None:
+    """Watch the guards for ``guards.soak`` seconds; why it tripped, or None."""
+    gateway = (
+        stack.role(capable(stack, MaskingGateway)[0]) if capable(stack, MaskingGateway) else None
+    )
+    entry_names = capable(stack, TrafficReporting)
+    store_names = capable(stack, MaskingStore)
+    began = time.time()
+    deadline = time.monotonic() + guards.soak
+    events = 0
+    subscription = stack.role(store_names[0]).events() if store_names else None
+    try:
+        channel = subscription.__enter__() if subscription else None
+        while time.monotonic() < deadline:
+            if gateway is not None:
+                probe = gateway.probe_ready()
+                if not probe.ready:
+                    return f"the gateway is not ready: {probe.detail}"
+            tick = time.monotonic() + min(1.0, max(0.0, deadline - time.monotonic()))
+            if channel is not None:
+                events += _count_messages(channel, tick)
+            time.sleep(max(0.0, tick - time.monotonic()))
+    finally:
+        if subscription is not None:
+            subscription.__exit__(None, None, None)
+    report.events = events
+    if not entry_names:
+        return None
+    masked_path = gateway.masked_path if gateway is not None else "/"
+    traffic = stack.role(entry_names[0]).traffic_since(began, masked_path)
+    report.requests, report.error_rate, report.p95 = (
+        traffic.requests,
+        traffic.error_rate,
+        traffic.p95_seconds,
+    )
+    if traffic.requests < MIN_REQUESTS:
+        return None
+    if traffic.error_rate > guards.max_error_rate:
+        return (
+            f"{traffic.server_errors} of {traffic.requests} requests answered 5xx "
+            f"({traffic.error_rate:.1%} > {guards.max_error_rate:.1%})"
+        )
+    if traffic.p95_seconds is not None and traffic.p95_seconds > guards.max_p95:
+        return f"p95 latency {traffic.p95_seconds * 1000:.0f} ms > {guards.max_p95 * 1000:.0f} ms"
+    if store_names and traffic.to_path >= MIN_REQUESTS and events == 0:
+        return (
+            f"{traffic.to_path} requests reached {masked_path} but no masking event was published"
+        )
+    return None
+
+
+def _count_messages(channel, until: float) -> int:
+    """Events received before the monotonic instant ``until`` (never longer, however many)."""
+    count = 0
+    while (left := until - time.monotonic()) > 0:
+        if channel.get_message(timeout=min(left, 0.25)) is not None:
+            count += 1
+    return count
+
+
+class _Journal:
+    """``rollout.json``: the last good config while a rollout runs (for a kill -9)."""
+
+    def __init__(self, stack: Stack):
+        self.stack = stack
+        self.path = ConfigHistory(stack.state_dir).dir / "rollout.json"
+
+    def recover_interrupted(self) -> list[str]:
+        record = read_json(self.path)
+        if not isinstance(record, dict) or record.get("status") != "running":
+            return []
+        history = ConfigHistory(self.stack.state_dir)
+        good = history.entry(int(record["last_good"]))
+        _restore(self.stack, history, good)
+        self.finish()
+        when = time.strftime("%Y-%m-%d %H:%M:%SZ", time.gmtime(record.get("started_at", 0)))
+        return [
+            f"a rollout started at {when} (pid {record.get('pid')}) was interrupted: its last good "
+            f"config #{good.number} ({good.md5[:12]}) was applied again"
+        ]
+
+    def begin(self, good: HistoryEntry) -> None:
+        self._write(
+            {
+                "status": "running",
+                "pid": os.getpid(),
+                "started_at": time.time(),
+                "last_good": good.number,
+            }
+        )
+
+    def advance(self, good: HistoryEntry) -> None:
+        record = read_json(self.path) or {}
+        self._write({**record, "last_good": good.number})
+
+    def finish(self) -> None:
+        record = read_json(self.path) or {}
+        self._write({**record, "status": "finished"})
+
+    def _write(self, record: dict) -> None:
+        from opskit.files import private_dir
+
+        private_dir(self.path.parent)
+        atomic_write_json(self.path, record)
