@@ -274,22 +274,16 @@ def _variables(project_dir: Path, environ: Mapping[str, str], label: str) -> dic
 
 
 def _read_yaml(source: Path, label: str) -> dict[str, Any]:
-    import yaml
+    from opskit.yamltext import load_yaml
 
     try:
         text = source.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as exc:
         raise ConfigError(label, "", f"cannot read stack file: {exc}") from None
-    # libyaml's loader when PyYAML has it (its wheels do): ~15x faster than the pure-Python
-    # one, which was a tenth of every cron run's start-up. Same safe subset either way.
-    loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
     try:
-        document = yaml.load(text, Loader=loader)
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark else ""
-        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
-        raise ConfigError(label, "", f"invalid YAML: {where}{problem}") from None
+        document = load_yaml(text)
+    except ValueError as exc:
+        raise ConfigError(label, "", str(exc)) from None
     if not isinstance(document, dict):
         raise ConfigError(label, "", "expected a Compose file (a mapping with 'services')")
     return document

@@ -193,3 +193,20 @@ class RecoverAction(str, Enum):
 
     def __str__(self) -> str:
         return self.value
+
+
+class StageOutcome(str, Enum):
+    """How one stage of a rollout ended."""
+
+    PENDING = "pending"
+    PASSED = "passed"
+    UNJUDGED = "passed, unjudged"  # too little traffic during the soak to judge rates
+    TRIPPED = "tripped"  # a guard tripped: the last good config was applied again
+    FAILED = "failed"  # the stage's config could not be applied
+
+    @property
+    def ok(self) -> bool:
+        return self in (StageOutcome.PASSED, StageOutcome.UNJUDGED)
+
+    def __str__(self) -> str:
+        return self.value

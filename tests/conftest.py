@@ -146,3 +146,16 @@ def run_inv(env: dict, *args: str, timeout: float = 120) -> subprocess.Completed
         timeout=timeout,
         cwd=REPO,
     )
+
+
+def inv_process(env: dict, *args: str, output: bool = True) -> subprocess.Popen:
+    """``inv ARGS`` started in the background (a watcher, a long rollout), text output piped."""
+    pipe = subprocess.PIPE if output else subprocess.DEVNULL
+    return subprocess.Popen(
+        [PYTHON, "-m", "invoke", "--search-root", str(REPO), *args],
+        env=env,
+        cwd=REPO,
+        stdout=pipe,
+        stderr=subprocess.STDOUT if output else subprocess.DEVNULL,
+        text=True,
+    )

@@ -16,6 +16,8 @@ SOURCE = REPO / "opskit"
 ROLE_NAME_TEST = re.compile(
     r"\.role\b\s*[!=]=|RoleKind\.|role\.name\s*[!=]=|\"(redis|kong|nginx)\""
 )
+# A task namespace named after the software it drives (`inv kong.apply`) names no role test.
+CLI_NAMESPACE = re.compile(r"Collection\(\"(redis|kong|nginx)\"\)  # the CLI namespace")
 STATUS_LITERAL = re.compile(
     r"\"(OK|WARNING|CRITICAL|UNKNOWN|started|stopped|killed|skipped|failed|exited|absent|"
     r"already running)\""
@@ -31,7 +33,7 @@ def test_operations_never_ask_a_role_for_its_name():
         f"{path.relative_to(REPO)}:{number}: {line.strip()}"
         for path in sources("ops", "tasks")
         for number, line in enumerate(path.read_text().splitlines(), 1)
-        if ROLE_NAME_TEST.search(line)
+        if ROLE_NAME_TEST.search(line) and not CLI_NAMESPACE.search(line)
     ]
     assert not offenders, offenders
 

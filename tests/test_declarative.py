@@ -22,7 +22,7 @@ from opskit.declarative.history import ConfigHistory
 from opskit.ops import declarative, lifecycle
 from opskit.stack import load_stack
 
-from .conftest import REPO, run_inv
+from .conftest import REPO, inv_process, run_inv
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -317,30 +317,11 @@ def test_a_rollout_whose_guard_trips_restores_the_previous_configuration_hash(ch
 
 def test_an_interrupted_rollout_leaves_the_last_good_config_and_says_so(chain_stack, sandbox_env):
     import signal
-    import subprocess
-
-    from .conftest import PYTHON
 
     kong = chain_stack.role("kong")
     before = kong.configuration_hash()
-    rollout_cli = subprocess.Popen(
-        [
-            PYTHON,
-            "-m",
-            "invoke",
-            "--search-root",
-            str(REPO),
-            "kong.rollout",
-            "--set",
-            "mapping_ttl=120",
-            "--soak",
-            "60",
-        ],
-        env=sandbox_env,
-        cwd=REPO,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
+    rollout_cli = inv_process(
+        sandbox_env, "kong.rollout", "--set", "mapping_ttl=120", "--soak", "60"
     )
     try:
         deadline = time.monotonic() + 30
@@ -357,23 +338,8 @@ def test_an_interrupted_rollout_leaves_the_last_good_config_and_says_so(chain_st
     assert kong.configuration_hash() == before
 
     # kill -9 cannot clean up: the next rollout puts the last good config back first, and says so.
-    killed = subprocess.Popen(
-        [
-            PYTHON,
-            "-m",
-            "invoke",
-            "--search-root",
-            str(REPO),
-            "kong.rollout",
-            "--set",
-            "mapping_ttl=240",
-            "--soak",
-            "60",
-        ],
-        env=sandbox_env,
-        cwd=REPO,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
+    killed = inv_process(
+        sandbox_env, "kong.rollout", "--set", "mapping_ttl=240", "--soak", "60", output=False
     )
     deadline = time.monotonic() + 30
     while kong.configuration_hash() == before:

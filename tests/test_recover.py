@@ -15,7 +15,6 @@ import json
 import os
 import signal
 import socket
-import subprocess
 import time
 from pathlib import Path
 
@@ -28,7 +27,7 @@ from opskit.recovery.state import RecoveryState
 from opskit.stack import load_stack
 from opskit.vocabulary import CheckStatus, Phase, RecoverAction, ServiceVerdict
 
-from .conftest import PYTHON, REPO, RUNTIME_PARAMS, run_inv
+from .conftest import PYTHON, REPO, RUNTIME_PARAMS, inv_process, run_inv
 from .helpers import Receiver, http_service, script_service, stack_text
 
 pytestmark = pytest.mark.timeout(240)
@@ -155,17 +154,7 @@ def test_twenty_concurrent_recover_runs_restart_each_failed_service_exactly_once
     kill9(stack, "backend")
 
     env = {**sandbox_env, "OPSKIT_RUNTIME": "process"}
-    runs = [
-        subprocess.Popen(
-            [PYTHON, "-m", "invoke", "--search-root", str(REPO), "recover"],
-            env=env,
-            cwd=REPO,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            text=True,
-        )
-        for _ in range(20)
-    ]
+    runs = [inv_process(env, "recover") for _ in range(20)]
     outputs = [run.communicate(timeout=180)[0] for run in runs]
 
     assert [run.returncode for run in runs] == [0] * 20, outputs
@@ -325,25 +314,8 @@ def test_watch_sees_a_dead_process_at_once_and_sigterm_finishes_the_pass(write_s
     path = write_stack(stack_text(web))
     stack = load(path)
     assert lifecycle.start(stack).ok
-    watcher = subprocess.Popen(
-        [
-            PYTHON,
-            "-m",
-            "invoke",
-            "--search-root",
-            str(REPO),
-            "recover",
-            "-f",
-            str(path),
-            "--watch",
-            "--interval",
-            "60",
-        ],
-        env={"PATH": os.environ["PATH"]},
-        cwd=REPO,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
+    watcher = inv_process(
+        {"PATH": os.environ["PATH"]}, "recover", "-f", str(path), "--watch", "--interval", "60"
     )
     try:
         deadline = time.monotonic() + 30
@@ -400,14 +372,7 @@ def test_the_watcher_reads_a_rotated_password_instead_of_restarting_redis_with_t
     path = write_stack(body, env_file="REDIS_PASSWORD=old-password-1\n")
     env = {"PATH": os.environ["PATH"]}
     assert run_inv(env, "start", "-f", str(path)).returncode == 0
-    watcher = subprocess.Popen(
-        [PYTHON, "-m", "invoke", "--search-root", str(REPO), "recover", "-f", str(path), "--watch"],
-        env=env,
-        cwd=REPO,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
+    watcher = inv_process(env, "recover", "-f", str(path), "--watch")
     try:
         time.sleep(2)
         (tmp_path / ".env").write_text("REDIS_PASSWORD=new-password-2\n")

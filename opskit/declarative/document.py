@@ -31,6 +31,7 @@ from opskit.declarative.schema import (
     TOP_LEVEL_KEYS,
 )
 from opskit.errors import OpskitError
+from opskit.yamltext import load_yaml
 
 _DEFAULT_PORTS = {"http": 80, "https": 443, "grpc": 80, "grpcs": 443, "ws": 80, "wss": 443}
 
@@ -59,16 +60,10 @@ def md5_of(text: str | bytes) -> str:
 
 
 def parse(text: str, source: str) -> Declarative:
-    import yaml
-
-    loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
     try:
-        data = yaml.load(text, Loader=loader)
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark else ""
-        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
-        raise DeclarativeError(f"{source}: invalid YAML: {where}{problem}") from None
+        data = load_yaml(text)
+    except ValueError as exc:
+        raise DeclarativeError(f"{source}: {exc}") from None
     if not isinstance(data, dict):
         raise DeclarativeError(f"{source}: expected a declarative config (a mapping)")
     return Declarative(text, data, source)

@@ -153,7 +153,7 @@ def apply_text(
     if entry is None:
         entry = history.record(text, source)
     file_differs = _file_hash(role) != expected
-    verb = "applied" if applied.changed else "already running"
+    verb = "applied" if applied.changed else "unchanged (Kong already ran these bytes)"
     detail = f"{verb}: configuration_hash {expected[:12]} (config #{entry.number}, {source})"
     return ApplyResult(True, detail, entry, applied.changed, file_differs, findings)
 

@@ -39,6 +39,7 @@ from opskit.ops import declarative
 from opskit.ops.engine import capable, mutation
 from opskit.services.capabilities import MaskingGateway, MaskingStore, TrafficReporting
 from opskit.stack import Stack
+from opskit.vocabulary import StageOutcome
 
 
 class RolloutInterrupted(OpskitError):
@@ -67,8 +68,16 @@ class StageReport:
     error_rate: float = 0.0
     p95: float | None = None
     events: int = 0
-    verdict: str = "pending"  # passed | tripped: … | failed: …
-    ok: bool = False
+    outcome: StageOutcome = StageOutcome.PENDING
+    reason: str = ""
+
+    @property
+    def ok(self) -> bool:
+        return self.outcome.ok
+
+    @property
+    def verdict(self) -> str:
+        return f"{self.outcome.value}: {self.reason}" if self.reason else self.outcome.value
 
 
 @dataclass
@@ -113,21 +122,20 @@ def rollout(
                 source = f"rollout stage {index}/{len(stages)} of {plugin}"
                 applied = declarative.apply_text(stack, text, source)
                 if not applied.ok or applied.entry is None:
-                    report.verdict = f"failed: {applied.detail}"
+                    report.outcome, report.reason = StageOutcome.FAILED, applied.detail
                     result.restored = _restore(stack, history, good)
                     break
                 report.applied = applied.entry.md5
                 tripped = _soak(stack, guards, report)
                 if tripped:
-                    report.verdict = f"tripped: {tripped}"
+                    report.outcome, report.reason = StageOutcome.TRIPPED, tripped
                     result.restored = _restore(stack, history, good)
+                elif report.requests >= MIN_REQUESTS:
+                    report.outcome = StageOutcome.PASSED
                 else:
-                    report.ok = True
-                    report.verdict = (
-                        "passed"
-                        if report.requests >= MIN_REQUESTS
-                        else f"passed, unjudged: only {report.requests} requests during the soak"
-                    )
+                    report.outcome = StageOutcome.UNJUDGED
+                    report.reason = f"only {report.requests} requests during the soak"
+                if report.ok:
                     good = applied.entry
                     journal.advance(good)
                 if on_stage:

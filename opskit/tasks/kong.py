@@ -167,6 +167,7 @@ def rollout(
     """Change a plugin's settings stage by stage, each watched by guards; roll back on a trip."""
     from opskit.ops.rollout import Guards
     from opskit.ops.rollout import rollout as run
+    from opskit.vocabulary import StageOutcome
 
     stages = [_settings(item, "--stage") for item in stage or []]
     if set:
@@ -196,14 +197,16 @@ def rollout(
                     "ok": result.ok,
                     "notes": result.notes,
                     "restored": result.restored.number if result.restored else None,
-                    "stages": [vars(s) for s in result.stages],
+                    "stages": [
+                        {**vars(s), "verdict": s.verdict, "ok": s.ok} for s in result.stages
+                    ],
                 },
                 default=str,
             )
         )
     else:
         for report in result.stages:
-            if report.verdict.startswith("failed"):
+            if report.outcome is StageOutcome.FAILED:  # never reached on_stage
                 print(_stage_line(report))
         if result.restored is not None:
             print(
@@ -280,4 +283,16 @@ def _report(result, redact, json: bool) -> None:
         raise Exit(code=1)
 
 
-COLLECTIONS = [common.collection("kong", validate, diff, apply, history, rollback, rollout)]
+def _namespace():
+    """``inv kong.<task>`` — with no default task: a bare ``kong`` must stay free to be a
+    service name after ``--service`` (``inv health -s kong``), which invoke would otherwise
+    find ambiguous."""
+    from invoke import Collection
+
+    tasks = Collection("kong")  # the CLI namespace the operators type, not a role test
+    for each in (validate, diff, apply, history, rollback, rollout):
+        tasks.add_task(each)
+    return tasks
+
+
+COLLECTIONS = [_namespace()]
