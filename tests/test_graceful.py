@@ -145,3 +145,16 @@ def test_redis_is_refused_unless_downtime_is_allowed(write_stack, load):
     assert result.ok, result.outcomes
     assert stack.role("redis").unit.status().pid != pid
     assert "SHUTDOWN SAVE" in result.outcome("redis").detail
+
+
+def test_nginx_and_kong_restart_gracefully_on_both_runtimes(sandbox_stack):
+    from opskit.declarative.document import md5_of
+
+    assert lifecycle.start(sandbox_stack, ["nginx"]).ok
+    nginx_pid = sandbox_stack.role("nginx").unit.status().pid
+    result = graceful_restart(sandbox_stack, ["kong", "nginx"])
+    assert result.ok, [(o.service, o.detail) for o in result.outcomes]
+    assert "new workers" in result.outcome("nginx").detail
+    assert sandbox_stack.role("nginx").unit.status().pid == nginx_pid  # never restarted
+    kong = sandbox_stack.role("kong")
+    assert kong.configuration_hash() == md5_of(kong.declarative_source())

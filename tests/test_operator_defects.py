@@ -296,8 +296,11 @@ def test_every_task_spells_its_flags_the_same_way():
         text=True,
         timeout=30,
     )
-    tasks = [c["name"] for c in json.loads(listing.stdout)["collections"]]
-    assert {"start", "stop", "restart", "status", "health", "smoke", "reload"} <= set(tasks)
+    collections = json.loads(listing.stdout)["collections"]
+    assert {"start", "stop", "restart", "status", "health", "smoke", "reload"} <= {
+        c["name"] for c in collections
+    }
+    tasks = [f"{c['name']}.{t['name']}" for c in collections for t in c["tasks"]]
     for name in tasks:
         text = subprocess.run(
             [PYTHON, "-m", "invoke", "--search-root", str(REPO), "--help", name],

@@ -343,15 +343,13 @@ class KongRole(Role):
             return None
 
     def _declarative_file_hash(self) -> str | None:
-        """md5 of the file Kong reads, when opskit can read it (Kong's own hash, row 2)."""
-        import hashlib
+        """md5 of the file Kong reads (Kong's own hash of it, row 2), read through the unit so
+        that a container's file counts; None when there is none to read."""
+        from opskit.declarative.document import md5_of
 
-        path = self.environment().get("KONG_DECLARATIVE_CONFIG")
-        if not path or not self.unit.runs_on_host:
-            return None
         try:
-            return hashlib.md5(Path(path).read_bytes()).hexdigest()
-        except OSError:
+            return md5_of(self.declarative_source())
+        except (OpskitError, OSError, UnicodeDecodeError):
             return None
 
     def preflight(self) -> list[str]:
