@@ -352,3 +352,13 @@ def test_an_interrupted_rollout_leaves_the_last_good_config_and_says_so(chain_st
     assert done.stdout.startswith("note: a rollout started at"), done.stdout + done.stderr
     assert "was interrupted: its last good config #" in done.stdout
     assert f"({before[:12]}) was applied again" in done.stdout
+
+
+def test_a_gateway_that_does_not_answer_is_one_line_not_a_traceback(kong_stack, sandbox_env):
+    assert lifecycle.stop(kong_stack, ["kong"]).ok
+    for args in (("kong.apply",), ("kong.diff",), ("kong.rollback",)):
+        done = run_inv(sandbox_env, *args)
+        assert done.returncode == 1, (args, done.stdout, done.stderr)
+        lines = done.stderr.strip().splitlines()
+        assert len(lines) == 1 and "Admin API does not answer" in lines[0], (args, lines)
+        assert "inv status -s kong" in lines[0]

@@ -14,7 +14,9 @@ runs are not the same bytes, so nobody is surprised at the next restart.
 
 from __future__ import annotations
 
+import contextlib
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -42,6 +44,23 @@ class ApplyResult:
     changed: bool = False
     file_differs: bool = False
     findings: Findings = field(default_factory=lambda: Findings([], []))
+
+
+@contextlib.contextmanager
+def gateway_errors(stack: Stack) -> Iterator[None]:
+    """A gateway that does not answer (stopped, wrong admin_url) is one line, not a traceback."""
+    import httpx
+
+    from opskit.services.probes import ProbeError
+
+    try:
+        yield
+    except (ProbeError, httpx.HTTPError) as exc:
+        name = capable(stack, ConfigExporting)[0]
+        raise OpskitError(
+            f"{name}: its Admin API does not answer ({type(exc).__name__}: {exc}); "
+            f"is it running? (inv status -s {name})"
+        ) from None
 
 
 def gateway(stack: Stack) -> tuple[str, ConfigExporting]:
@@ -76,7 +95,8 @@ def compare(stack: Stack, file: str | Path | None = None) -> tuple[Declarative, 
     """The normalised diff from what Kong runs (``GET /config``) to ``file``."""
     doc = load_source(stack, file)
     name, role = gateway(stack)
-    running = parse(role.export_config(), f"{name} (running)")
+    with gateway_errors(stack):
+        running = parse(role.export_config(), f"{name} (running)")
     return doc, diff(running.data, doc.data, f"{name} (running)", doc.source)
 
 
@@ -88,13 +108,13 @@ def apply(
     findings = validate(doc)
     if not findings.ok:
         return ApplyResult(False, f"{doc.source} is invalid; nothing applied", findings=findings)
-    with mutation(stack, "kong.apply"):
+    with mutation(stack, "kong.apply"), gateway_errors(stack):
         return apply_text(stack, doc.text, source or doc.source, findings)
 
 
 def rollback(stack: Stack, to: int | None = None) -> ApplyResult:
     """Apply an earlier config byte for byte: entry ``to``, else the one before what runs."""
-    with mutation(stack, "kong.rollback"):
+    with mutation(stack, "kong.rollback"), gateway_errors(stack):
         history = ConfigHistory(stack.state_dir)
         _, role = gateway(stack)
         target = (

@@ -14,6 +14,7 @@ from __future__ import annotations
 import time
 from collections.abc import Iterable
 
+from opskit.errors import OpskitError
 from opskit.ops.engine import (
     Event,
     EventSink,
@@ -64,7 +65,13 @@ def _restart_one(
     if not role.unit.status().running:
         return StepResult(name, StepOutcome.FAILED, "not running: nothing to restart")
     if isinstance(role, GracefullyRestartable):
-        verdict = role.graceful_restart()
+        try:
+            verdict = role.graceful_restart()
+        except OpskitError:
+            raise
+        except Exception as exc:  # a frozen Admin API (read timeout) is a failed step, one line
+            detail = f"{type(exc).__name__}: {exc}; nothing else was changed"
+            return StepResult(name, StepOutcome.FAILED, detail, time.monotonic() - began)
         state = StepOutcome.DONE if verdict.ok else StepOutcome.FAILED
         return StepResult(name, state, verdict.detail, time.monotonic() - began)
     if not allow_downtime:

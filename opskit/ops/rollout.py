@@ -103,7 +103,7 @@ def rollout(
         if problems:
             raise DeclarativeError("; ".join(problems))
     result = RolloutResult()
-    with mutation(stack, "kong.rollout"):
+    with mutation(stack, "kong.rollout"), declarative.gateway_errors(stack):
         journal = _Journal(stack)
         result.notes.extend(journal.recover_interrupted())
         for note in result.notes:
