@@ -344,11 +344,3 @@ def _all_plugins(data: dict) -> list[dict]:
         if isinstance(route, dict):
             found += [p for p in route.get("plugins") or [] if isinstance(p, dict)]
     return found
-
-
-def plugin_settings(doc: Declarative, plugin: str) -> dict[str, Any]:
-    """The config of the first instance of ``plugin`` (what a rollout starts from)."""
-    for instance in _all_plugins(doc.data):
-        if instance.get("name") == plugin:
-            return dict(instance.get("config") or {})
-    return {}

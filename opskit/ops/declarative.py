@@ -15,7 +15,6 @@ runs are not the same bytes, so nobody is surprised at the next restart.
 from __future__ import annotations
 
 import contextlib
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -127,12 +126,9 @@ def rollback(stack: Stack, to: int | None = None) -> ApplyResult:
 def history(stack: Stack) -> tuple[list[HistoryEntry], str | None]:
     """The applied configs, oldest first, and the hash Kong reports running now."""
     _, role = gateway(stack)
-    try:
+    running = None
+    with contextlib.suppress(OpskitError), gateway_errors(stack):  # Kong down: still worth showing
         running = role.configuration_hash()
-    except OpskitError:
-        running = None
-    except Exception:  # Kong down: the history is still worth showing
-        running = None
     return ConfigHistory(stack.state_dir).entries(), running
 
 
@@ -197,7 +193,3 @@ def _file_hash(role: ConfigExporting) -> str | None:
         return md5_of(role.declarative_source())
     except OpskitError:
         return None
-
-
-def describe_age(entry: HistoryEntry) -> str:
-    return time.strftime("%Y-%m-%d %H:%M:%SZ", time.gmtime(entry.at))

@@ -20,6 +20,7 @@ rollout finds the journal, applies the last good config first and says so.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import time
 from dataclasses import dataclass, field
@@ -183,17 +184,15 @@ def _restore(stack: Stack, history: ConfigHistory, good: HistoryEntry) -> Histor
 
 def _soak(stack: Stack, guards: Guards, report: StageReport) -> str | None:
     """Watch the guards for ``guards.soak`` seconds; why it tripped, or None."""
-    gateway = (
-        stack.role(capable(stack, MaskingGateway)[0]) if capable(stack, MaskingGateway) else None
-    )
+    gateways = capable(stack, MaskingGateway)
+    gateway = stack.role(gateways[0]) if gateways else None
     entry_names = capable(stack, TrafficReporting)
     store_names = capable(stack, MaskingStore)
     began = time.time()
     deadline = time.monotonic() + guards.soak
     events = 0
-    subscription = stack.role(store_names[0]).events() if store_names else None
-    try:
-        channel = subscription.__enter__() if subscription else None
+    with contextlib.ExitStack() as scope:
+        channel = scope.enter_context(stack.role(store_names[0]).events()) if store_names else None
         while time.monotonic() < deadline:
             if gateway is not None:
                 probe = gateway.probe_ready()
@@ -203,9 +202,6 @@ def _soak(stack: Stack, guards: Guards, report: StageReport) -> str | None:
             if channel is not None:
                 events += _count_messages(channel, tick)
             time.sleep(max(0.0, tick - time.monotonic()))
-    finally:
-        if subscription is not None:
-            subscription.__exit__(None, None, None)
     report.events = events
     if not entry_names:
         return None

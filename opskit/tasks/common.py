@@ -98,6 +98,11 @@ def _optional_positionals() -> None:
 _optional_positionals()
 
 
+def help_for(table: dict[str, str], *names: str, **extra: str) -> dict[str, str]:
+    """The ``help=`` of one task: the named entries of its module's table, plus its own."""
+    return {**{name: table[name] for name in names}, **extra}
+
+
 def services_option(values: list | None, flag: str = "service") -> list[str] | None:
     """The ``--service`` names, or None for "all"; a bare ``--service`` is a usage error."""
     if not values:

@@ -24,7 +24,7 @@ _HELP = {
 
 
 def _help(*names: str, **extra: str) -> dict[str, str]:
-    return {**{name: _HELP[name] for name in names}, **extra}
+    return common.help_for(_HELP, *names, **extra)
 
 
 @task(klass=common.OpskitTask, positional=["file"], help=_help("file", "json", "stack", "runtime"))
