@@ -15,6 +15,7 @@ import json
 import os
 import signal
 import socket
+import threading
 import time
 from pathlib import Path
 
@@ -22,7 +23,8 @@ import pytest
 
 from opskit.ops import lifecycle
 from opskit.ops.health import run_health
-from opskit.ops.recover import recover
+from opskit.ops.recover import recover, watch
+from opskit.recovery.liveness import ExitWatch
 from opskit.recovery.state import RecoveryState
 from opskit.stack import load_stack
 from opskit.vocabulary import CheckStatus, Phase, RecoverAction, ServiceVerdict
@@ -339,6 +341,42 @@ def test_watch_sees_a_dead_process_at_once_and_sigterm_finishes_the_pass(write_s
     assert watcher.returncode == 0, output
     assert "web: down — restarted" in output
     assert "SIGTERM: finishing the pass" in output and "stopped" in output
+
+
+def test_a_unit_that_dies_between_the_pass_and_the_arming_is_not_left_for_the_interval(
+    write_stack, load
+):
+    """The window the pidfds cannot see: the pass ended with web running, web died before
+    the watcher armed. The next pass must come at once, not 60 s later."""
+    web, _ = http_service("web")
+    path = write_stack(stack_text(web))
+    stack = load(path)
+    assert lifecycle.start(stack).ok
+    stop = threading.Event()
+    passes: list = []
+
+    def on_pass(result) -> None:
+        passes.append((time.monotonic(), result))
+        if len(passes) == 1:
+            kill9(stack, "web")  # after the pass, before exits.arm()
+        else:
+            stop.set()
+
+    with ExitWatch() as exits:
+        runner = threading.Thread(
+            target=watch,
+            args=(lambda: load(path),),
+            kwargs={"stop": stop, "exits": exits, "on_pass": on_pass, "interval": 60},
+            daemon=True,
+        )
+        runner.start()
+        runner.join(timeout=30)
+        stop.set()
+        exits.wake()
+        runner.join(timeout=30)
+    assert len(passes) == 2, "the second pass waited for the interval"
+    assert _row(passes[1][1], "web").action is RecoverAction.RESTARTED
+    assert stack.role("web").unit.status().running
 
 
 def test_bad_recover_and_alert_settings_are_one_line_naming_the_key(write_stack):

@@ -53,6 +53,7 @@ from opskit.vocabulary import (
 #: not come back by itself, but an engine restart policy may bring it back this fast.
 DOWN_RECHECK = 0.1
 _FAILING = (CheckStatus.CRITICAL, CheckStatus.UNKNOWN)
+_LEFT_RUNNING = (RecoverAction.NOTHING, RecoverAction.HEALTHY_AGAIN, RecoverAction.RESTARTED)
 
 
 @dataclass
@@ -492,8 +493,21 @@ def watch(
         on_pass(result)
         if stop.is_set():
             return
-        exits.arm(_watchable(stack))
+        watched = _watchable(stack)
+        exits.arm(watched)
+        if _died_since(result, watched):
+            continue  # it died between the pass and the arming: no pidfd would ever fire
         exits.wait(every, functools.partial(_running, stack))
+
+
+def _died_since(result: RecoverResult, watched: dict[str, int | None]) -> list[str]:
+    """Services this pass left running that are no longer running to be watched.
+
+    A unit that is down and was *not* left running (gave up, restart failed) is not counted:
+    passing again at once would only spin; the interval brings the next attempt.
+    """
+    left_running = {row.service for row in result.rows if row.action in _LEFT_RUNNING}
+    return sorted(left_running - watched.keys())
 
 
 def _running(stack: Stack, name: str) -> bool:
