@@ -3,12 +3,15 @@
 Load: Debian's ``wrk`` POSTs a Claude Messages request carrying an EC2 id to nginx, so every
 request crosses nginx → Kong (masking, Redis) → the upstream stand-in and back: ``--connections``
 connections (default 4, which the Python stand-ins serve at a few hundred requests/s on
-loopback) for ``--seconds`` (default 20). For each of nginx and Kong, in this order:
+loopback) for ``--seconds`` (default 20). For the backend the load enters one hop earlier:
+``POST /analyze`` through the ``front`` nginx, so each request crosses front → backend → nginx
+→ Kong → upstream. For each of nginx, Kong and the backend, in this order:
 
 - **baseline** — the load alone;
 - **graceful** — ``graceful_restart`` of the service three times during the load (for Kong,
   each preceded by a ``POST /config`` of its export, so that both are real reloads: Kong runs
-  other bytes than its file, and the graceful restart loads the file again);
+  other bytes than its file, and the graceful restart loads the file again; for the backend,
+  a relief instance takes its requests through the front while it restarts);
 - **restart** — ``lifecycle.restart`` of the service once during the load (what operators
   would otherwise run: ``inv restart -s nginx``, which also stops what depends on it).
 
@@ -45,6 +48,12 @@ wrk.headers["x-api-key"] = "bench"
 wrk.headers["anthropic-version"] = "2023-06-01"
 wrk.body = '{"model":"claude-3-5-haiku-latest","max_tokens":16,' ..
   '"messages":[{"role":"user","content":"restart i-0123456789abcdef0 please"}]}'
+"""
+
+BACKEND_SCRIPT = """
+wrk.method = "POST"
+wrk.headers["Content-Type"] = "application/json"
+wrk.body = '{"text":"restart i-0123456789abcdef0 please"}'
 """
 
 
@@ -112,14 +121,19 @@ def main() -> None:
     env = sandbox_environ()
     env["OPSKIT_RUNTIME"] = "process"
     stack = load_stack(SANDBOX_STACK, environ=env)
-    script = Path(tempfile.mkdtemp(prefix="opskit-wrk-")) / "messages.lua"
-    script.write_text(SCRIPT)
-    url = stack.role("nginx").entry_url("/v1/messages")
+    scripts = Path(tempfile.mkdtemp(prefix="opskit-wrk-"))
+    (scripts / "messages.lua").write_text(SCRIPT)
+    (scripts / "analyze.lua").write_text(BACKEND_SCRIPT)
+    targets = {
+        "nginx": (stack.role("nginx").entry_url("/v1/messages"), scripts / "messages.lua"),
+        "kong": (stack.role("nginx").entry_url("/v1/messages"), scripts / "messages.lua"),
+        "backend": (stack.role("front").entry_url("/analyze"), scripts / "analyze.lua"),
+    }
     assert lifecycle.start(stack).ok
     outcomes: list[str] = []
     try:
-        print(f"load: wrk -c {args.connections} -d {args.seconds}s POST {url} (through Kong)")
-        for service in ("nginx", "kong"):
+        for service, (url, script) in targets.items():
+            print(f"load: wrk -c {args.connections} -d {args.seconds}s POST {url}", flush=True)
             rows = []
             base = run_wrk(url, args.seconds, args.connections, script)
             rows.append(("baseline", base, ""))
@@ -148,7 +162,7 @@ def main() -> None:
             rows.append(("inv restart ×1", load, ""))
             for label, load, _ in rows:
                 print(
-                    f"{service:5} {label:20} {load.requests:7d} requests  {load.failed:5d} failed"
+                    f"{service:7} {label:20} {load.requests:7d} requests  {load.failed:5d} failed"
                     f"  p99 {load.p99_ms:8.1f} ms  {load.detail}",
                     flush=True,
                 )

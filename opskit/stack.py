@@ -138,6 +138,13 @@ class Stack:
             )
         return self._roles[name]
 
+    def role_for(self, spec: ServiceSpec, options: object) -> Role:
+        """A role for a service that is not in the stack file — a relief instance of one
+        that is (``options`` are the original's) — bound to its own runtime unit."""
+        from opskit.services import role_class
+
+        return role_class(spec.role)(spec, self.runtime.unit(spec), self.config, options)
+
     def secrets(self) -> list[str]:
         """Every secret value this stack knows, for redaction."""
         return self.config.secret_values()

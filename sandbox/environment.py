@@ -20,6 +20,7 @@ PORT_VARIABLES = (
     "KONG_ADMIN_PORT",
     "KONG_STATUS_PORT",
     "BACKEND_PORT",
+    "FRONT_PORT",
 )
 
 

@@ -49,7 +49,7 @@ def test_readme_first_command_starts_a_healthy_sandbox_and_stop_leaves_nothing(s
     assert status.returncode == 0, status.stderr
     report = json.loads(status.stdout)
     services = {row["service"]: row for row in report["services"]}
-    assert set(services) == {"redis", "upstream", "kong", "nginx", "backend"}
+    assert set(services) == {"redis", "upstream", "kong", "nginx", "backend", "front"}
     assert all(row["state"] == "running" for row in services.values())
     pids = [row["pid"] for row in services.values()]
     assert all(psutil.pid_exists(pid) for pid in pids)

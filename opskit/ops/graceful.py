@@ -6,7 +6,8 @@ Kong (declarative file through ``POST /config`` or HUP, ready, ``configuration_h
 verified). A service whose role cannot do it would be down while it restarts (Redis without a
 replica): it is refused with what the outage would mean, unless ``allow_downtime`` — then it is
 stopped gracefully (Redis: ``SHUTDOWN SAVE``) and brought back through ``ensure_ready``, with
-its dependents left running.
+its dependents left running. A stateless service that an nginx fronts (the backend) restarts
+while a relief instance takes its requests (:mod:`opskit.ops.relief`).
 """
 
 from __future__ import annotations
@@ -24,7 +25,8 @@ from opskit.ops.engine import (
     ignore_events,
     mutation,
 )
-from opskit.services.capabilities import GracefullyRestartable
+from opskit.ops.relief import finish_interrupted, front_of, relieved_restart
+from opskit.services.capabilities import GracefullyRestartable, Relievable
 from opskit.stack import Stack
 from opskit.vocabulary import Phase, StepOutcome
 
@@ -74,11 +76,25 @@ def _restart_one(
             return StepResult(name, StepOutcome.FAILED, detail, time.monotonic() - began)
         state = StepOutcome.DONE if verdict.ok else StepOutcome.FAILED
         return StepResult(name, state, verdict.detail, time.monotonic() - began)
+    front = front_of(stack, name) if isinstance(role, Relievable) else None
+    if front is not None:
+        leftover = finish_interrupted(stack, name, emit)
+        if leftover is not None and not leftover.ok:
+            return leftover
+        result = relieved_restart(stack, name, front, emit)
+        if leftover is not None:
+            result.detail = f"{leftover.detail}; then {result.detail}"
+        return result
     if not allow_downtime:
         why = (
             f"the {role.name} role cannot restart without downtime (while it restarts: "
             f"{role.outage_impact})"
         )
+        if isinstance(role, Relievable):
+            why += (
+                f"; a relief instance could take its requests if an nginx service fronted it "
+                f"(x-opskit.fronts: {name})"
+            )
         if not named:
             return StepResult(name, StepOutcome.UNSUPPORTED, f"{why}; left running")
         return StepResult(

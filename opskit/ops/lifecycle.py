@@ -29,6 +29,7 @@ from opskit.ops.engine import (
     mutation,
     walk,
 )
+from opskit.ops.relief import stop_relief
 from opskit.recovery import intent
 from opskit.recovery.intent import Wanted
 from opskit.redact import Redactor
@@ -200,13 +201,15 @@ def _stop_one(stack: Stack, name: str, emit: EventSink) -> StepResult:
         grace = role.spec.stop_grace_period
         emit(Event(name, Phase.STOPPING, f"{role.stop_method}, grace {grace:g}s"))
     result = role.stop()
+    relief = stop_relief(stack, name)  # left by an interrupted graceful restart
+    detail = f"{result.detail}; {relief}" if relief else result.detail
     seconds = time.monotonic() - began
     if not result.was_running:
         state = StepOutcome.NOT_RUNNING
     else:
         state = StepOutcome.KILLED if result.killed else StepOutcome.STOPPED
-    emit(Event(name, Phase.STOPPED, result.detail))
-    return StepResult(name, state, result.detail, seconds)
+    emit(Event(name, Phase.STOPPED, detail))
+    return StepResult(name, state, detail, seconds)
 
 
 def restart(

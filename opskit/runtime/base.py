@@ -203,6 +203,11 @@ class Unit(ABC):
     def address(self, container_port: int) -> tuple[str, int]:
         """Host and port where opskit reaches the service's ``container_port``."""
 
+    def peer_address(self, container_port: int) -> tuple[str, int]:
+        """Host and port where another unit of this stack reaches ``container_port``: on one
+        host the same as :meth:`address`; a container is reached by its network alias."""
+        return self.address(container_port)
+
     @abstractmethod
     def forget(self) -> None:
         """Drop any record of a finished run (pidfile, exit record) after a clean stop."""

@@ -75,7 +75,8 @@ class DockerRuntime(Runtime):
         return self._client
 
     def unit(self, spec: ServiceSpec) -> DockerUnit:
-        if spec.name not in self._units:
+        known = self._units.get(spec.name)
+        if known is None or known.spec != spec:  # a relief instance's spec changes its port
             self._units[spec.name] = DockerUnit(spec, self)
         return self._units[spec.name]
 
@@ -598,6 +599,9 @@ class DockerUnit(Unit):
         except docker.errors.APIError:
             return []
         return raw.decode("utf-8", errors="replace").splitlines()[-lines:]
+
+    def peer_address(self, container_port: int) -> tuple[str, int]:
+        return (self.spec.name, container_port)  # its alias on the project network
 
     def address(self, container_port: int) -> tuple[str, int]:
         mapping = self.spec.port(container_port) or self.spec.port()

@@ -64,7 +64,8 @@ class ProcessRuntime(Runtime):
         self._units: dict[str, ProcessUnit] = {}
 
     def unit(self, spec: ServiceSpec) -> ProcessUnit:
-        if spec.name not in self._units:
+        known = self._units.get(spec.name)
+        if known is None or known.spec != spec:  # a relief instance's spec changes its port
             self._units[spec.name] = ProcessUnit(spec, self)
         return self._units[spec.name]
 

@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 if TYPE_CHECKING:
     from opskit.backup.artifacts import ArtifactReader, ServiceArtifacts
+    from opskit.config import ServiceSpec
     from opskit.runtime.base import StopResult
 
 
@@ -186,6 +187,36 @@ class GracefullyRestartable(Protocol):
     def graceful_restart(self) -> Verdict: ...
 
 
+@runtime_checkable
+class Relievable(Protocol):
+    """Stateless enough to run a second instance beside itself for a while (a *relief*).
+
+    ``relief_spec(port)`` is this service again under another name, reachable by opskit at
+    ``127.0.0.1:port``: what takes its requests while it restarts, when something fronts it.
+    """
+
+    def relief_spec(self, port: int) -> ServiceSpec: ...
+
+
+@runtime_checkable
+class UpstreamSwitching(Protocol):
+    """Fronts another service and can send its requests elsewhere without dropping one.
+
+    nginx with ``fronts: <service>``: the ``server`` lines of that upstream block are pointed
+    at other addresses (edit, ``-t``, HUP verified, old workers drained) and later restored
+    byte-identical.
+    """
+
+    @property
+    def fronted_service(self) -> str | None: ...
+
+    def upstream_servers(self) -> list[str]: ...
+
+    def point_upstream(self, servers: list[str], drain: float) -> Verdict: ...
+
+    def restore_upstream(self, drain: float) -> Verdict: ...
+
+
 @dataclass(frozen=True)
 class Traffic:
     """Requests an entry point served in a window: what a rollout's guards judge."""
@@ -211,6 +242,8 @@ class TrafficReporting(Protocol):
 _DESCRIPTIONS: dict[type, str] = {
     TrafficReporting: "report the traffic it served",
     GracefullyRestartable: "restart without downtime",
+    Relievable: "run a relief instance",
+    UpstreamSwitching: "switch where it sends requests",
     ConfigValidating: "validate its configuration",
     Reloadable: "reload its configuration",
     ConfigExporting: "export its configuration",

@@ -11,18 +11,20 @@ from __future__ import annotations
 
 import re
 import signal
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from opskit.config import ServiceSpec, StackConfig
-from opskit.errors import ConfigError
+from opskit.errors import ConfigError, OpskitError
 from opskit.files import atomic_write, private_dir
 from opskit.options import OptionReader
 from opskit.runtime import host
 from opskit.services.base import Check, CheckOutcome, Probe, Role
 from opskit.services.capabilities import RestorePlan, Traffic, Verdict
 from opskit.services.nginx_backup import TREE_ARTIFACT, NginxBackup
+from opskit.services.nginx_upstream import UpstreamEditor
 from opskit.services.probes import ProbeError
 from opskit.services.template import render_template
 from opskit.vocabulary import CheckStatus
@@ -49,6 +51,8 @@ class NginxOptions:
     status_path: str = "/nginx_status"
     chain_path: str = CHAIN_PROBE_PATH
     proxies_to: str | None = None  # "kong": health also proves a request reaches Kong
+    fronts: str | None = None  # a service nginx sends requests to through an upstream block
+    fronts_upstream: str | None = None  # that block's name (default: the service's name)
 
 
 class NginxRole(Role):
@@ -74,7 +78,12 @@ class NginxRole(Role):
         proxies_to = reader.string("proxies_to")
         if proxies_to not in (None, "kong"):
             raise reader.fail("proxies_to", f"expected 'kong' or nothing, got {proxies_to!r}")
+        fronts = reader.string("fronts")
+        if fronts is not None and (fronts not in config.services or fronts == spec.name):
+            raise reader.fail("fronts", f"expected another service of this stack, got {fronts!r}")
         return NginxOptions(
+            fronts=fronts,
+            fronts_upstream=reader.string("fronts_upstream") or fronts,
             config_template=template,
             health_path=reader.url_path("health_path", NginxOptions.health_path),
             status_path=reader.url_path("status_path", NginxOptions.status_path),
@@ -126,6 +135,8 @@ class NginxRole(Role):
         for sub in ("conf", "logs", "tmp", *(f"tmp/{name}" for name in _TEMP_DIRS)):
             private_dir(self.prefix / sub)
         atomic_write(self.conf_path, self.render())
+        if self.options.fronts_upstream:
+            self.upstream_editor().forget()  # a fresh render: no switched upstream to restore
 
     def preflight(self) -> list[str]:
         """``nginx -t`` on the rendered config, so a typo fails before anything starts."""
@@ -166,36 +177,99 @@ class NginxRole(Role):
         """``nginx -t`` (abort with its message), HUP, then proof: the same master and a new set
         of workers. nginx keeps its old workers when it cannot apply a configuration at HUP (a
         port it cannot bind, a file it cannot open): "HUP sent" alone proves nothing."""
-        from opskit.polling import deadline_in, poll_until
-
         verdict = self.validate_config()
         if not verdict.ok:
             return Verdict(False, f"{verdict.detail}; no HUP sent")
+        return self._reload_verified().verdict
+
+    def _reload_verified(self) -> _Reload:
+        """HUP the running configuration in and prove the workers were replaced."""
+        from opskit.polling import deadline_in, poll_until
+
         master = self.unit.host_pid()
         if master is None:
-            return Verdict(False, "nginx's master process is not visible from here: cannot verify")
+            why = "nginx's master process is not visible from here: cannot verify"
+            return _Reload(Verdict(False, why), set())
         before = _workers(master)
         if not self.unit.send_signal(signal.SIGHUP):
-            return Verdict(False, "nginx is not running")
+            return _Reload(Verdict(False, "nginx is not running"), before)
 
         def reloaded() -> bool | None:  # new workers exist; old ones may still be draining
             return True if _workers(master) - before else None
 
         done = poll_until(reloaded, deadline_in(RELOAD_WAIT), first=0.01, cap=0.05)
         if self.unit.host_pid() != master:
-            return Verdict(False, f"nginx's master changed during the reload (was pid {master})")
+            why = f"nginx's master changed during the reload (was pid {master})"
+            return _Reload(Verdict(False, why), before)
         if not done:
             tail = " | ".join(self.unit.log_tail(3))
-            return Verdict(
-                False,
-                f"HUP sent but the workers did not change within {RELOAD_WAIT:g}s: nginx kept its "
-                f"old configuration ({tail})",
+            return _Reload(
+                Verdict(
+                    False,
+                    f"HUP sent but the workers did not change within {RELOAD_WAIT:g}s: nginx "
+                    f"kept its old configuration ({tail})",
+                ),
+                before,
             )
         old = ", ".join(map(str, sorted(before)))
         new = ", ".join(map(str, sorted(_workers(master) - before)))
-        return Verdict(
-            True, f"nginx -t ok; HUP: master {master} kept, new workers {new} (old {old} drain)"
+        detail = f"nginx -t ok; HUP: master {master} kept, new workers {new} (old {old} drain)"
+        return _Reload(Verdict(True, detail), before, master)
+
+    # -- fronting a service (capabilities.UpstreamSwitching) -----------------------------------
+
+    @property
+    def fronted_service(self) -> str | None:
+        return self.options.fronts
+
+    def upstream_editor(self) -> UpstreamEditor:
+        assert self.options.fronts_upstream is not None
+        return UpstreamEditor(
+            self.unit, self.options.fronts_upstream, self.prefix / "edits", self.dump_config
         )
+
+    def dump_config(self) -> str:
+        """``nginx -T``: every file of the configuration nginx loads, with its path."""
+        result = self.unit.exec([self.binary, "-T", *self.nginx_args(), "-g", "daemon off;"])
+        if result.exit_code != 0:
+            raise OpskitError(f"{self.spec.name}: nginx -T failed: {result.output.strip()[-300:]}")
+        return result.output
+
+    def upstream_servers(self) -> list[str]:
+        return self.upstream_editor().current_servers()
+
+    def point_upstream(self, servers: list[str], drain: float) -> Verdict:
+        """Send the fronted service's requests to ``servers``: edit, ``-t``, HUP (verified),
+        then wait up to ``drain`` seconds for the old workers to finish their requests. A
+        config nginx rejects is put back before anything is signalled."""
+        editor = self.upstream_editor()
+        editor.point_at(servers)
+        ok, output = self.test_config()
+        if not ok:
+            editor.restore()
+            editor.forget()
+            return Verdict(False, f"nginx -t failed on the switched upstream: {output}; put back")
+        return self._reload_and_drain(drain, f"upstream {editor.block} -> {', '.join(servers)}")
+
+    def restore_upstream(self, drain: float) -> Verdict:
+        """Write back the bytes :meth:`point_upstream` replaced, reload, drain, forget them."""
+        editor = self.upstream_editor()
+        if not editor.restore():
+            return Verdict(True, "no switched upstream to put back", changed=False)
+        verdict = self._reload_and_drain(drain, f"upstream {editor.block} restored")
+        if verdict.ok:
+            editor.forget()
+        return verdict
+
+    def _reload_and_drain(self, drain: float, what: str) -> Verdict:
+        reload = self._reload_verified()
+        if not reload.verdict.ok:
+            return Verdict(False, f"{what}: {reload.verdict.detail}")
+        waited = _drain(reload, drain)
+        if waited is None:
+            left = ", ".join(map(str, sorted(_workers_alive(reload.old_workers))))
+            return Verdict(True, f"{what}; old workers {left} still draining after {drain:g}s")
+        return Verdict(True, f"{what}; old workers drained in {waited:.2f}s")
 
     def traffic_since(self, since: float, path_prefix: str) -> Traffic:
         """From the JSON access log lines nginx wrote since ``since`` (``log_format json`` of
@@ -311,6 +385,41 @@ class NginxRole(Role):
 
 #: How long a HUP may take to replace nginx's workers before the reload counts as failed.
 RELOAD_WAIT = 10.0
+
+
+@dataclass(frozen=True)
+class _Reload:
+    verdict: Verdict
+    old_workers: set[int]
+    master: int | None = None
+
+
+def _drain(reload: _Reload, timeout: float) -> float | None:
+    """Seconds until the workers replaced by ``reload`` exited (their in-flight requests
+    done), or None after ``timeout``."""
+    from opskit.polling import deadline_in, poll_until
+
+    began = time.monotonic()
+    done = poll_until(
+        lambda: True if not _workers_alive(reload.old_workers) else None,
+        deadline_in(timeout),
+        first=0.01,
+        cap=0.05,
+    )
+    return time.monotonic() - began if done else None
+
+
+def _workers_alive(pids: set[int]) -> set[int]:
+    import psutil
+
+    alive = set()
+    for pid in pids:
+        try:
+            if psutil.Process(pid).status() != psutil.STATUS_ZOMBIE:
+                alive.add(pid)
+        except psutil.Error:
+            continue
+    return alive
 
 
 def _workers(master: int) -> set[int]:
