@@ -13,6 +13,7 @@ import contextlib
 import re
 import threading
 import time
+from pathlib import Path
 
 import httpx
 import pytest
@@ -362,3 +363,50 @@ def test_a_gateway_that_does_not_answer_is_one_line_not_a_traceback(kong_stack, 
         lines = done.stderr.strip().splitlines()
         assert len(lines) == 1 and "Admin API does not answer" in lines[0], (args, lines)
         assert "inv status -s kong" in lines[0]
+
+
+FAKE_KONG_CLI = """#!/bin/sh
+# The kong CLI's two answers to `kong config parse` (kong/cmd/config.lua): "parse successful",
+# or "Error: Failed parsing:" and Kong's schema message, exit 1. No real Kong binary is here.
+case "$1 $2" in
+  "version "*) echo "3.9.1"; exit 0 ;;
+  "config parse")
+    stat -c %a "$3" >> "$(dirname "$0")/modes"
+    echo "$3" >> "$(dirname "$0")/files"
+    if grep -q "BROKEN" "$3"; then
+      echo "Error: Failed parsing:"
+      echo "in 'services':"
+      echo "  - in entry 1 of 'services':"
+      echo "    in 'url': missing host in url"
+      exit 1
+    fi
+    echo "parse successful"; exit 0 ;;
+esac
+exit 2
+"""
+
+
+def test_kong_config_parse_judges_the_file_where_a_kong_cli_exists(sandbox_env, tmp_path):
+    cli = tmp_path / "cli"
+    cli.mkdir()
+    (cli / "kong").write_text(FAKE_KONG_CLI)
+    (cli / "kong").chmod(0o755)
+    env = dict(sandbox_env, PATH=f"{cli}:{sandbox_env['PATH']}")
+    good = run_inv(env, "kong.validate")
+    assert good.returncode == 0, good.stdout + good.stderr
+    assert "kong config parse: parse successful" in good.stdout
+
+    broken = tmp_path / "kong.yml"
+    stack = load_stack(REPO / "sandbox" / "stack.yml", environ=sandbox_env)
+    broken.write_text(_source(stack) + "\n# BROKEN\n")
+    refused = run_inv(env, "kong.validate", str(broken))
+    assert refused.returncode == 1
+    assert "kong config parse: Failed parsing: | in 'services':" in refused.stdout
+    assert "missing host in url" in refused.stdout
+    # The copy Kong parsed was private and is gone.
+    assert set((cli / "modes").read_text().split()) == {"600"}
+    assert all(not Path(p).exists() for p in (cli / "files").read_text().split())
+
+    without = run_inv(sandbox_env, "kong.validate")
+    assert without.returncode == 0
+    assert "no kong CLI in the gateway's unit" in without.stdout

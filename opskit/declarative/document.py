@@ -76,6 +76,7 @@ def parse(text: str, source: str) -> Declarative:
 class Findings:
     problems: list[str]  # Kong would reject the config
     warnings: list[str]  # it would load, but someone should look (plain-text secrets)
+    parsed_by: str = ""  # what else judged it ("kong config parse: parse successful")
 
     @property
     def ok(self) -> bool:

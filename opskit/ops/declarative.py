@@ -31,7 +31,8 @@ from opskit.declarative.document import (
 from opskit.declarative.history import ConfigHistory, HistoryEntry
 from opskit.errors import OpskitError, UsageError
 from opskit.ops.engine import capable, mutation
-from opskit.services.capabilities import ConfigExporting
+from opskit.redact import Redactor
+from opskit.services.capabilities import ConfigExporting, DeclarativeParsing
 from opskit.stack import Stack
 
 
@@ -86,8 +87,25 @@ def load_source(stack: Stack, file: str | Path | None) -> Declarative:
 
 
 def check(stack: Stack, file: str | Path | None = None) -> tuple[Declarative, Findings]:
+    """opskit's schema checks, then — where the gateway's unit has it — Kong's own parser
+    (``kong config parse``), whose refusal is one more problem, redacted."""
     doc = load_source(stack, file)
-    return doc, validate(doc)
+    findings = validate(doc)
+    _, role = gateway(stack)
+    if not isinstance(role, DeclarativeParsing):
+        return doc, findings
+    verdict = role.parse_declarative(doc.text)
+    if verdict is None:
+        findings.parsed_by = (
+            "kong config parse: no kong CLI in the gateway's unit (schema checks only)"
+        )
+    elif verdict.ok:
+        findings.parsed_by = f"kong config parse: {verdict.detail}"
+    else:
+        detail = Redactor(stack.secrets())(verdict.detail)
+        findings.problems.append(f"kong config parse: {detail}")
+        findings.parsed_by = "kong config parse: refused it"
+    return doc, findings
 
 
 def compare(stack: Stack, file: str | Path | None = None) -> tuple[Declarative, list[str]]:

@@ -68,6 +68,14 @@ class ConfigExporting(Protocol):
     def configuration_hash(self) -> str | None: ...
 
 
+@runtime_checkable
+class DeclarativeParsing(Protocol):
+    """Asks the service's own CLI whether a declarative config parses (``kong config parse``);
+    None when no such CLI is reachable in its unit."""
+
+    def parse_declarative(self, text: str) -> Verdict | None: ...
+
+
 @dataclass(frozen=True)
 class LogSource:
     """A log an operator may want: ``unit`` for the unit's own output, else a path as the unit
@@ -247,6 +255,7 @@ _DESCRIPTIONS: dict[type, str] = {
     ConfigValidating: "validate its configuration",
     Reloadable: "reload its configuration",
     ConfigExporting: "export its configuration",
+    DeclarativeParsing: "parse a declarative config with its own CLI",
     LogSources: "name its logs",
     MaskingStore: "hold masking maps",
     MaskingGateway: "mask AWS ids",

@@ -423,6 +423,40 @@ class KongRole(Role):
             detail = f"Kong stayed busy loading another configuration: {detail}"
         return ConfigApplied(response.status_code, False, None, str(detail)[:500])
 
+    def parse_declarative(self, text: str) -> Verdict | None:
+        """``kong config parse`` on ``text`` where the unit has the kong CLI (a real Kong):
+        Kong's own parser, with the schemas of the plugins that Kong loads. None where there
+        is no CLI to ask (the stand-in; a stopped container). The file is written 0600 for the
+        call and removed after it: it may hold credentials."""
+        import os
+
+        if self.unit.exec(["kong", "version"], timeout=15).exit_code != 0:
+            return None
+        name = f"opskit-parse-{os.urandom(6).hex()}.yml"
+        data = text.encode("utf-8")
+        if self.unit.runs_on_host:
+            scratch = self.config.state_dir / "tmp"
+            private_dir(scratch)
+            path = str(scratch / name)
+            atomic_write(Path(path), data)
+        else:
+            path = f"/tmp/{name}"
+            import io
+
+            self.unit.write_file(path, io.BytesIO(data), len(data))
+        try:
+            result = self.unit.exec(["kong", "config", "parse", path], timeout=60)
+        finally:
+            if self.unit.runs_on_host:
+                Path(path).unlink(missing_ok=True)
+            else:
+                self.unit.exec(["rm", "-f", path])
+        lines = [line.strip() for line in result.output.splitlines() if line.strip()]
+        if result.exit_code == 0:
+            return Verdict(True, lines[-1] if lines else "parse successful", changed=False)
+        message = " | ".join(lines).removeprefix("Error: ")
+        return Verdict(False, message[-600:] or "kong config parse failed", changed=False)
+
     # -- backup and restore (capabilities.BackingUp, Restorable) -----------------------------------
 
     def declarative_source(self) -> str:

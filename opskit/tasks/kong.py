@@ -44,6 +44,7 @@ def validate(c, file=None, json=False, stack=None, runtime=None):
                     "ok": findings.ok,
                     "problems": findings.problems,
                     "warnings": findings.warnings,
+                    "parsed_by": findings.parsed_by,
                 }
             )
         )
@@ -52,6 +53,8 @@ def validate(c, file=None, json=False, stack=None, runtime=None):
             print(f"{doc.source}: {problem}")
         for warning in findings.warnings:
             print(f"{doc.source}: warning: {warning}")
+        if findings.parsed_by:
+            print(f"{doc.source}: {findings.parsed_by}")
         count = len(findings.problems)
         verdict = "valid" if findings.ok else f"INVALID ({count} problem{'s' * (count != 1)})"
         print(f"{doc.source}: {verdict}; md5 {doc.md5[:12]}")
