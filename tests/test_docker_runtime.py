@@ -145,7 +145,8 @@ def test_a_compose_started_stack_is_adopted_and_restarted_in_place(tmp_path, eng
         left = engine.containers.list(
             all=True, filters={"label": f"com.docker.compose.project={env['COMPOSE_PROJECT_NAME']}"}
         )
-        assert len(left) == len(stack.services) and {c.status for c in left} == {"exited"}  # stopped, not removed
+        # stopped, not removed
+        assert len(left) == len(stack.services) and {c.status for c in left} == {"exited"}
     finally:
         subprocess.run([*compose, "down"], env=env, capture_output=True, timeout=120)
 
