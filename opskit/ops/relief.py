@@ -28,7 +28,7 @@ from opskit.files import atomic_write_json, private_dir, read_json
 from opskit.ops.engine import Event, EventSink, StepResult, ensure_ready, wait_ready
 from opskit.runtime.ports import free_loopback_port
 from opskit.services.base import Role
-from opskit.services.capabilities import Relievable, UpstreamSwitching
+from opskit.services.capabilities import Relievable, UpstreamSwitching, Verdict
 from opskit.stack import Stack
 from opskit.vocabulary import Phase, StepOutcome
 
@@ -130,6 +130,36 @@ def relieved_restart(stack: Stack, name: str, front_name: str, emit: EventSink) 
     return StepResult(name, StepOutcome.DONE, detail, seconds)
 
 
+@dataclass(frozen=True)
+class _Leftover:
+    """What a journal says an interrupted relieved restart left running."""
+
+    journal: _Journal
+    relief: Role
+    front_name: str
+
+    @classmethod
+    def of(cls, stack: Stack, name: str) -> _Leftover | None:
+        journal = _Journal.of(stack, name)
+        record = journal.read()
+        if record is None:
+            return None
+        relief = _relief(stack, name, int(record.get("port", 0)))
+        return cls(journal, relief, str(record.get("front", "")))
+
+    def restore_front(self, stack: Stack, drain: float) -> Verdict:
+        """Switch the front back, if it is still there and running."""
+        front = stack.role(self.front_name) if self.front_name in stack.services else None
+        if isinstance(front, UpstreamSwitching) and front.unit.status().running:
+            return front.restore_upstream(drain)
+        return Verdict(True, "no running front to switch back", changed=False)
+
+    def stop_relief(self) -> str:
+        stopped = self.relief.stop()
+        self.journal.clear()
+        return stopped.detail
+
+
 def finish_interrupted(stack: Stack, name: str, emit: EventSink) -> StepResult | None:
     """Finish what a killed relieved restart of ``name`` left behind (None: nothing was left).
 
@@ -137,33 +167,29 @@ def finish_interrupted(stack: Stack, name: str, emit: EventSink) -> StepResult |
     the relief meanwhile), then the front is restored and the relief stopped. When the
     service cannot be made ready the relief keeps serving and the result says so.
     """
-    journal = _Journal.of(stack, name)
-    record = journal.read()
-    if record is None:
+    leftover = _Leftover.of(stack, name)
+    if leftover is None:
         return None
     began = time.monotonic()
-    relief = _relief(stack, name, int(record.get("port", 0)))
-    front_name = str(record.get("front", ""))
+    relief_name = leftover.relief.spec.name
     ready = ensure_ready(stack, name, emit=emit)
     if not ready.ok:
         detail = (
-            f"an interrupted graceful restart left {relief.spec.name} serving and {name} "
+            f"an interrupted graceful restart left {relief_name} serving and {name} "
             f"cannot be made ready ({ready.detail})"
         )
         return StepResult(name, StepOutcome.FAILED, detail, time.monotonic() - began)
-    front = stack.role(front_name) if front_name in stack.services else None
-    if isinstance(front, UpstreamSwitching) and front.unit.status().running:
-        restored = front.restore_upstream(stack.role(name).spec.stop_grace_period)
-        if not restored.ok:
-            detail = (
-                f"{front_name} could not be switched back from {relief.spec.name}: "
-                f"{restored.detail}"
-            )
-            return StepResult(name, StepOutcome.FAILED, detail, time.monotonic() - began)
-    stopped = relief.stop()
-    journal.clear()
+    restored = leftover.restore_front(stack, stack.role(name).spec.stop_grace_period)
+    if not restored.ok:
+        detail = (
+            f"{leftover.front_name} could not be switched back from {relief_name}: "
+            f"{restored.detail}"
+        )
+        return StepResult(name, StepOutcome.FAILED, detail, time.monotonic() - began)
+    stopped = leftover.stop_relief()
     detail = (
-        f"finished an interrupted graceful restart ({front_name} restored, relief {stopped.detail})"
+        f"finished an interrupted graceful restart ({leftover.front_name} restored, "
+        f"relief {stopped})"
     )
     emit(Event(name, Phase.RUNNING, detail))
     return StepResult(name, StepOutcome.DONE, detail, time.monotonic() - began)
@@ -172,16 +198,8 @@ def finish_interrupted(stack: Stack, name: str, emit: EventSink) -> StepResult |
 def stop_relief(stack: Stack, name: str) -> str | None:
     """``inv stop`` of ``name``: its relief goes too (its front is being stopped or re-rendered
     with it, or sends to a service that is stopping anyway)."""
-    journal = _Journal.of(stack, name)
-    record = journal.read()
-    if record is None:
+    leftover = _Leftover.of(stack, name)
+    if leftover is None:
         return None
-    relief = _relief(stack, name, int(record.get("port", 0)))
-    front_name = str(record.get("front", ""))
-    if front_name in stack.services:
-        front = stack.role(front_name)
-        if isinstance(front, UpstreamSwitching) and front.unit.status().running:
-            front.restore_upstream(0.0)
-    stopped = relief.stop()
-    journal.clear()
-    return f"relief {relief.spec.name} {stopped.detail}"
+    leftover.restore_front(stack, 0.0)
+    return f"relief {leftover.relief.spec.name} {leftover.stop_relief()}"
