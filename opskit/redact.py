@@ -5,11 +5,19 @@ Secrets are found by name (``*PASSWORD*``, ``*SECRET*``, ``*TOKEN*``, ``*API_KEY
 named ``password`` and every notifier URL (:meth:`opskit.config.StackConfig.secret_values`
 gathers them; this module owns the naming rule and the masking). Every text that leaves
 opskit — log tails, error lines, reports — goes through :class:`Redactor` first.
+
+Logs opskit collects from services may also hold secrets opskit was never told about: another
+client's Anthropic key, an AWS access key in a stack trace, an ``Authorization`` header, a
+password in a URL. ``Redactor(patterns=True)`` masks those by shape (:data:`SECRET_PATTERNS`),
+and ``mask_aws=True`` masks AWS resource ids too (:data:`AWS_ID_PATTERNS`, the kinds the
+aws-masker plugin masks), for bundles that leave the company. Each replacement is counted by
+kind, so a manifest can say what was removed without saying what it was.
 """
 
 from __future__ import annotations
 
 import re
+from collections import Counter
 from collections.abc import Iterable
 
 SECRET_NAME = re.compile(r"PASSWORD|PASSWD|SECRET|TOKEN|API_KEY|WEBHOOK|_KEY$|^KEY$", re.I)
@@ -17,22 +25,122 @@ MASK = "***"
 # Shorter values are too likely to be ordinary words or numbers ("0", "yes") to replace blindly.
 MIN_SECRET_LENGTH = 4
 
+# (kind, regex, replacement): a replacement keeps what names the value (the header, the key,
+# the URL's user) and masks only the value.
+SECRET_PATTERNS: tuple[tuple[str, re.Pattern[str], str], ...] = (
+    ("anthropic_key", re.compile(r"sk-ant-[A-Za-z0-9_-]{8,}"), "sk-ant-" + MASK),
+    (
+        "aws_access_key",
+        re.compile(r"\b(?:AKIA|ASIA|AGPA|AIDA|AROA|ANPA|ANVA|AIPA)[A-Z0-9]{16}\b"),
+        MASK,
+    ),
+    (
+        "aws_secret_key",
+        re.compile(r"(?i)(aws_secret_access_key[\"']?\s*[=:]\s*[\"']?)[A-Za-z0-9/+=]{40}"),
+        r"\g<1>" + MASK,
+    ),
+    (
+        "authorization",
+        re.compile(
+            r"(?i)(\b(?:proxy-)?authorization[\"']?\s*[:=]\s*[\"']?)"
+            r"((?:Bearer|Basic|Token|Digest)\s+)?[^\s\"',;]+"
+        ),
+        r"\g<1>\g<2>" + MASK,
+    ),
+    (
+        "api_key_header",
+        re.compile(r"(?i)(\b(?:x-api-key|api[-_]key|apikey)[\"']?\s*[:=]\s*[\"']?)[^\s\"',;&]+"),
+        r"\g<1>" + MASK,
+    ),
+    (
+        "url_password",
+        re.compile(r"(\b[a-zA-Z][a-zA-Z0-9+.-]*://[^/\s:@\"']*:)[^@\s/\"']+@"),
+        r"\g<1>" + MASK + "@",
+    ),
+    (
+        "password_field",
+        re.compile(
+            r"(?i)(\b(?:password|passwd|requirepass|masterauth|secret)[\"']?\s*[:=]\s*[\"']?)"
+            r"[^\s\"',;&]+"
+        ),
+        r"\g<1>" + MASK,
+    ),
+    # redis.conf and redis-cli: `requirepass <pw>`, `masterauth <pw>`, `AUTH [user] <pw>`
+    ("redis_auth", re.compile(r"(\b(?:requirepass|masterauth)\s+)\S+", re.I), r"\g<1>" + MASK),
+)
+
+_HEX_ID = r"[0-9a-f]{8}(?:[0-9a-f]{9})?"
+AWS_ID_PATTERNS: tuple[tuple[str, re.Pattern[str], str], ...] = (
+    (
+        "aws_arn",
+        re.compile(r"\barn:aws[a-z-]*:[a-z0-9-]+:[a-z0-9-]*:\d{0,12}:[^\s\"',]+"),
+        "[aws:arn]",
+    ),
+    (
+        "aws_s3",
+        re.compile(
+            r"\bs3://[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]"
+            r"|\b[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]\.s3(?:[.-][a-z0-9-]+)?\.amazonaws\.com\b"
+        ),
+        "[aws:s3]",
+    ),
+    (
+        "aws_rds",
+        re.compile(r"\b[a-z][a-z0-9-]*\.[a-z0-9]+\.[a-z0-9-]+\.rds\.amazonaws\.com\b"),
+        "[aws:rds]",
+    ),
+    (
+        "aws_resource_id",
+        re.compile(
+            rf"\b(?:i|ami|vol|snap|sg|subnet|vpc|eni|igw|nat|rtb|acl|eipalloc|lt|fs)-{_HEX_ID}\b"
+        ),
+        "[aws:id]",
+    ),
+    (
+        "private_ip",
+        re.compile(
+            r"\b(?:10(?:\.\d{1,3}){3}|192\.168(?:\.\d{1,3}){2}|172\.(?:1[6-9]|2\d|3[01])(?:\.\d{1,3}){2})\b"
+        ),
+        "[aws:ip]",
+    ),
+)
+
 
 def is_secret_name(name: str) -> bool:
     return bool(SECRET_NAME.search(name))
 
 
 class Redactor:
-    """Replaces known secret values with ``***``; longest first, so prefixes never leak."""
+    """Replaces known secret values with ``***``, longest first so prefixes never leak; with
+    ``patterns`` also secrets recognised by shape, with ``mask_aws`` AWS resource ids.
 
-    def __init__(self, secrets: Iterable[str] = ()):
+    ``counts`` says how many replacements of each kind were made (``secret_value`` for the
+    known values), for manifests; it never holds the values themselves.
+    """
+
+    def __init__(
+        self, secrets: Iterable[str] = (), *, patterns: bool = False, mask_aws: bool = False
+    ):
         unique = sorted({s for s in secrets if len(s) >= MIN_SECRET_LENGTH}, key=len, reverse=True)
         self._pattern = re.compile("|".join(map(re.escape, unique))) if unique else None
+        self._shapes = [
+            *(SECRET_PATTERNS if patterns else ()),
+            *(AWS_ID_PATTERNS if mask_aws else ()),
+        ]
+        self.counts: Counter[str] = Counter()
 
     def __call__(self, text: str) -> str:
-        if self._pattern is None or not text:
+        if not text:
             return text
-        return self._pattern.sub(MASK, text)
+        if self._pattern is not None:
+            text, count = self._pattern.subn(MASK, text)
+            if count:
+                self.counts["secret_value"] += count
+        for kind, pattern, replacement in self._shapes:
+            text, count = pattern.subn(replacement, text)
+            if count:
+                self.counts[kind] += count
+        return text
 
     def lines(self, lines: Iterable[str]) -> list[str]:
         return [self(line) for line in lines]

@@ -166,15 +166,19 @@ def test_an_event_is_published_even_when_nothing_was_masked(chain):
     assert seen
 
 
-def test_kong_error_log_has_request_masking_and_unmask_lines(running_sandbox, chain):
-    response, _ = chain.send("on i-0bbbbbbbbbbbbbbb1")
+def test_kong_error_log_lines_name_the_clients_request_id(running_sandbox, chain):
+    """The plugin logs the client's X-Request-ID (P:E2/handler.lua:274-283), not Kong's own id
+    (which only its pub/sub event carries): what lets `inv logs.trace` follow a request."""
+    response, request_id = chain.send("on i-0bbbbbbbbbbbbbbb1")
     kong_id = response.headers["x-kong-request-id"]
     lines = running_sandbox.role("kong").unit.log_tail(50)
-    tagged = [line for line in lines if kong_id in line]
-    tags = [line.split(" ", 1)[0] for line in tagged]
+    tagged = [line for line in lines if request_id in line]
+    tags = [line.split("[aws-masker] ", 1)[1].split(" ", 1)[0] for line in tagged]
     assert tags == ["[REQUEST-START]", "[MASKING-EVENT]", "[UNMASK-EVENT]"]
-    masking = json.loads(tagged[1].split(" ", 1)[1])
+    assert re.match(r"^\d{4}/\d\d/\d\d \d\d:\d\d:\d\d \[info\] ", tagged[0])  # error-log prefix
+    masking = json.loads(tagged[1].split("[MASKING-EVENT] ", 1)[1])
     assert masking["mask_count"] == 1
+    assert not any(kong_id in line for line in lines)
 
 
 def test_response_headers_from_plugins(chain):

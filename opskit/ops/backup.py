@@ -19,6 +19,7 @@ from pathlib import Path
 from opskit import __version__
 from opskit.backup.artifacts import ArtifactError, ArtifactReader, ArtifactWriter, drain
 from opskit.backup.artifacts import open_checked as open_stored
+from opskit.backup.attempts import BackupAttempt, record_attempt
 from opskit.backup.manifest import MANIFEST, Manifest, ManifestError, written_by_same_kind
 from opskit.backup.retention import Decision, apply_policy
 from opskit.backup.store import BackupEntry, BackupState, BackupStore
@@ -71,52 +72,77 @@ def backup(
     include_secrets: bool = False,
     on_event: EventSink = ignore_events,
 ) -> BackupResult:
-    """One backup of ``services`` (default: every service that can be backed up)."""
+    """One backup of ``services`` (default: every service that can be backed up); its outcome
+    is recorded as the last attempt (:mod:`opskit.backup.attempts`), failed or not."""
     began = time.monotonic()
     store = store_of(stack)
     names = stack.resolve(services)
     with mutation(stack, "backup"):
-        backup_id = store.new_id(tag=tag)
-        result = BackupResult("backup", [], backup_id=backup_id, includes_secrets=include_secrets)
-        with store.building(backup_id) as folder:
-            writer = ArtifactWriter(folder)
-            metadata: dict[str, dict] = {}
-
-            def step(name: str, role: BackingUp) -> StepResult:
-                if not stack.role(name).unit.status().running:
-                    return StepResult(name, StepOutcome.FAILED, "not running: nothing to back up")
-                service_began = time.monotonic()
-                details = role.back_up(writer.for_service(name))
-                metadata[name] = {"role": stack.role(name).spec.role, **details}
-                files = [f for f in writer.files if f.path.startswith(f"{name}/")]
-                raw = sum(f.raw_size for f in files)
-                stored = sum(f.size for f in files)
-                detail = f"{len(files)} file(s), {human_bytes(raw)} → {human_bytes(stored)} zstd"
-                seconds = time.monotonic() - service_began
-                return StepResult(name, StepOutcome.DONE, detail, seconds)
-
-            result.outcomes = for_each_capable(stack, names, BackingUp, step, emit=on_event)
-            if not result.ok:
-                raise BackupFailed(result)
-            if not any(o.state is StepOutcome.DONE for o in result.outcomes):
-                raise OpskitError("nothing to back up: no selected service can be backed up")
-            _add_stack_files(stack, writer, include_secrets)
-            manifest = Manifest(
-                id=backup_id,
-                created=time.time(),
-                opskit_version=__version__,
-                stack=stack.name,
-                stack_file=str(stack.config.source),
-                runtime=stack.config.runtime,
-                tag=tag,
-                includes_secrets=include_secrets,
-                services=metadata,
-                files=sorted(writer.files, key=lambda f: f.path),
+        try:
+            result = _backup(stack, store, names, tag, include_secrets, on_event)
+        except OpskitError as exc:
+            seconds = time.monotonic() - began
+            reason = Redactor(stack.secrets())(str(exc))
+            record_attempt(
+                stack.state_dir, BackupAttempt(time.time(), False, None, 0, seconds, reason)
             )
-            atomic_write(folder / MANIFEST, manifest.to_json())
-        result.path = store.root / backup_id
-        result.size = manifest.size
-    result.seconds = time.monotonic() - began
+            raise
+        result.seconds = time.monotonic() - began
+        record_attempt(
+            stack.state_dir,
+            BackupAttempt(time.time(), True, result.backup_id, result.size, result.seconds),
+        )
+    return result
+
+
+def _backup(
+    stack: Stack,
+    store: BackupStore,
+    names: list[str],
+    tag: str | None,
+    include_secrets: bool,
+    on_event: EventSink,
+) -> BackupResult:
+    backup_id = store.new_id(tag=tag)
+    result = BackupResult("backup", [], backup_id=backup_id, includes_secrets=include_secrets)
+    with store.building(backup_id) as folder:
+        writer = ArtifactWriter(folder)
+        metadata: dict[str, dict] = {}
+
+        def step(name: str, role: BackingUp) -> StepResult:
+            if not stack.role(name).unit.status().running:
+                return StepResult(name, StepOutcome.FAILED, "not running: nothing to back up")
+            service_began = time.monotonic()
+            details = role.back_up(writer.for_service(name))
+            metadata[name] = {"role": stack.role(name).spec.role, **details}
+            files = [f for f in writer.files if f.path.startswith(f"{name}/")]
+            raw = sum(f.raw_size for f in files)
+            stored = sum(f.size for f in files)
+            detail = f"{len(files)} file(s), {human_bytes(raw)} → {human_bytes(stored)} zstd"
+            seconds = time.monotonic() - service_began
+            return StepResult(name, StepOutcome.DONE, detail, seconds)
+
+        result.outcomes = for_each_capable(stack, names, BackingUp, step, emit=on_event)
+        if not result.ok:
+            raise BackupFailed(result)
+        if not any(o.state is StepOutcome.DONE for o in result.outcomes):
+            raise OpskitError("nothing to back up: no selected service can be backed up")
+        _add_stack_files(stack, writer, include_secrets)
+        manifest = Manifest(
+            id=backup_id,
+            created=time.time(),
+            opskit_version=__version__,
+            stack=stack.name,
+            stack_file=str(stack.config.source),
+            runtime=stack.config.runtime,
+            tag=tag,
+            includes_secrets=include_secrets,
+            services=metadata,
+            files=sorted(writer.files, key=lambda f: f.path),
+        )
+        atomic_write(folder / MANIFEST, manifest.to_json())
+    result.path = store.root / backup_id
+    result.size = manifest.size
     return result
 
 

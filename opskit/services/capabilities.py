@@ -16,6 +16,7 @@ redis is the :class:`MaskingStore`, kong the :class:`MaskingGateway` and nginx t
 from __future__ import annotations
 
 from dataclasses import dataclass
+from enum import Enum
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 if TYPE_CHECKING:
@@ -98,8 +99,9 @@ class MaskingStore(Protocol):
         """(masked token, what the token maps back to, TTL) for ``original``."""
         ...
 
-    def events(self) -> Any:
-        """A subscription to the masking events channel (context manager)."""
+    def events(self, channel: str | None = None) -> Any:
+        """A subscription to the masking events channel (context manager); ``channel``
+        overrides the one the stack file names."""
         ...
 
     def interrupt(self) -> StopResult:
@@ -247,7 +249,38 @@ class TrafficReporting(Protocol):
     def traffic_since(self, since: float, path_prefix: str) -> Traffic: ...
 
 
+class MetricType(str, Enum):
+    GAUGE = "gauge"
+    COUNTER = "counter"
+
+
+@dataclass(frozen=True)
+class MetricValue:
+    """One sample a role reports about its service, in base units (seconds, bytes, 0/1).
+
+    ``name`` is the metric's name without the ``opskit_`` prefix and, for a counter, with its
+    ``_total``; the operation adds the prefix and the ``service`` label. Roles stay free of any
+    metrics library: :mod:`opskit.exposition` turns these into Prometheus families.
+    """
+
+    name: str
+    help: str
+    value: float
+    type: MetricType = MetricType.GAUGE
+    labels: tuple[tuple[str, str], ...] = ()
+
+
+@runtime_checkable
+class MetricReporting(Protocol):
+    """Reports its service's own numbers (Redis INFO, nginx stub_status, Kong ``/status``) in
+    one round trip or two; an unreachable service reports nothing (``opskit_service_up`` and
+    the health checks already say why)."""
+
+    def metric_values(self) -> list[MetricValue]: ...
+
+
 _DESCRIPTIONS: dict[type, str] = {
+    MetricReporting: "report metrics",
     TrafficReporting: "report the traffic it served",
     GracefullyRestartable: "restart without downtime",
     Relievable: "run a relief instance",

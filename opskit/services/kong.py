@@ -25,7 +25,13 @@ from opskit.errors import OpskitError
 from opskit.files import atomic_write, private_dir
 from opskit.options import OptionReader
 from opskit.services.base import Check, CheckOutcome, Probe, Role
-from opskit.services.capabilities import RestorePlan, Verdict
+from opskit.services.capabilities import (
+    LogSource,
+    MetricType,
+    MetricValue,
+    RestorePlan,
+    Verdict,
+)
 from opskit.services.probes import HttpAnswer, ProbeError
 from opskit.services.template import render_template
 from opskit.vocabulary import CheckStatus
@@ -43,6 +49,22 @@ HUP_WAIT = 5.0
 APPLY_ATTEMPTS = 3
 RETRY_AFTER_CAP = 10.0
 DEFAULT_MASKED_PATH = "/v1/messages"
+_KONG_LOG_SETTINGS = (
+    "KONG_PROXY_ERROR_LOG",
+    "KONG_PROXY_ACCESS_LOG",
+    "KONG_ADMIN_ERROR_LOG",
+    "KONG_ADMIN_ACCESS_LOG",
+    "KONG_STATUS_ERROR_LOG",
+    "KONG_STATUS_ACCESS_LOG",
+)
+# Kong 3.x kong/templates/kong_defaults.lua:4-13: where `kong start` logs by default.
+_KONG_LOG_DEFAULTS = {
+    "KONG_PROXY_ERROR_LOG": "logs/error.log",
+    "KONG_PROXY_ACCESS_LOG": "logs/access.log",
+    "KONG_ADMIN_ERROR_LOG": "logs/error.log",
+    "KONG_ADMIN_ACCESS_LOG": "logs/admin_access.log",
+    "KONG_STATUS_ERROR_LOG": "logs/status_error.log",
+}
 EMPTY_HASH = "0" * 32
 COSTLY_HOSTS = ("anthropic.com",)
 EXPORT_ARTIFACT = "export.yml"
@@ -172,6 +194,66 @@ class KongRole(Role):
         if config_hash == EMPTY_HASH:
             return CheckStatus.WARNING, f"{detail}; empty configuration loaded"
         return CheckStatus.OK, f"{detail}; configuration_hash {config_hash[:12]}"
+
+    def log_sources(self) -> list[LogSource]:
+        """Its output plus the log files Kong writes under its prefix: the ``KONG_*_LOG``
+        settings that name a file, or, for a real ``kong start``, Kong's defaults
+        (``logs/error.log``, ``logs/access.log``, ``logs/admin_access.log``). The official image
+        points them all at /dev/stdout and /dev/stderr, which are the output."""
+        environment = {**self.spec.environment, **self.spec.process.environment}
+        prefix = environment.get("KONG_PREFIX", "/usr/local/kong")
+        defaults = _KONG_LOG_DEFAULTS if self.kong_binary else {}
+        sources = [LogSource("output")]
+        for variable in _KONG_LOG_SETTINGS:
+            value = environment.get(variable, defaults.get(variable, ""))
+            path = value.split()[0] if value.split() else ""
+            if not path or path == "off" or path.startswith(("/dev/", "/proc/", "syslog:")):
+                continue
+            if not path.startswith("/"):
+                path = f"{prefix.rstrip('/')}/{path}"
+            if all(source.path != path for source in sources):
+                sources.append(LogSource(variable.removeprefix("KONG_").lower(), path))
+        return sources
+
+    def metric_values(self) -> list[MetricValue]:
+        """``GET /status`` (connections, requests) and readiness, as Kong's own Prometheus
+        plugin would name them under opskit's prefix."""
+        values: list[MetricValue] = []
+        status, _error = self._get(f"{self.admin_url}/status")
+        if status is not None and status.status_code == 200:
+            server = status.json().get("server", {})
+            counter = MetricType.COUNTER
+            for key, name, help_text in (
+                (
+                    "connections_accepted",
+                    "kong_connections_accepted_total",
+                    "Accepted connections.",
+                ),
+                ("connections_handled", "kong_connections_handled_total", "Handled connections."),
+                ("total_requests", "kong_http_requests_total", "Client requests."),
+            ):
+                if isinstance(server.get(key), int | float):
+                    values.append(MetricValue(name, help_text, float(server[key]), counter))
+            for state in ("active", "reading", "writing", "waiting"):
+                value = server.get(f"connections_{state}")
+                if isinstance(value, int | float):
+                    values.append(
+                        MetricValue(
+                            "kong_connections",
+                            "Client connections by state.",
+                            float(value),
+                            labels=(("state", state),),
+                        )
+                    )
+        ready, _error = self._get(f"{self.status_url}/status/ready")
+        values.append(
+            MetricValue(
+                "kong_ready",
+                "1 when GET /status/ready answers 200 (config loaded, router built).",
+                1.0 if ready is not None and ready.status_code == 200 else 0.0,
+            )
+        )
+        return values
 
     def check_ready(self) -> CheckOutcome:
         response, error = self._get(f"{self.status_url}/status/ready")

@@ -22,7 +22,14 @@ from opskit.files import atomic_write, private_dir
 from opskit.options import OptionReader
 from opskit.runtime import host
 from opskit.services.base import Check, CheckOutcome, Probe, Role
-from opskit.services.capabilities import RestorePlan, Traffic, Verdict
+from opskit.services.capabilities import (
+    LogSource,
+    MetricType,
+    MetricValue,
+    RestorePlan,
+    Traffic,
+    Verdict,
+)
 from opskit.services.nginx_backup import TREE_ARTIFACT, NginxBackup
 from opskit.services.nginx_upstream import UpstreamEditor
 from opskit.services.probes import ProbeError
@@ -41,6 +48,8 @@ _STUB_STATUS = re.compile(
     re.S,
 )
 CHAIN_PROBE_PATH = "/__opskit/chain-probe"
+_LOG_DIRECTIVE = re.compile(r"(?:^|[;{}])[ \t]*(access_log|error_log)\s+([^\s;]+)", re.M)
+_NOT_FILES = {"off", "stderr", "stdout"}
 _TEMP_DIRS = ("client_body", "proxy", "fastcgi", "uwsgi", "scgi")
 
 
@@ -235,6 +244,31 @@ class NginxRole(Role):
             raise OpskitError(f"{self.spec.name}: nginx -T failed: {result.output.strip()[-300:]}")
         return result.output
 
+    def log_sources(self) -> list[LogSource]:
+        """Its output plus every file an ``access_log`` / ``error_log`` of the loaded
+        configuration writes to (``nginx -T``); stdout, stderr, syslog and ``off`` are the
+        output or nowhere. Relative paths are relative to the prefix (ours on the host)."""
+        sources = [LogSource("output")]
+        try:
+            dump = self.dump_config()
+        except OpskitError:
+            return sources  # not running or no binary: its output is all there is
+        seen: set[str] = set()
+        for match in _LOG_DIRECTIVE.finditer(dump):
+            path = match.group(2).strip("\"'")
+            if path in _NOT_FILES or path.startswith(("syslog:", "memory:", "/dev/", "/proc/")):
+                continue
+            if "$" in path:
+                continue  # a per-request file name: cannot be listed
+            if not path.startswith("/"):
+                if not self.unit.runs_on_host:
+                    continue
+                path = str(self.prefix / path)
+            if path not in seen:
+                seen.add(path)
+                sources.append(LogSource(f"{match.group(1)}:{Path(path).name}", path))
+        return sources
+
     def upstream_servers(self) -> list[str]:
         return self.upstream_editor().current_servers()
 
@@ -353,6 +387,37 @@ class NginxRole(Role):
             dropped = accepts - handled
             return CheckStatus.WARNING, f"{detail}; {dropped} connections dropped (limits hit)"
         return CheckStatus.OK, detail
+
+    def metric_values(self) -> list[MetricValue]:
+        """stub_status as nginx-prometheus-exporter names it, under opskit's prefix."""
+        try:
+            response = self.get(self.base_url() + self.options.status_path)
+        except ProbeError:
+            return []
+        match = _STUB_STATUS.search(response.text) if response.status_code == 200 else None
+        if not match:
+            return []
+        active, accepts, handled, requests, reading, writing, waiting = map(int, match.groups())
+        counter = MetricType.COUNTER
+        states = (("active", active), ("reading", reading), ("writing", writing))
+        return [
+            MetricValue(
+                "nginx_connections_accepted_total", "Accepted connections.", accepts, counter
+            ),
+            MetricValue(
+                "nginx_connections_handled_total", "Handled connections.", handled, counter
+            ),
+            MetricValue("nginx_http_requests_total", "Client requests.", requests, counter),
+            *(
+                MetricValue(
+                    "nginx_connections",
+                    "Client connections by state (stub_status).",
+                    value,
+                    labels=(("state", state),),
+                )
+                for state, value in (*states, ("waiting", waiting))
+            ),
+        ]
 
     def check_config(self) -> CheckOutcome:
         ok, output = self.test_config()

@@ -26,7 +26,7 @@ from opskit.config import ServiceSpec, StackConfig
 from opskit.files import private_dir
 from opskit.options import OptionReader
 from opskit.services.base import Check, CheckOutcome, Probe, Role
-from opskit.services.capabilities import RestorePlan, Verdict
+from opskit.services.capabilities import MetricValue, RestorePlan, Verdict
 from opskit.services.probes import (
     RedisAuthFailed,
     RedisLoading,
@@ -64,6 +64,7 @@ class RedisOptions:
     memory_warning_percent: float = 90.0
     save_age_warning: float = 3600.0
     rdb_path: str | None = None  # where the RDB is when CONFIG GET is renamed away
+    events_channel: str = EVENTS_CHANNEL  # where the aws-masker plugin publishes its events
 
 
 class RedisRole(Role):
@@ -89,6 +90,7 @@ class RedisRole(Role):
             ),
             save_age_warning=health.duration("save_age_warning", RedisOptions.save_age_warning),
             rdb_path=reader.string("rdb_path") or None,
+            events_channel=reader.string("events_channel") or EVENTS_CHANNEL,
         )
         health.finish()
         return options
@@ -246,12 +248,13 @@ class RedisRole(Role):
         return token_text, (stored.decode() if stored is not None else None), ttl
 
     @contextlib.contextmanager
-    def events(self) -> Iterator[Any]:
-        """A pub/sub subscription to the plugin's masking events (redis-py PubSub)."""
+    def events(self, channel: str | None = None) -> Iterator[Any]:
+        """A pub/sub subscription to the plugin's masking events (redis-py PubSub) on
+        ``channel``, by default the role's ``events_channel``."""
         client = self.client(timeout=2.0)
         pubsub = client.pubsub(ignore_subscribe_messages=True)
         try:
-            pubsub.subscribe(EVENTS_CHANNEL)
+            pubsub.subscribe(channel or self.options.events_channel)
             pubsub.get_message(timeout=0.5)  # the subscribe confirmation
             yield pubsub
         finally:
@@ -260,6 +263,17 @@ class RedisRole(Role):
 
     def interrupt(self) -> StopResult:
         return self.stop()
+
+    # -- metrics (capabilities.MetricReporting) ----------------------------------------------------
+
+    def metric_values(self) -> list[MetricValue]:
+        from opskit.services.redis_metrics import redis_metric_values
+
+        try:
+            with self.probe(timeout=2.0) as connection:
+                return redis_metric_values(connection)
+        except RedisProbeError:
+            return []
 
     # -- backup and restore (capabilities.BackingUp, Restorable) -----------------------------------
 

@@ -9,10 +9,10 @@ level so that ``inv --list`` stays fast.
 
 from invoke import Collection
 
-from opskit.tasks import backup, config, graceful, health, kong, lifecycle, recover
+from opskit.tasks import backup, config, graceful, health, kong, lifecycle, logs, recover
 
 ns = Collection()
-for _module in (lifecycle, graceful, health, config, backup, recover, kong):
+for _module in (lifecycle, graceful, health, config, backup, recover, kong, logs):
     for _collection in _module.COLLECTIONS:
         ns.add_collection(_collection)
 ns.configure({"opskit": {"stack": None, "runtime": None}})

@@ -42,6 +42,7 @@ SHORT_FLAGS = {
     "json": "j",
     "quiet": "q",
     "e2e": "e",
+    "lines": "n",
 }
 
 

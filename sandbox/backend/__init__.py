@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import contextlib
 import os
+import sys
+import time
 import uuid
 
 import httpx
@@ -41,6 +43,20 @@ def create_app(nginx_url: str | None = None) -> Starlette:
 
     async def analyze(request: Request) -> JSONResponse:
         request_id = request.headers.get("x-request-id") or str(uuid.uuid4())
+        began = time.perf_counter()
+        response = await _analyze(request, request_id)
+        # One line per request naming its id: what lets `inv logs.trace` find the backend hop
+        # (uvicorn's access log has no request id).
+        ms = (time.perf_counter() - began) * 1000
+        stamp = time.strftime("%Y-%m-%dT%H:%M:%S%z")
+        print(
+            f"{stamp} analyze request_id={request_id} status={response.status_code} ms={ms:.1f}",
+            file=sys.stderr,
+            flush=True,
+        )
+        return response
+
+    async def _analyze(request: Request, request_id: str) -> JSONResponse:
         try:
             body = await request.json()
         except ValueError:

@@ -20,6 +20,7 @@ from sandbox.kong.masker import (
     Masker,
     RedisUnavailable,
     StoreMissing,
+    error_log_line,
     log,
     masking_event,
 )
@@ -138,21 +139,31 @@ async def _proxy(gateway: Gateway, request: Request) -> Response:
 
     mapping: dict[str, str] = {}
     masker_on = "aws-masker" in plugins
+    # The plugin's log lines name the client's X-Request-ID, else "<now>-<conn>-<n>", which it
+    # then sets on the upstream request (P:E2/handler.lua:274-283, 354, 485, 566, 607) — unlike
+    # its pub/sub event, which carries nginx's own id.
+    log_id = request.headers.get("x-request-id")
+    if masker_on and log_id is None:
+        log_id = f"{time.time():.3f}-{id(request) % 100000}-1"
+        headers["x-request-id"] = log_id
     if masker_on and body:
         options = plugins["aws-masker"]
-        log("REQUEST-START", {"request_id": request_id, "body_size": len(body)})
+        error_log_line(
+            f"[REQUEST-START] request_id={log_id} method={request.method} "
+            f"uri={request.url.path} body_size={len(body)}"
+        )
         began = time.perf_counter()
         try:
             result = await gateway.masker.mask(body, int(options.get("mapping_ttl", 604800)))
         except StoreMissing as exc:  # handler.lua:188-213: kong.response.exit(nil) raises
-            log("MASKING-ERROR", {"request_id": request_id, "error": str(exc)})
+            log("MASKING-ERROR", {"request_id": log_id, "error": str(exc)})
             return JSONResponse(
                 {"message": "An unexpected error occurred", "request_id": request_id},
                 status_code=500,
                 headers=extra_response_headers,
             )
         except RedisUnavailable as exc:  # the fixed plugin only (AWS_MASKER_FAIL_SECURE)
-            log("MASKING-ERROR", {"request_id": request_id, "error": str(exc)})
+            log("MASKING-ERROR", {"request_id": log_id, "error": str(exc)})
             return JSONResponse(
                 {
                     "error": FAIL_SECURE_CODE,
@@ -169,7 +180,7 @@ async def _proxy(gateway: Gateway, request: Request) -> Response:
         log(
             "MASKING-EVENT",
             {
-                "request_id": request_id,
+                "request_id": log_id,
                 "mask_count": len(mapping),
                 "processing_time_ms": event["processing_time_ms"],
                 "patterns_used": result.patterns,
@@ -194,7 +205,7 @@ async def _proxy(gateway: Gateway, request: Request) -> Response:
     text = upstream.text
     if masker_on:
         text, restored = await gateway.masker.unmask(text, mapping)
-        log("UNMASK-EVENT", {"request_id": request_id, "unmask_count": restored})
+        log("UNMASK-EVENT", {"request_id": log_id, "unmask_count": restored})
     response_headers = {
         k: v
         for k, v in upstream.headers.items()

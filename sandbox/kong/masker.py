@@ -90,8 +90,15 @@ class MaskResult:
 
 
 def log(tag: str, payload: dict) -> None:
-    """A Kong error-log line: ``[TAG] {json}``."""
-    print(f"[{tag}] {json.dumps(payload, separators=(',', ':'))}", file=sys.stderr, flush=True)
+    """A Kong error-log line: ``[TAG] {json}`` after nginx's error-log prefix, as
+    ``kong.log.info`` writes it (``2026/11/24 10:00:00 [info] 1#0: [kong] …``)."""
+    error_log_line(f"[{tag}] {json.dumps(payload, separators=(',', ':'))}")
+
+
+def error_log_line(message: str, level: str = "info") -> None:
+    stamp = time.strftime("%Y/%m/%d %H:%M:%S")
+    prefix = f"{stamp} [{level}] {os.getpid()}#0: [kong] handler.lua [aws-masker] "
+    print(prefix + message, file=sys.stderr, flush=True)
 
 
 class Masker:
