@@ -26,7 +26,7 @@ from opskit.errors import ConfigError
 from opskit.interpolate import InterpolationError, interpolate_tree
 from opskit.options import OptionReader
 from opskit.redact import MIN_SECRET_LENGTH, is_secret_name
-from opskit.vocabulary import RoleKind
+from opskit.vocabulary import Environment, RoleKind
 
 RUNTIMES = ("process", "docker")
 DEFAULT_RUNTIME = "docker"
@@ -161,6 +161,19 @@ class HealthSettings:
 
 
 @dataclass(frozen=True)
+class MetricsSettings:
+    """``x-opskit.metrics``: what one scrape of ``inv metrics --serve`` may cost."""
+
+    cache_ttl: float = 10.0  # scrapes within this many seconds share one health pass
+
+    @classmethod
+    def read(cls, reader: OptionReader) -> MetricsSettings:
+        ttl = reader.duration("cache_ttl", cls.cache_ttl)
+        reader.finish()
+        return cls(cache_ttl=ttl if ttl is not None else cls.cache_ttl)
+
+
+@dataclass(frozen=True)
 class RecoverSettings:
     """``x-opskit.recover``: when ``inv recover`` acts, and how often it may."""
 
@@ -209,6 +222,8 @@ class StackConfig:
     recover: RecoverSettings = field(default_factory=RecoverSettings)
     alerts: Any = None  # opskit.alerts.settings.AlertSettings
     options: Mapping[str, Any] = field(default_factory=dict)
+    environment: Environment = Environment.PRODUCTION
+    metrics: MetricsSettings = field(default_factory=lambda: MetricsSettings())
 
     def secret_values(self) -> list[str]:
         """Every secret value this stack knows (longest first), for :class:`Redactor`."""
@@ -390,6 +405,8 @@ class _Reader:
             ignored=("runtime", "state_dir", "logs", "min_free_disk"),
         )
         health = HealthSettings.read(top_reader.section("health"))
+        environment = top_reader.choice("environment", Environment, Environment.PRODUCTION)
+        metrics = MetricsSettings.read(top_reader.section("metrics"))
         backups = top_reader.section("backups")
         backups_dir = self.path(backups.string("dir", "backups"), "x-opskit.backups.dir")
         from opskit.backup.retention import KeepPolicy
@@ -441,6 +458,8 @@ class _Reader:
             recover=recover,
             alerts=alerts,
             options=top,
+            environment=environment,
+            metrics=metrics,
         )
 
     def _check_published_ports(self, services: Mapping[str, ServiceSpec]) -> None:

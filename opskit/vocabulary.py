@@ -210,3 +210,16 @@ class StageOutcome(str, Enum):
 
     def __str__(self) -> str:
         return self.value
+
+
+class Environment(str, Enum):
+    """What a stack is (``x-opskit.environment``): production forbids showing unmasked data
+    (``inv events --show-original``). Unset means production: the safe guess."""
+
+    PRODUCTION = "production"
+    STAGING = "staging"
+    DEVELOPMENT = "development"
+    SANDBOX = "sandbox"
+
+    def __str__(self) -> str:
+        return self.value

@@ -9,10 +9,20 @@ level so that ``inv --list`` stays fast.
 
 from invoke import Collection
 
-from opskit.tasks import backup, config, graceful, health, kong, lifecycle, logs, recover
+from opskit.tasks import (
+    backup,
+    config,
+    events,
+    graceful,
+    health,
+    kong,
+    lifecycle,
+    logs,
+    recover,
+)
 
 ns = Collection()
-for _module in (lifecycle, graceful, health, config, backup, recover, kong, logs):
+for _module in (lifecycle, graceful, health, config, backup, recover, kong, logs, events):
     for _collection in _module.COLLECTIONS:
         ns.add_collection(_collection)
 ns.configure({"opskit": {"stack": None, "runtime": None}})
