@@ -18,11 +18,13 @@ from opskit.tasks import (
     kong,
     lifecycle,
     logs,
+    metrics,
     recover,
 )
 
 ns = Collection()
-for _module in (lifecycle, graceful, health, config, backup, recover, kong, logs, events):
+_MODULES = (lifecycle, graceful, health, config, backup, recover, kong, logs, events, metrics)
+for _module in _MODULES:
     for _collection in _module.COLLECTIONS:
         ns.add_collection(_collection)
 ns.configure({"opskit": {"stack": None, "runtime": None}})

@@ -1,0 +1,309 @@
+"""Metrics: one health pass and each role's own numbers, as Prometheus samples.
+
+Per scrape at most one health pass runs (:class:`CachedGather`: scrapes within
+``x-opskit.metrics.cache_ttl`` share it, concurrent ones wait for the same pass). What the
+samples say:
+
+- per service: is its unit running (``opskit_service_up``), does the operator want it running
+  (``opskit_service_wanted_up``, 0 after ``inv stop``: alerts stay quiet for maintenance),
+  restarts, each health check's status and duration;
+- per role (:class:`MetricReporting`): Redis memory, clients, saves, the plugin's keys per kind
+  and ids created; nginx stub_status; Kong connections and readiness;
+- what opskit remembers: recovery (gave up, restarts in the window), the last backup attempt
+  and the newest complete backup;
+- with a subscription running (``--serve``), the masking events it counted.
+
+Names follow Prometheus conventions (docs/practices/naming.md): ``opskit_`` prefix, base units,
+``_total`` for counters, ``_timestamp_seconds`` for times.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+
+from opskit.backup.attempts import last_attempt
+from opskit.ops.health import run_health
+from opskit.recovery.intent import wanted_stopped
+from opskit.recovery.state import RecoveryState, RestartBudget
+from opskit.services.capabilities import MetricReporting, MetricType, MetricValue
+from opskit.stack import Stack
+from opskit.vocabulary import CheckStatus
+
+COUNTER = MetricType.COUNTER
+_STATUS_CODE = {
+    CheckStatus.OK: 0.0,
+    CheckStatus.WARNING: 1.0,
+    CheckStatus.CRITICAL: 2.0,
+    CheckStatus.UNKNOWN: 3.0,
+}
+
+
+@dataclass
+class EventCounts:
+    """Masking events a subscription counted since it started (``--serve`` only)."""
+
+    lock: threading.Lock = field(default_factory=threading.Lock)
+    by_result: Counter[str] = field(default_factory=lambda: Counter(success=0, failure=0))
+    by_pattern: Counter[str] = field(default_factory=Counter)
+    subscribed: bool = False
+
+    def add(self, events: list[dict]) -> None:
+        from opskit.events.model import patterns_of
+
+        with self.lock:
+            for event in events:
+                self.by_result["failure" if event.get("success") is False else "success"] += 1
+                self.by_pattern.update(patterns_of(event))
+
+    def values(self) -> list[MetricValue]:
+        with self.lock:
+            return [
+                MetricValue(
+                    "masking_events_subscribed",
+                    "1 while opskit is subscribed to the masking events channel.",
+                    1.0 if self.subscribed else 0.0,
+                ),
+                *(
+                    MetricValue(
+                        "masking_events_total",
+                        "Masking events received, by result (the plugin's success field).",
+                        float(count),
+                        COUNTER,
+                        (("result", result),),
+                    )
+                    for result, count in sorted(self.by_result.items())
+                ),
+                *(
+                    MetricValue(
+                        "masking_patterns_total",
+                        "AWS ids masked, by the plugin's pattern name (from its events).",
+                        float(count),
+                        COUNTER,
+                        (("pattern", pattern),),
+                    )
+                    for pattern, count in sorted(self.by_pattern.items())
+                ),
+            ]
+
+
+def gather(stack: Stack, events: EventCounts | None = None) -> list[MetricValue]:
+    """Every sample, from one health pass and one round of role metrics (run side by side,
+    each bounded by the health settings' ``check_timeout``)."""
+    began = time.monotonic()
+    role_values: dict[str, list[MetricValue]] = {}
+    threads = []
+    for name in stack.start_order():
+        role = stack.role(name)
+        if isinstance(role, MetricReporting):
+            thread = threading.Thread(
+                target=lambda n=name, r=role: role_values.__setitem__(n, r.metric_values()),
+                daemon=True,
+            )
+            thread.start()
+            threads.append(thread)
+    report = run_health(stack)
+    deadline = began + stack.config.health.check_timeout
+    for thread in threads:
+        thread.join(max(0.0, deadline - time.monotonic()))
+    values = _service_values(stack)
+    values.extend(_check_values(report))
+    for name, samples in list(role_values.items()):
+        values.extend(_with_service(sample, name) for sample in samples)
+    values.extend(_recovery_values(stack))
+    values.extend(_backup_values(stack))
+    if events is not None:
+        values.extend(events.values())
+    values.append(
+        MetricValue(
+            "metrics_gather_duration_seconds",
+            "How long the last gathering of these metrics took.",
+            time.monotonic() - began,
+        )
+    )
+    return values
+
+
+class CachedGather:
+    """:func:`gather` at most once per ``ttl`` seconds; concurrent callers share one pass."""
+
+    def __init__(self, stack: Stack, ttl: float, events: EventCounts | None = None):
+        self.stack, self.ttl, self.events = stack, ttl, events
+        self._lock = threading.Lock()
+        self._at = float("-inf")
+        self._values: list[MetricValue] = []
+
+    def __call__(self) -> list[MetricValue]:
+        with self._lock:
+            if time.monotonic() - self._at >= self.ttl:
+                self._values = gather(self.stack, None)
+                self._at = time.monotonic()
+            values = list(self._values)
+        if self.events is not None:  # counters are live, not cached
+            values.extend(self.events.values())
+        return values
+
+
+def _with_service(sample: MetricValue, service: str) -> MetricValue:
+    return MetricValue(
+        sample.name, sample.help, sample.value, sample.type, (("service", service), *sample.labels)
+    )
+
+
+def _service_values(stack: Stack) -> list[MetricValue]:
+    stopped = wanted_stopped(stack.state_dir)
+    values = []
+    for name in stack.start_order():
+        status = stack.role(name).unit.status()
+        labels = (("service", name),)
+        values.append(
+            MetricValue(
+                "service_up",
+                "1 when the service's unit is running.",
+                float(status.running),
+                labels=labels,
+            )
+        )
+        values.append(
+            MetricValue(
+                "service_wanted_up",
+                "0 when an operator stopped the service on purpose (inv stop), else 1.",
+                0.0 if name in stopped else 1.0,
+                labels=labels,
+            )
+        )
+        if status.restarts is not None:
+            values.append(
+                MetricValue(
+                    "service_restarts_total",
+                    "Restarts of the service's unit the runtime counted.",
+                    float(status.restarts),
+                    COUNTER,
+                    labels,
+                )
+            )
+        if status.running and status.started_at:
+            values.append(
+                MetricValue(
+                    "service_start_time_seconds",
+                    "When the service's unit started (epoch seconds).",
+                    status.started_at,
+                    labels=labels,
+                )
+            )
+    return values
+
+
+def _check_values(report) -> list[MetricValue]:
+    values = []
+    for check in report.checks:
+        labels = (("service", check.service), ("check", check.name))
+        values.append(
+            MetricValue(
+                "health_check_ok",
+                "1 when the health check passed (OK).",
+                float(check.status is CheckStatus.OK),
+                labels=labels,
+            )
+        )
+        values.append(
+            MetricValue(
+                "health_check_status",
+                "The check's Nagios state: 0 OK, 1 WARNING, 2 CRITICAL, 3 UNKNOWN.",
+                _STATUS_CODE[check.status],
+                labels=labels,
+            )
+        )
+        values.append(
+            MetricValue(
+                "health_check_duration_seconds",
+                "How long the health check took.",
+                check.duration_ms / 1000.0,
+                labels=labels,
+            )
+        )
+    return values
+
+
+def _recovery_values(stack: Stack) -> list[MetricValue]:
+    settings = stack.config.recover
+    state = RecoveryState(stack.state_dir)
+    budget = RestartBudget(settings.max_restarts, settings.window)
+    now = time.time()
+    values = []
+    for name in stack.start_order():
+        record = state.services.get(name)
+        labels = (("service", name),)
+        gave_up = record is not None and record.gave_up_at is not None
+        values.append(
+            MetricValue(
+                "recover_gave_up",
+                "1 when inv recover spent its restart budget on the service and gave up.",
+                float(gave_up),
+                labels=labels,
+            )
+        )
+        used = budget.used(record.attempts, now) if record else 0
+        values.append(
+            MetricValue(
+                "recover_restarts_in_window",
+                "Restarts inv recover made within its budget window.",
+                float(used),
+                labels=labels,
+            )
+        )
+    if state.path.exists():
+        values.append(
+            MetricValue(
+                "recover_last_pass_timestamp_seconds",
+                "When inv recover last wrote its state (epoch seconds).",
+                state.path.stat().st_mtime,
+            )
+        )
+    return values
+
+
+def _backup_values(stack: Stack) -> list[MetricValue]:
+    if stack.config.backups_dir is None:
+        return []
+    from opskit.backup.store import BackupState, BackupStore
+
+    values = []
+    attempt = last_attempt(stack.state_dir)
+    if attempt is not None:
+        values.append(
+            MetricValue(
+                "backup_last_attempt_ok", "1 when the last inv backup succeeded.", float(attempt.ok)
+            )
+        )
+        values.append(
+            MetricValue(
+                "backup_last_attempt_timestamp_seconds",
+                "When the last inv backup ended, successful or not (epoch seconds).",
+                attempt.at,
+            )
+        )
+    complete = [
+        e
+        for e in BackupStore(stack.config.backups_dir).entries()
+        if e.state is BackupState.COMPLETE
+    ]
+    newest = complete[-1] if complete else None
+    values.append(
+        MetricValue(
+            "backup_last_success_timestamp_seconds",
+            "When the newest complete backup was taken (epoch seconds; 0: none exists).",
+            newest.created if newest else 0.0,
+        )
+    )
+    values.append(
+        MetricValue(
+            "backup_last_size_bytes",
+            "Stored size of the newest complete backup.",
+            float(newest.size) if newest else 0.0,
+        )
+    )
+    values.append(MetricValue("backups", "Complete backups kept.", float(len(complete))))
+    return values
