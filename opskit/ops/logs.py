@@ -199,7 +199,7 @@ def follow(
     stop = stop or threading.Event()
 
     def pump(service: str, source: LogSource) -> None:
-        for text in _follow_source(stack, service, source):
+        for text in follow_source(stack, service, source):
             if stop.is_set():
                 return
             if grep is None or grep.search(text):
@@ -217,7 +217,7 @@ def follow(
         stop.set()
 
 
-def _follow_source(stack: Stack, service: str, source: LogSource) -> Iterator[str]:
+def follow_source(stack: Stack, service: str, source: LogSource) -> Iterator[str]:
     unit = stack.role(service).unit
     if source.path is None:
         for line in unit.logs(since=time.time(), follow=True):

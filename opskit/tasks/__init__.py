@@ -19,11 +19,24 @@ from opskit.tasks import (
     lifecycle,
     logs,
     metrics,
+    monitor,
     recover,
 )
 
 ns = Collection()
-_MODULES = (lifecycle, graceful, health, config, backup, recover, kong, logs, events, metrics)
+_MODULES = (
+    lifecycle,
+    graceful,
+    health,
+    config,
+    backup,
+    recover,
+    kong,
+    logs,
+    events,
+    metrics,
+    monitor,
+)
 for _module in _MODULES:
     for _collection in _module.COLLECTIONS:
         ns.add_collection(_collection)
