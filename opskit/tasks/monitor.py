@@ -127,7 +127,19 @@ def render(frame, stack_name: str):
     return Group(*lines)
 
 
-_HEALTH_STYLE = {"OK": "green", "WARNING": "yellow", "CRITICAL": "red", "UNKNOWN": "magenta"}
+def _health_styles() -> dict[str, str]:
+    from opskit.vocabulary import CheckStatus
+
+    colours = {
+        CheckStatus.OK: "green",
+        CheckStatus.WARNING: "yellow",
+        CheckStatus.CRITICAL: "red",
+        CheckStatus.UNKNOWN: "magenta",
+    }
+    return {status.value: colour for status, colour in colours.items()}
+
+
+_HEALTH_STYLE = _health_styles()
 
 
 def _bytes(count: float) -> str:
