@@ -137,13 +137,16 @@ def collect(
     out_dir = out_dir or stack.state_dir / DEFAULT_BUNDLES
     redactor = redactor_for(stack, mask_aws)
     manifest = BundleManifest(stack.name, time.time(), since, mask_aws)
-    with BundleWriter(out_dir, manifest, redactor) as writer:
-        for service, source in sources_of(stack, services):
-            try:
-                writer.add(service, source.name, read_source(stack, service, source, since))
-            except OSError as exc:  # a file vanished mid-read, a full disk for the staging
-                manifest.problems.append(redactor(f"{service} {source.name}: {exc}"))
-        path = writer.finish()
+    try:
+        with BundleWriter(out_dir, manifest, redactor) as writer:
+            for service, source in sources_of(stack, services):
+                try:
+                    writer.add(service, source.name, read_source(stack, service, source, since))
+                except OSError as exc:  # a file vanished mid-read
+                    manifest.problems.append(redactor(f"{service} {source.name}: {exc}"))
+            path = writer.finish()
+    except OSError as exc:  # the bundle's folder cannot be made or written (full, read-only)
+        raise OpskitError(f"log bundle in {out_dir}: {exc.strerror or exc}") from None
     removed = prune_bundles(out_dir, keep)
     return CollectResult(
         path,
