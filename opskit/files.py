@@ -102,3 +102,15 @@ def write_stream_private(data: BinaryIO, destination: Path, mode: int = 0o600) -
             os.unlink(tmp)
         raise
     _fsync_dir(destination.parent)
+
+
+def pid_alive(pid: int) -> bool:
+    """Whether a process ``pid`` exists (``kill -0``): who owns a staging folder or a
+    partial backup, before a later run removes what it left."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True

@@ -22,7 +22,8 @@ from opskit.redact import Redactor
 from .conftest import REPO, inv_process, run_inv
 
 AKIA = "AKIAIOSFODNN7EXAMPLE"
-SK_ANT = "sk-ant-api03-plantedPLANTEDplanted0123"
+# Anthropic-shaped, built here so that no key-like literal sits in the repository.
+SK_ANT = "-".join(["sk", "ant", "api03", "planted" * 3])
 EC2 = "i-0fedcba9876543210"
 # The id puts the Anthropic-shaped key last but one: its pattern (base64url and '-') takes
 # everything after it, which is the safe way to be wrong.

@@ -21,7 +21,7 @@ from pathlib import Path
 
 from opskit.backup.manifest import MANIFEST, Manifest, ManifestError
 from opskit.errors import OpskitError, UsageError
-from opskit.files import _fsync_dir, private_dir
+from opskit.files import _fsync_dir, pid_alive, private_dir
 
 PARTIAL_PREFIX = ".partial-"
 _TAG = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,39}$")
@@ -145,7 +145,7 @@ class BackupStore:
     def _partial(self, path: Path) -> BackupEntry:
         rest = path.name[len(PARTIAL_PREFIX) :]
         backup_id, _, pid = rest.rpartition("-")
-        alive = pid.isdigit() and _alive(int(pid))
+        alive = pid.isdigit() and pid_alive(int(pid))
         detail = f"being written by pid {pid}" if alive else "interrupted (its process is gone)"
         created = parse_id_time(backup_id) or path.stat().st_mtime
         return BackupEntry(
@@ -167,16 +167,6 @@ class BackupStore:
         doomed = self.root / f".removing-{entry.path.name}"
         os.rename(entry.path, doomed)  # atomically not a backup any more, then delete
         shutil.rmtree(doomed)
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 def _du(path: Path) -> int:

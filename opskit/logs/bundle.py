@@ -24,7 +24,7 @@ from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from opskit.files import _fsync_dir, private_dir
+from opskit.files import _fsync_dir, pid_alive, private_dir
 from opskit.redact import Redactor
 
 BUNDLE_NAME = re.compile(r"^opskit-logs-\d{8}T\d{6}Z(?:\.\d+)?\.tar\.zst$")
@@ -186,15 +186,5 @@ def _free_name(folder: Path, base: str) -> str:
 def _remove_dead_staging(folder: Path) -> None:
     for path in folder.glob(f"{STAGING_PREFIX}*"):
         pid = path.name.rsplit("-", 1)[-1]
-        if pid.isdigit() and not _alive(int(pid)):
+        if pid.isdigit() and not pid_alive(int(pid)):
             shutil.rmtree(path, ignore_errors=True)
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True

@@ -113,6 +113,17 @@ def services_option(values: list | None, flag: str = "service") -> list[str] | N
     return [str(value) for value in values]
 
 
+def count_option(flag: str, value: object) -> int:
+    """A whole number above zero (``--lines 50``, ``--rate 20``), or a one-line UsageError."""
+    try:
+        number = int(value)
+    except (TypeError, ValueError):
+        number = 0
+    if isinstance(value, bool) or number < 1:
+        raise UsageError(f"--{flag}: expected a whole number above zero, got {value!r}")
+    return number
+
+
 def seconds_option(flag: str, value: object) -> float | None:
     """A positive number of seconds (``5``, ``2.5``, ``10s``, ``1m``), or None when not given."""
     if value is None:

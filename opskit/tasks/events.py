@@ -15,7 +15,6 @@ import time
 
 from invoke import task
 
-from opskit.errors import UsageError
 from opskit.tasks import common
 
 
@@ -52,8 +51,8 @@ def events(
     from opskit.ops import events as ops_events
     from opskit.ops.logs import redactor_for
 
-    per_second = _positive_int(rate, "rate")
-    limit = _positive_int(count, "count") if count is not None else None
+    per_second = common.count_option("rate", rate)
+    limit = common.count_option("count", count) if count is not None else None
     duration = common.seconds_option("seconds", seconds)
     loaded = common.load(c, stack, runtime)
     ops_events.check_show_original(loaded, show_original)
@@ -137,16 +136,6 @@ def _print_summary(summary: dict) -> None:
         )
     if summary["not_printed"]:
         print(f"{summary['not_printed']} events counted but not printed (--rate)")
-
-
-def _positive_int(value: object, flag: str) -> int:
-    try:
-        number = int(value)
-    except (TypeError, ValueError):
-        number = 0
-    if number < 1:
-        raise UsageError(f"--{flag}: expected a whole number above zero, got {value!r}")
-    return number
 
 
 COLLECTIONS = [common.collection("events", events)]

@@ -71,7 +71,7 @@ def tail(
     from opskit.ops import logs
 
     pattern = _pattern(grep)
-    count = _count(lines)
+    count = common.count_option("lines", lines)
     loaded = common.load(c, stack, runtime)
     names = common.services_option(service)
     width = max((len(n) for n in loaded.resolve(names)), default=8)
@@ -119,7 +119,7 @@ def collect(
 
     from opskit.ops import logs
 
-    kept = _count(keep, "keep")
+    kept = common.count_option("keep", keep)
     loaded = common.load(c, stack, runtime)
     result = logs.collect(
         loaded,
@@ -194,16 +194,6 @@ def _pattern(grep: str | None) -> re.Pattern[str] | None:
         return re.compile(grep)
     except re.error as exc:
         raise UsageError(f"--grep: not a regular expression ({exc}): {grep!r}") from None
-
-
-def _count(value: object, flag: str = "lines") -> int:
-    try:
-        number = int(value)
-    except (TypeError, ValueError):
-        number = -1
-    if number < 1:
-        raise UsageError(f"--{flag}: expected a whole number above zero, got {value!r}")
-    return number
 
 
 COLLECTIONS = [common.collection("logs", tail, collect, trace)]
