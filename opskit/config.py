@@ -26,9 +26,9 @@ from opskit.errors import ConfigError
 from opskit.interpolate import InterpolationError, interpolate_tree
 from opskit.options import OptionReader
 from opskit.redact import MIN_SECRET_LENGTH, is_secret_name
-from opskit.vocabulary import Environment, RoleKind
+from opskit.vocabulary import EndpointMode, Environment, PublishMode, RoleKind
 
-RUNTIMES = ("process", "docker")
+RUNTIMES = ("process", "docker", "swarm")
 DEFAULT_RUNTIME = "docker"
 DEPENDENCY_CONDITIONS = ("service_started", "service_healthy")
 DEFAULT_START_TIMEOUT = 60.0
@@ -174,6 +174,23 @@ class MetricsSettings:
 
 
 @dataclass(frozen=True)
+class SwarmSettings:
+    """``x-opskit.swarm``: how the swarm runtime exposes services. Compose's defaults (the
+    routing mesh and virtual IPs) need the kernel's IPVS; ``publish: host`` with
+    ``endpoint_mode: dnsrr`` works without it (docs/scaling.md)."""
+
+    publish: PublishMode = PublishMode.INGRESS
+    endpoint_mode: EndpointMode = EndpointMode.VIP
+
+    @classmethod
+    def read(cls, reader: OptionReader) -> SwarmSettings:
+        publish = reader.choice("publish", PublishMode, cls.publish)
+        endpoint_mode = reader.choice("endpoint_mode", EndpointMode, cls.endpoint_mode)
+        reader.finish()
+        return cls(publish, endpoint_mode)
+
+
+@dataclass(frozen=True)
 class RecoverSettings:
     """``x-opskit.recover``: when ``inv recover`` acts, and how often it may."""
 
@@ -204,6 +221,29 @@ class RecoverSettings:
 
 
 @dataclass(frozen=True)
+class SecretDefinition:
+    """One entry of the Compose file's top-level ``secrets:``: where its value comes from
+    (a file or an environment variable), or the name of an ``external`` one that exists
+    already. The swarm runtime makes each a Swarm secret; the value is never logged."""
+
+    name: str
+    file: Path | None = None
+    environment: str | None = None
+    external_name: str | None = None
+    value: str | None = None  # the variable's value, read at load
+
+    def read(self) -> bytes:
+        if self.file is not None:
+            try:
+                return self.file.read_bytes()
+            except OSError as exc:
+                raise ConfigError(
+                    None, f"secrets.{self.name}.file", f"cannot read {self.file}: {exc.strerror}"
+                ) from None
+        return (self.value or "").encode()
+
+
+@dataclass(frozen=True)
 class StackConfig:
     """Everything read from one stack file, already interpolated and validated."""
 
@@ -224,6 +264,8 @@ class StackConfig:
     options: Mapping[str, Any] = field(default_factory=dict)
     environment: Environment = Environment.PRODUCTION
     metrics: MetricsSettings = field(default_factory=lambda: MetricsSettings())
+    secrets: Mapping[str, SecretDefinition] = field(default_factory=dict)
+    swarm: SwarmSettings = field(default_factory=lambda: SwarmSettings())
 
     def secret_values(self) -> list[str]:
         """Every secret value this stack knows (longest first), for :class:`Redactor`."""
@@ -235,6 +277,7 @@ class StackConfig:
             password = spec.options.get("password")
             if isinstance(password, str):
                 values.add(password)
+        values.update(d.value for d in self.secrets.values() if d.value)
         if self.alerts is not None:  # notifier URLs carry tokens (Slack, Teams, webhooks)
             for url in self.alerts.urls():
                 values.update((url, url.partition("://")[2]))  # with and without the scheme
@@ -407,6 +450,7 @@ class _Reader:
         health = HealthSettings.read(top_reader.section("health"))
         environment = top_reader.choice("environment", Environment, Environment.PRODUCTION)
         metrics = MetricsSettings.read(top_reader.section("metrics"))
+        swarm = SwarmSettings.read(top_reader.section("swarm"))
         backups = top_reader.section("backups")
         backups_dir = self.path(backups.string("dir", "backups"), "x-opskit.backups.dir")
         from opskit.backup.retention import KeepPolicy
@@ -460,7 +504,33 @@ class _Reader:
             options=top,
             environment=environment,
             metrics=metrics,
+            secrets=self.secrets(document.get("secrets")),
+            swarm=swarm,
         )
+
+    def secrets(self, value: Any) -> dict[str, SecretDefinition]:
+        """Top-level ``secrets:`` (``file:``, ``environment:`` or ``external: true``)."""
+        definitions = {}
+        for name, body in self.mapping(value, "secrets").items():
+            key = f"secrets.{name}"
+            body = self.mapping(body, key)
+            if body.get("external"):
+                external = body.get("name") or name
+                definitions[name] = SecretDefinition(name, external_name=str(external))
+            elif "file" in body:
+                definitions[name] = SecretDefinition(
+                    name, file=self.path(body["file"], f"{key}.file")
+                )
+            elif "environment" in body:
+                variable = self.string(body["environment"], f"{key}.environment")
+                if variable not in self.variables:
+                    raise self.fail(f"{key}.environment", f"variable {variable} is not set")
+                definitions[name] = SecretDefinition(
+                    name, environment=variable, value=self.variables[variable]
+                )
+            else:
+                raise self.fail(key, "expected file:, environment: or external: true")
+        return definitions
 
     def _check_published_ports(self, services: Mapping[str, ServiceSpec]) -> None:
         """Two services cannot publish one host port: the second would fail after the first

@@ -48,7 +48,12 @@ _STEP_STYLE = {
     StepOutcome.FAILED: "bold red",
     StepOutcome.SKIPPED: "yellow",
 }
-_UNIT_STYLE = {UnitState.RUNNING: "green", UnitState.EXITED: "red", UnitState.ABSENT: "dim"}
+_UNIT_STYLE = {
+    UnitState.RUNNING: "green",
+    UnitState.EXITED: "red",
+    UnitState.ABSENT: "dim",
+    UnitState.CONVERGING: "yellow",
+}
 
 
 def timestamp() -> str:
@@ -204,6 +209,7 @@ def status_json(result: StatusResult) -> str:
                     "uptime_s": row.status.uptime(result.checked_at),
                     "exit_code": row.status.exit_code,
                     "detail": row.status.detail,
+                    "nodes": list(row.status.nodes),
                 }
                 for row in result.rows
             ],

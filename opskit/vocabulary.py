@@ -90,6 +90,9 @@ class UnitState(str, Enum):
     RUNNING = "running"
     EXITED = "exited"
     ABSENT = "absent"
+    #: Not running yet, and the runtime itself is bringing it up (Swarm scheduling or
+    #: replacing a task): wait for it, never start a second one.
+    CONVERGING = "converging"
 
     def __str__(self) -> str:
         return self.value
@@ -179,6 +182,7 @@ class RecoverAction(str, Enum):
     WAITING = "waiting for a dependency"
     WOULD_RESTART = "would restart"  # --dry-run
     LEFT_ALONE = "left alone"  # stopped on purpose
+    LEFT_TO_RUNTIME = "left to its runtime"  # Swarm is replacing it: alerted, never fought
     ALERT_ONLY = "alert only"  # e2e: no restart can fix it
 
     @property
@@ -220,6 +224,26 @@ class Environment(str, Enum):
     STAGING = "staging"
     DEVELOPMENT = "development"
     SANDBOX = "sandbox"
+
+    def __str__(self) -> str:
+        return self.value
+
+
+class PublishMode(str, Enum):
+    """How a swarm service's ``ports:`` are published (``x-opskit.swarm.publish``)."""
+
+    INGRESS = "ingress"  # the routing mesh: every node answers, Swarm balances (needs IPVS)
+    HOST = "host"  # only the node running the task answers, on its own port
+
+    def __str__(self) -> str:
+        return self.value
+
+
+class EndpointMode(str, Enum):
+    """How a swarm service's name resolves on its network (``x-opskit.swarm.endpoint_mode``)."""
+
+    VIP = "vip"  # one virtual IP, balanced by IPVS
+    DNSRR = "dnsrr"  # the tasks' own addresses, round-robin DNS (no IPVS)
 
     def __str__(self) -> str:
         return self.value

@@ -36,7 +36,7 @@ from opskit.errors import OpskitError
 from opskit.lock import stack_lock
 from opskit.polling import deadline_in, poll_until
 from opskit.redact import Redactor
-from opskit.vocabulary import Direction, ExitCode, Phase, StepOutcome
+from opskit.vocabulary import Direction, ExitCode, Phase, StepOutcome, UnitState
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -254,7 +254,7 @@ def ensure_ready(
         return StepResult(service, state, detail, seconds)
 
     tail = Redactor(stack.secrets()).lines(role.unit.log_tail(LOG_TAIL_LINES))
-    if not already_running and role.unit.status().running:
+    if not already_running and role.unit.status().active:
         stop = role.stop()
         problem += f"; stopped it again ({stop.detail})"
     emit(Event(service, Phase.FAILED, problem))
@@ -267,16 +267,23 @@ def wait_ready(role: Role, deadline: float) -> str | None:
 
     def observe() -> str | None:
         status = role.unit.status()
+        if status.state is UnitState.CONVERGING:  # the runtime is still bringing it up
+            last[0] = status.detail
+            return None
         if not status.running:
             code = "unknown code" if status.exit_code is None else f"code {status.exit_code}"
             return f"exited during start ({code})"
         if role.unit.container_health() == "unhealthy":  # as Compose: fail at once
             return "the container's HEALTHCHECK reports unhealthy"
         probe = role.probe_ready()
-        if probe.ready:
-            return ""
-        last[0] = probe.detail
-        return f"not ready: {probe.detail}" if probe.fatal else None
+        if not probe.ready:
+            last[0] = probe.detail
+            return f"not ready: {probe.detail}" if probe.fatal else None
+        settling = role.unit.settling()  # every replica, not just the one that answered
+        if settling is not None:
+            last[0] = settling
+            return None
+        return ""
 
     verdict = poll_until(observe, deadline)
     if verdict is None:

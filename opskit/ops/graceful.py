@@ -6,8 +6,9 @@ Kong (declarative file through ``POST /config`` or HUP, ready, ``configuration_h
 verified). A service whose role cannot do it would be down while it restarts (Redis without a
 replica): it is refused with what the outage would mean, unless ``allow_downtime`` — then it is
 stopped gracefully (Redis: ``SHUTDOWN SAVE``) and brought back through ``ensure_ready``, with
-its dependents left running. A stateless service that an nginx fronts (the backend) restarts
-while a relief instance takes its requests (:mod:`opskit.ops.relief`).
+its dependents left running. A stateless service whose runtime replaces instances in turn
+(Swarm) gets a start-first rolling update; otherwise, when an nginx fronts it (the backend), it
+restarts while a relief instance takes its requests (:mod:`opskit.ops.relief`).
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from opskit.ops.engine import (
     ensure_ready,
     ignore_events,
     mutation,
+    wait_ready,
 )
 from opskit.ops.relief import finish_interrupted, front_of, relieved_restart
 from opskit.services.capabilities import GracefullyRestartable, Relievable
@@ -76,6 +78,8 @@ def _restart_one(
             return StepResult(name, StepOutcome.FAILED, detail, time.monotonic() - began)
         state = StepOutcome.DONE if verdict.ok else StepOutcome.FAILED
         return StepResult(name, state, verdict.detail, time.monotonic() - began)
+    if isinstance(role, Relievable) and role.unit.rolls_replicas:
+        return _rolling_restart(role, name, began)
     front = front_of(stack, name) if isinstance(role, Relievable) else None
     if front is not None:
         leftover = finish_interrupted(stack, name, emit)
@@ -104,3 +108,24 @@ def _restart_one(
     result = ensure_ready(stack, name, emit=emit)
     result.detail = f"restarted with downtime ({stopped.detail}); {result.detail}"
     return result
+
+
+#: How long a rolling replacement may take, in start timeouts of the service: each replica
+#: starts (and passes its healthcheck) before an old one stops, one or a few at a time.
+ROLLING_BUDGET = 4
+
+
+def _rolling_restart(role, name: str, began: float) -> StepResult:
+    """A stateless service whose runtime replaces instances in turn (Swarm's start-first
+    rolling update): no relief instance is needed; verified by the runtime (update completed,
+    every replica running) and then by the role's own probe."""
+    budget = max(60.0, ROLLING_BUDGET * role.spec.start_timeout)
+    try:
+        detail = role.unit.replace_rolling(budget)
+    except OpskitError as exc:
+        return StepResult(name, StepOutcome.FAILED, str(exc), time.monotonic() - began)
+    problem = wait_ready(role, time.monotonic() + role.spec.start_timeout)
+    if problem is not None:
+        detail = f"{detail}; but then {problem}"
+        return StepResult(name, StepOutcome.FAILED, detail, time.monotonic() - began)
+    return StepResult(name, StepOutcome.DONE, f"{detail}; ready", time.monotonic() - began)

@@ -239,7 +239,9 @@ def _impacts(stack: Stack, selected: list[str], seen: list[CheckResult]) -> list
 def _runtime_result(name: str, role, status) -> CheckResult:
     began = time.perf_counter()
     if status.running:
-        parts = [f"running, pid {status.pid}"]
+        parts = [f"running, pid {status.pid}" if status.pid else "running"]
+        if status.nodes:  # a cluster: how many instances run where
+            parts.append(status.detail)
         uptime = status.uptime(time.time())
         if uptime is not None:
             parts.append(f"up {uptime:.0f}s")
@@ -249,6 +251,14 @@ def _runtime_result(name: str, role, status) -> CheckResult:
         if stats is not None:
             parts.append(f"{stats.rss_bytes / 2**20:.0f} MiB, {stats.cpu_percent:.1f}% CPU avg")
         state, detail = CheckStatus.OK, ", ".join(parts)
+        settling = role.unit.settling()
+        if settling is not None:  # some of its replicas are not running (yet)
+            state, detail = CheckStatus.WARNING, f"{detail}; not settled: {settling}"
+    elif status.state is UnitState.CONVERGING:
+        state, detail = (
+            CheckStatus.CRITICAL,
+            f"not running yet, its runtime is on it: {status.detail}",
+        )
     elif status.state is UnitState.EXITED:
         code = "?" if status.exit_code is None else status.exit_code
         state, detail = CheckStatus.CRITICAL, f"not running: exited({code})"

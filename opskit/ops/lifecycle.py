@@ -197,7 +197,7 @@ def _stop(stack: Stack, targets: set[str], emit: EventSink) -> list[StepResult]:
 def _stop_one(stack: Stack, name: str, emit: EventSink) -> StepResult:
     role = stack.role(name)
     began = time.monotonic()
-    if role.unit.status().running:
+    if role.unit.status().active:
         grace = role.spec.stop_grace_period
         emit(Event(name, Phase.STOPPING, f"{role.stop_method}, grace {grace:g}s"))
     result = role.stop()

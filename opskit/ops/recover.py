@@ -163,6 +163,11 @@ class _Pass:
             for name in self.stack.start_order()
             if name in stopped
         ]
+        # A unit its runtime is bringing back (Swarm replacing a task) is its runtime's to
+        # finish: waited for, never restarted a second time by this pass.
+        left_to_runtime, replaced = _await_runtime(self.stack, wanted)
+        rows.extend(self._left_to_runtime(name, detail) for name, detail in left_to_runtime.items())
+        wanted = [name for name in wanted if name not in left_to_runtime]
         # Units that are not running are known from their runtime alone, in microseconds:
         # they are confirmed and restarted before the health checks of the others run, so a
         # dead Kong is not kept waiting on nginx's checks timing out against it.
@@ -182,8 +187,22 @@ class _Pass:
         if everything_healthy and self._e2e_due() and _e2e_is_free(self.stack):
             self.state.last_e2e = time.time()
             rows.extend(self._judge_e2e(self._masking_problem()))
+        for row in rows:
+            if row.service in replaced and row.action is RecoverAction.NOTHING:
+                seen = f"; {row.detail}" if row.detail else ""
+                row.detail = f"its runtime replaced it ({replaced[row.service]}){seen}"
         order = {name: index for index, name in enumerate([*self.stack.start_order(), E2E])}
         return sorted(rows, key=lambda row: order.get(row.service, len(order)))
+
+    def _left_to_runtime(self, name: str, detail: str) -> RecoverRow:
+        """Its runtime did not bring it back within its start timeout: alerted (with where it
+        runs and the last task error), not restarted — a second start would fight it."""
+        problem = f"{name} is down and its runtime has not brought it back: {detail}"
+        if not self.dry_run:
+            self.alerts.failed(name, self.redact(problem))
+        return RecoverRow(
+            name, ServiceVerdict.DOWN, RecoverAction.LEFT_TO_RUNTIME, self.redact(detail)
+        )
 
     # -- confirmation --------------------------------------------------------------------
 
@@ -431,6 +450,36 @@ def _observe_one(
         if not health:
             return Observation(name, ServiceVerdict.HEALTHY, "running")
     return observe(stack, [name])[name]
+
+
+def _await_runtime(stack: Stack, services: list[str]) -> tuple[dict[str, str], dict[str, str]]:
+    """Wait (each up to its start timeout) for the units their runtime is bringing back.
+
+    Returns those still converging at their deadline (with the runtime's detail) and those that
+    came back (with what the runtime said while it was replacing them).
+    """
+    converging = {}
+    for name in services:
+        status = stack.role(name).unit.status()
+        if status.state is UnitState.CONVERGING:
+            converging[name] = status.detail
+    if not converging:
+        return {}, {}
+    began = time.monotonic()
+    waiting = {name: began + stack.role(name).spec.start_timeout for name in converging}
+    still: dict[str, str] = {}
+    while waiting:
+        for name, deadline in list(waiting.items()):
+            status = stack.role(name).unit.status()
+            if status.state is not UnitState.CONVERGING:
+                del waiting[name]
+            elif time.monotonic() >= deadline:
+                still[name] = status.detail
+                del waiting[name]
+        if waiting:
+            time.sleep(0.2)
+    replaced = {name: detail for name, detail in converging.items() if name not in still}
+    return still, replaced
 
 
 def _e2e_is_free(stack: Stack) -> bool:

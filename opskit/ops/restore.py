@@ -140,12 +140,9 @@ def _restore_locked(stack, path, manifest, targets, dry_run, deep, on_event) -> 
     safety_path = backups.store_of(stack).path(safety.backup_id)
     safety_manifest = Manifest.read(safety_path)
     safety_reader = ArtifactReader(safety_path, safety_manifest)
-    safety_plans = {  # the safety backup's plan replaces the failed one's
-        name: stack.role(name).plan_restore(
-            safety_reader.for_service(name), safety_manifest.services[name]
-        )
-        for name in touched
-    }
+    # The same places as the failed restore's, planned while the services still ran: a
+    # stopped service may no longer be able to say where its data lives (Redis's CONFIG GET).
+    safety_plans = {name: plans[name] for name in touched}
     result.rollback = _put_back(stack, safety_reader, safety_manifest, safety_plans, on_event)
     if all(o.ok for o in result.rollback):
         result.state = RestoreState.ROLLED_BACK

@@ -21,6 +21,10 @@ def create_runtime(config: StackConfig) -> Runtime:
         from opskit.runtime.docker import DockerRuntime
 
         return DockerRuntime(config)
+    if config.runtime == "swarm":
+        from opskit.runtime.swarm import SwarmRuntime
+
+        return SwarmRuntime(config)
     raise UsageError(
         f"{config.source}: runtime {config.runtime!r} is not available in this opskit version; "
         "set x-opskit.runtime: process (or --runtime process)"

@@ -51,10 +51,16 @@ class UnitStatus:
     exit_code: int | None = None
     detail: str = ""
     restarts: int | None = None  # starts by opskit after the first, when the runtime counts them
+    nodes: tuple[str, ...] = ()  # where its running instances are (a cluster's node names)
 
     @property
     def running(self) -> bool:
         return self.state is UnitState.RUNNING
+
+    @property
+    def active(self) -> bool:
+        """Running, or being brought up by its runtime: either way, something to stop."""
+        return self.state in (UnitState.RUNNING, UnitState.CONVERGING)
 
     def uptime(self, now: float) -> float | None:
         return now - self.started_at if self.running and self.started_at else None
@@ -120,6 +126,21 @@ class Unit(ABC):
     def send_signal(self, sig: signal.Signals) -> bool:
         """Signal the unit's main process; False when it is not running."""
 
+    #: The runtime can replace the unit's instances one at a time, each new one ready before
+    #: an old one stops (:meth:`replace_rolling`): a stateless service restarts without a gap.
+    rolls_replicas: bool = False
+
+    def settling(self) -> str | None:
+        """What the runtime is still doing to bring the unit to its desired state (replicas
+        starting, an update rolling); None once settled. A single process is settled when
+        it runs."""
+        return None
+
+    def replace_rolling(self, timeout: float) -> str:
+        """Replace every instance one at a time, new before old, verified; describe it. Only
+        where :attr:`rolls_replicas`."""
+        raise NotImplementedError(f"{type(self).__name__} cannot replace instances in turn")
+
     def wait_stopped(self, timeout: float) -> bool:
         """Wait up to ``timeout`` seconds for the unit to exit; True once it has."""
         gone = poll_until(lambda: True if not self.status().running else None, deadline_in(timeout))
@@ -168,6 +189,12 @@ class Unit(ABC):
         """Make the unit exist without starting it, so :meth:`write_file` can place files it
         will read at start (docker: create the container). The process runtime has nothing
         to create: its paths are host paths."""
+
+    def keeps_file(self, path: str) -> str | None:
+        """None when a file written at ``path`` while the unit is stopped is still there when
+        it starts again; otherwise why not (a swarm task starts in a new container, so only
+        its volumes carry files over)."""
+        return None
 
     def copy_out(self, path: str, destination: Path) -> None:
         """Copy the file ``path`` as the unit sees it to ``destination`` on this host (0600)."""

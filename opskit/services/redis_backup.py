@@ -254,6 +254,9 @@ class RedisBackup:
                 "AOF instead of the restored RDB; turn appendonly off for the restore, or "
                 "restore under the process runtime"
             )
+        lost = self.role.unit.keeps_file(location.path)
+        if lost:
+            raise OpskitError(f"{self.role.spec.name}: cannot restore here: {lost}")
         aof = "; AOF rewritten from it after start" if location.appendonly else ""
         detail = f"stop, replace {location.path} ({location.source}), start{aof}"
         return RestorePlan(True, detail, location)

@@ -29,7 +29,7 @@ if TYPE_CHECKING:
 #: Help of the flags every task shares.
 COMMON_HELP = {
     "stack": "stack file (default: $OPSKIT_STACK, then invoke config opskit.stack)",
-    "runtime": "process or docker (overrides x-opskit.runtime and $OPSKIT_RUNTIME)",
+    "runtime": "process, docker or swarm (overrides x-opskit.runtime and $OPSKIT_RUNTIME)",
     "service": "limit to this service (repeatable)",
 }
 

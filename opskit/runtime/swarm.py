@@ -1,0 +1,915 @@
+"""The swarm runtime: each Compose service is a Docker Swarm service, driven through the SDK.
+
+opskit drives Swarm; it does not manage a cluster of its own. A unit is a *service with
+tasks*: it runs while Swarm runs at least one of its tasks, is settled once every desired task
+runs (Swarm holds a task in ``starting`` until its HEALTHCHECK passes), and is stopped by
+scaling it to 0 — Swarm then sends the service's stop signal and kills after its
+``stop_grace_period``, the Compose contract. A task Swarm is replacing is ``converging``:
+recovery leaves that to Swarm instead of fighting it.
+
+Services opskit creates are named ``<stack>_<service>`` as ``docker stack deploy`` names them
+and carry ``io.opskit.stack`` / ``io.opskit.service``; they sit on the overlay network
+``<stack>_default`` with the service name as alias. A service ``docker stack deploy`` created
+(``com.docker.stack.namespace``) is **adopted**: scaled, updated and inspected in place, never
+removed. Exec and file copies go to the service's task container on the node opskit talks to;
+a task on another node is named, not reached.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import time
+from collections import Counter
+from collections.abc import Iterator
+from pathlib import Path, PurePosixPath
+from typing import TYPE_CHECKING, Any, BinaryIO
+
+from opskit.errors import ConfigError, OpskitError, RuntimeUnavailableError
+from opskit.polling import deadline_in, poll_until
+from opskit.runtime import host, swarm_spec
+from opskit.runtime.base import ExecResult, Launch, LogLine, StopResult, UnitStats, UnitStatus
+from opskit.runtime.docker import (
+    SERVICE_LABEL,
+    STACK_LABEL,
+    DockerRuntime,
+    DockerUnit,
+    _epoch,
+    _log_line,
+)
+from opskit.runtime.ports import describe_taken_port, port_is_free
+from opskit.vocabulary import EndpointMode, PublishMode, UnitState
+
+if TYPE_CHECKING:
+    from docker.models.containers import Container
+    from docker.models.services import Service
+
+    from opskit.config import ServiceSpec, StackConfig
+
+STACK_NAMESPACE = "com.docker.stack.namespace"
+TASK_SERVICE_LABEL = "com.docker.swarm.service.id"
+STAGING_LABEL = "io.opskit.staging"
+#: Task states on the way to ``running`` (Swarm's own names).
+_ON_THE_WAY = {
+    "new",
+    "allocated",
+    "pending",
+    "assigned",
+    "accepted",
+    "preparing",
+    "ready",
+    "starting",
+}
+_FAILED = {"failed", "rejected", "orphaned"}
+_UPDATE_FAILED = {"paused", "rollback_started", "rollback_paused", "rollback_completed"}
+
+
+class SwarmRuntime(DockerRuntime):
+    name = "swarm"
+
+    def __init__(self, config: StackConfig):
+        super().__init__(config)
+        self._node_names: dict[str, str] = {}
+
+    def unit(self, spec: ServiceSpec) -> SwarmUnit:
+        known = self._units.get(spec.name)
+        if not isinstance(known, SwarmUnit) or known.spec != spec:
+            self._units[spec.name] = SwarmUnit(spec, self)
+        return self._units[spec.name]  # type: ignore[return-value]
+
+    # -- the cluster -------------------------------------------------------------------------
+
+    def swarm_problem(self) -> str | None:
+        """Why this engine cannot run a swarm stack, or None."""
+        info = self.client.info().get("Swarm") or {}
+        if info.get("LocalNodeState") != "active":
+            return (
+                "swarm runtime: this Docker Engine is not part of a swarm "
+                f"(state {info.get('LocalNodeState') or 'unknown'}): `docker swarm init` on a "
+                "manager, or use --runtime docker"
+            )
+        if not info.get("ControlAvailable"):
+            return (
+                "swarm runtime: this node is a worker; opskit must talk to a manager "
+                "(DOCKER_HOST=ssh://manager or run it there)"
+            )
+        return None
+
+    @property
+    def local_node(self) -> str:
+        return (self.client.info().get("Swarm") or {}).get("NodeID", "")
+
+    def node_name(self, node_id: str) -> str:
+        import docker
+
+        if node_id not in self._node_names:
+            try:
+                node = self.client.nodes.get(node_id)
+                self._node_names[node_id] = node.attrs["Description"]["Hostname"]
+            except (docker.errors.APIError, KeyError):
+                return node_id[:12] or "unassigned"
+        return self._node_names[node_id]
+
+    def ensure_network(self) -> None:
+        """The stack's overlay network: ``docker stack deploy``'s when it made one, else ours.
+        Attachable, so a one-off container (a restore's staging container) can join it."""
+        with self._network_lock:
+            if self.client.networks.list(names=[self.network_name]):
+                return
+            self.client.networks.create(
+                self.network_name,
+                driver="overlay",
+                attachable=True,
+                labels={STACK_LABEL: self.project},
+            )
+
+    def remove_network_if_unused(self) -> None:
+        """Remove our overlay network once no service of ours is left on it."""
+        import docker
+
+        with self._network_lock:
+            if self.client.services.list(filters={"label": f"{STACK_LABEL}={self.project}"}):
+                return
+            for network in self.client.networks.list(names=[self.network_name]):
+                if (network.attrs.get("Labels") or {}).get(STACK_LABEL) == self.project:
+                    with contextlib.suppress(docker.errors.APIError):
+                        network.remove()
+
+    def ensure_secret(self, name: str) -> Any:
+        """The stack's secret ``name`` as a Swarm secret: ``<stack>_<name>``, created from the
+        stack file's ``secrets.<name>`` (file or environment) when absent; ``external`` ones
+        must exist already."""
+        import docker
+
+        definition = self.config.secrets.get(name)
+        if definition is None:
+            known = ", ".join(sorted(self.config.secrets)) or "none"
+            raise ConfigError(
+                self.config.source,
+                f"secrets.{name}",
+                f"a service uses it but the stack file does not define it (defined: {known})",
+            )
+        swarm_name = definition.external_name or f"{self.project}_{name}"
+        for secret in self.client.secrets.list(filters={"name": swarm_name}):
+            if secret.name == swarm_name:
+                return secret
+        if definition.external_name:
+            raise OpskitError(
+                f"secrets.{name}: external secret {swarm_name} does not exist in the swarm "
+                f"(`docker secret create {swarm_name} FILE`)"
+            )
+        try:
+            return self.client.secrets.create(
+                name=swarm_name, data=definition.read(), labels={STACK_LABEL: self.project}
+            )
+        except docker.errors.APIError as exc:
+            raise OpskitError(f"secrets.{name}: swarm refused it: {exc.explanation}") from None
+
+    def remove_unused_secrets(self) -> None:
+        """Our secrets no service uses any more: the next start creates them from the file
+        again, which is how a rotated secret reaches the services (Swarm secrets are
+        immutable)."""
+        import docker
+
+        used = {
+            reference.get("SecretID")
+            for service in self.client.services.list()
+            for reference in (
+                service.attrs["Spec"]["TaskTemplate"]["ContainerSpec"].get("Secrets") or []
+            )
+        }
+        for secret in self.client.secrets.list(filters={"label": f"{STACK_LABEL}={self.project}"}):
+            if secret.id not in used:
+                with contextlib.suppress(docker.errors.APIError):
+                    secret.remove()
+
+    # -- before a start ----------------------------------------------------------------------
+
+    def preflight(self, plans: list[tuple[ServiceSpec, Launch]]) -> list[str]:
+        import docker
+
+        try:
+            problem = self.swarm_problem()
+        except RuntimeUnavailableError as exc:
+            return [str(exc)]
+        if problem:
+            return [problem]
+        problems: list[str] = []
+        ipvs = self.ipvs_problem()
+        if ipvs:
+            problems.append(ipvs)
+        published = self.published_ports()
+        for spec, _launch in plans:
+            unit = self.unit(spec)
+            if unit.service() is not None:
+                continue  # exists (scaled to 0 or adopted): it is scaled up as it is
+            if spec.image:
+                try:
+                    self.client.images.get(spec.image)
+                except docker.errors.ImageNotFound:
+                    problems.append(
+                        f"{spec.name}: image {spec.image} is not on this node; on a cluster every "
+                        "node that may run it needs it: push it to a registry the nodes can "
+                        "pull from (docs/scaling.md), or build it on each node"
+                    )
+            else:
+                problems.append(f"{spec.name}: no image: in the Compose file")
+            for mapping in spec.ports:
+                if mapping.host_port is None:
+                    continue
+                holder = published.get(mapping.host_port)
+                if holder:
+                    problems.append(
+                        f"{spec.name}: port {mapping.host_port} is already published by swarm "
+                        f"service {holder}"
+                    )
+                elif not port_is_free(mapping.host_port):
+                    problems.append(describe_taken_port(mapping.host_port, spec.name))
+        return problems
+
+    def ipvs_problem(self) -> str | None:
+        """The routing mesh and virtual IPs run on the kernel's IPVS; a kernel without it
+        (some VMs, some minimal kernels) starts the services but never routes to them. Only
+        knowable for an engine on this machine."""
+        settings = self.config.swarm
+        needs = [
+            what
+            for what, used in (
+                ("publish: ingress", settings.publish is PublishMode.INGRESS),
+                ("endpoint_mode: vip", settings.endpoint_mode is EndpointMode.VIP),
+            )
+            if used
+        ]
+        remote = os.environ.get("DOCKER_HOST", "unix://").split("://")[0] not in ("unix", "")
+        if not needs or remote or Path("/proc/sys/net/ipv4/vs").exists():
+            return None
+        return (
+            f"x-opskit.swarm: {' and '.join(needs)} need the kernel's IPVS (ip_vs), which this "
+            "node lacks; set x-opskit.swarm: {publish: host, endpoint_mode: dnsrr} "
+            "(docs/scaling.md)"
+        )
+
+    def published_ports(self) -> dict[int, str]:
+        ports = {}
+        for service in self.client.services.list():
+            for port in (service.attrs.get("Endpoint") or {}).get("Ports") or []:
+                if port.get("PublishedPort"):
+                    ports[int(port["PublishedPort"])] = service.name
+        return ports
+
+    def build_images(self, specs: list[ServiceSpec], progress) -> None:
+        """Built on this node only: a cluster's other nodes need a registry (docs/scaling.md)."""
+        super().build_images([s for s in specs if self.unit(s).service() is None], progress)
+
+
+class SwarmUnit(DockerUnit):
+    """A Swarm service. Container-level operations (exec, files, signals) act on its task
+    containers on this node; everything else asks Swarm."""
+
+    runs_on_host = False
+    rolls_replicas = True
+
+    def __init__(self, spec: ServiceSpec, runtime: SwarmRuntime):
+        super().__init__(spec, runtime)
+        self.runtime: SwarmRuntime = runtime
+
+    @property
+    def service_name(self) -> str:
+        return f"{self.runtime.project}_{self.spec.name}"
+
+    @property
+    def staging_name(self) -> str:
+        return f"{self.service_name}-staging"
+
+    # -- finding things ------------------------------------------------------------------------
+
+    def service(self) -> Service | None:
+        """Ours (opskit labels), else the one ``docker stack deploy`` made for this stack."""
+        client = self.runtime.client
+        ours = client.services.list(
+            filters={
+                "label": [
+                    f"{STACK_LABEL}={self.runtime.project}",
+                    f"{SERVICE_LABEL}={self.spec.name}",
+                ]
+            }
+        )
+        if ours:
+            return ours[0]
+        for service in client.services.list(
+            filters={
+                "label": f"{STACK_NAMESPACE}={self.runtime.project}",
+                "name": self.service_name,
+            }
+        ):
+            if service.name == self.service_name:  # the name filter matches prefixes
+                return service
+        return None
+
+    def created_by_opskit(self, thing: Any) -> bool:
+        labels = (thing.attrs.get("Spec") or {}).get("Labels") if hasattr(thing, "attrs") else None
+        labels = labels if labels is not None else getattr(thing, "labels", {}) or {}
+        return labels.get(STACK_LABEL) == self.runtime.project
+
+    def tasks(self, service: Service | None = None) -> list[dict]:
+        """The service's tasks Swarm wants running (or ready: a replacement held back by the
+        restart policy's delay), newest first."""
+        service = service or self.service()
+        if service is None:
+            return []
+        wanted = [t for t in service.tasks() if t.get("DesiredState") in ("running", "ready")]
+        return sorted(wanted, key=lambda t: t.get("CreatedAt", ""), reverse=True)
+
+    def will_restart(self, service: Service, history: list[dict]) -> bool:
+        """Whether Swarm's restart policy brings a finished task back by itself (Swarm may
+        not have created the replacement yet, the instant after a task died)."""
+        policy = service.attrs["Spec"]["TaskTemplate"].get("RestartPolicy") or {}
+        condition = policy.get("Condition", "any")
+        latest = history[0] if history else {}
+        if condition == "none" or (condition == "on-failure" and _exit_code(latest) == 0):
+            return False
+        attempts = policy.get("MaxAttempts") or 0
+        return not attempts or len(history) <= attempts
+
+    def history(self, service: Service) -> list[dict]:
+        """Every task Swarm still remembers (``task_history_retention_limit``), newest first."""
+        return sorted(service.tasks(), key=lambda t: t.get("CreatedAt", ""), reverse=True)
+
+    def local_containers(self, running: bool = True) -> list[Container]:
+        service = self.service()
+        if service is None:
+            return []
+        filters: dict[str, Any] = {"label": f"{TASK_SERVICE_LABEL}={service.id}"}
+        if running:
+            filters["status"] = "running"
+        return self.runtime.client.containers.list(all=not running, filters=filters)
+
+    def staging_container(self) -> Container | None:
+        import docker
+
+        try:
+            container = self.runtime.client.containers.get(self.staging_name)
+        except docker.errors.NotFound:
+            return None
+        return container if container.labels.get(STAGING_LABEL) == self.runtime.project else None
+
+    def container(self) -> Container | None:
+        """A running task container on this node; while the service is scaled to 0, the
+        staging container a restore writes into (:meth:`create`)."""
+        local = self.local_containers()
+        return local[0] if local else self.staging_container()
+
+    def _elsewhere(self, what: str) -> str:
+        """Why ``what`` cannot be done here: the node(s) its tasks run on, or none running."""
+        nodes = sorted(
+            {
+                self.runtime.node_name(t.get("NodeID", ""))
+                for t in self.tasks()
+                if _state(t) == "running"
+            }
+        )
+        here = self.runtime.node_name(self.runtime.local_node)
+        if not nodes:
+            return f"{self.name}: no task is running, so there is no container to {what}"
+        return (
+            f"{self.name}: its task runs on node {', '.join(nodes)}, not on {here} where opskit "
+            f"runs, so it cannot {what}: run opskit on that node (or point DOCKER_HOST at it)"
+        )
+
+    # -- status ---------------------------------------------------------------------------------
+
+    def status(self) -> UnitStatus:
+        service = self.service()
+        if service is None:
+            return UnitStatus(self.name, UnitState.ABSENT)
+        mode = service.attrs["Spec"].get("Mode") or {}
+        desired = (mode.get("Replicated") or {}).get("Replicas")
+        adopted = "" if self.created_by_opskit(service) else " (adopted)"
+        if desired == 0:
+            return UnitStatus(
+                self.name, UnitState.ABSENT, detail=f"service {service.name} scaled to 0{adopted}"
+            )
+        tasks = self.tasks(service)
+        running = [t for t in tasks if _state(t) == "running"]
+        wanted = desired if desired is not None else len(tasks)  # global: one per eligible node
+        history = self.history(service)
+        failures = [t for t in history if _state(t) in _FAILED or _exit_code(t) not in (None, 0)]
+        nodes = tuple(self.runtime.node_name(t.get("NodeID", "")) for t in running)
+        placed = ", ".join(f"{node} ×{count}" for node, count in sorted(Counter(nodes).items()))
+        detail = f"service {service.name}{adopted}: {len(running)}/{wanted} tasks running"
+        detail += f" on {placed}" if placed else ""
+        last_error = _task_error(failures[0]) if failures else ""
+        if running:
+            local = self.local_containers()
+            state = local[0].attrs.get("State", {}) if len(local) == 1 else {}
+            if len(running) < wanted and last_error:
+                detail += f"; last task error: {last_error}"
+            return UnitStatus(
+                self.name,
+                UnitState.RUNNING,
+                pid=state.get("Pid") or None,
+                started_at=min(_epoch(t["Status"].get("Timestamp")) or 0.0 for t in running)
+                or None,
+                restarts=len(failures),
+                detail=detail,
+                nodes=nodes,
+            )
+        if any(_state(t) in _ON_THE_WAY for t in tasks) or self.will_restart(service, history):
+            why = f"; last task error: {last_error}" if last_error else ""
+            return UnitStatus(
+                self.name,
+                UnitState.CONVERGING,
+                restarts=len(failures),
+                detail=f"{detail}; Swarm is starting a task{why}",
+            )
+        latest = history[0] if history else {}
+        return UnitStatus(
+            self.name,
+            UnitState.EXITED,
+            exit_code=_exit_code(latest),
+            restarts=len(failures),
+            detail=f"{detail}; {_task_error(latest) or 'no task left running'}",
+        )
+
+    def settling(self) -> str | None:
+        """None once every desired task runs (healthy: Swarm holds an unhealthy-yet task in
+        ``starting``) and no update is rolling; otherwise what is still moving."""
+        service = self.service()
+        if service is None:
+            return "the service does not exist"
+        update = (service.attrs.get("UpdateStatus") or {}).get("State")
+        if update in ("updating", "rollback_started"):
+            return f"a rolling update is {update.replace('_', ' ')}"
+        desired = ((service.attrs["Spec"].get("Mode") or {}).get("Replicated") or {}).get(
+            "Replicas"
+        )
+        tasks = self.tasks(service)
+        running = sum(1 for t in tasks if _state(t) == "running")
+        wanted = desired if desired is not None else len(tasks)
+        if running < wanted:
+            return f"{running}/{wanted} tasks running and healthy"
+        return None
+
+    def container_health(self) -> str | None:
+        """The worst HEALTHCHECK verdict among this node's task containers."""
+        verdicts = {
+            (c.attrs.get("State", {}).get("Health") or {}).get("Status")
+            for c in self.local_containers()
+        } - {None}
+        for verdict in ("unhealthy", "starting", "healthy"):
+            if verdict in verdicts:
+                return verdict
+        return None
+
+    def host_pid(self) -> int | None:
+        return None  # tasks come and go under Swarm: watch the service by asking
+
+    def stats(self) -> UnitStats | None:
+        """This node's task containers together (tasks on other nodes are not counted)."""
+        total_rss, total_cpu, seen = 0, 0.0, False
+        for container in self.local_containers():
+            pid = container.attrs.get("State", {}).get("Pid")
+            stats = host.process_tree_stats(pid) if pid else None
+            if stats is not None:
+                total_rss, total_cpu, seen = (
+                    total_rss + stats.rss_bytes,
+                    total_cpu + stats.cpu_percent,
+                    True,
+                )
+        return UnitStats(total_rss, total_cpu) if seen else None
+
+    # -- start -----------------------------------------------------------------------------------
+
+    def start(self, launch: Launch) -> UnitStatus:
+        """Create our service, or scale an existing one (ours or adopted) back to its replicas."""
+        import docker
+
+        self._remove_staging()
+        service = self.service()
+        try:
+            if service is None:
+                self.runtime.ensure_network()
+                self.runtime.client.api.create_service(**self.service_arguments())
+            elif not swarm_spec.is_global(self.spec) and _replicas(service) == 0:
+                service.scale(swarm_spec.desired_replicas(self.spec))
+        except docker.errors.APIError as exc:
+            raise OpskitError(f"{self.name}: swarm could not start it: {exc.explanation}") from None
+        return self.status()
+
+    def service_arguments(self) -> dict[str, Any]:
+        """The Compose service as ``create_service`` arguments (the SDK's Swarm types)."""
+        import docker
+
+        spec, types = self.spec, docker.types
+        key = f"services.{spec.name}"
+        try:
+            replicas = swarm_spec.desired_replicas(spec)
+            container = swarm_spec.container_arguments(spec)
+            container["labels"] = {STACK_LABEL: self.runtime.project, SERVICE_LABEL: spec.name}
+            container["mounts"] = [
+                types.Mount(m.target, m.source, type=m.kind, read_only=m.read_only)
+                for m in swarm_spec.mount_uses(
+                    spec, self.runtime.project, self.runtime.config.project_dir
+                )
+            ]
+            container["secrets"] = [
+                types.SecretReference(secret.id, secret.name, filename=use.target, mode=use.mode)
+                for use in swarm_spec.secret_uses(spec)
+                for secret in [self.runtime.ensure_secret(use.source)]
+            ]
+            if spec.healthcheck and spec.healthcheck.test:
+                check = spec.healthcheck
+                container["healthcheck"] = types.Healthcheck(
+                    test=["NONE"] if check.disabled else list(check.test),
+                    interval=int(check.interval * 1e9),
+                    timeout=int(check.timeout * 1e9),
+                    retries=check.retries,
+                    start_period=int(check.start_period * 1e9),
+                )
+            update = swarm_spec.update_arguments(
+                swarm_spec.deploy_section(spec).get("update_config"), f"{key}.deploy.update_config"
+            )
+            rollback = swarm_spec.update_arguments(
+                swarm_spec.deploy_section(spec).get("rollback_config"),
+                f"{key}.deploy.rollback_config",
+            )
+            resources = swarm_spec.resource_arguments(spec)
+            restart = swarm_spec.restart_arguments(spec)
+        except ConfigError as exc:
+            raise ConfigError(self.runtime.config.source, exc.key, exc.problem) from None
+        except ValueError as exc:
+            raise ConfigError(self.runtime.config.source, key, str(exc)) from None
+        mode = (
+            types.ServiceMode("global")
+            if swarm_spec.is_global(spec)
+            else types.ServiceMode("replicated", replicas=replicas)
+        )
+        template = types.TaskTemplate(
+            container_spec=types.ContainerSpec(
+                spec.image or f"{self.runtime.project}-{spec.name}", **container
+            ),
+            restart_policy=types.RestartPolicy(**restart),
+            resources=types.Resources(**resources) if resources else None,
+            placement=types.Placement(constraints=swarm_spec.placement_constraints(spec)) or None,
+            networks=[
+                types.NetworkAttachmentConfig(self.runtime.network_name, aliases=[spec.name])
+            ],
+        )
+        settings = self.runtime.config.swarm
+        ports = {
+            p.host_port: (p.container_port, p.protocol, settings.publish.value)
+            for p in spec.ports
+            if p.host_port is not None
+        }
+        endpoint_mode = str(
+            swarm_spec.deploy_section(spec).get("endpoint_mode") or settings.endpoint_mode.value
+        )
+        return {
+            "task_template": template,
+            "name": self.service_name,
+            "labels": {**spec.labels, STACK_LABEL: self.runtime.project, SERVICE_LABEL: spec.name},
+            "mode": mode,
+            "update_config": types.UpdateConfig(**update) if update else None,
+            "rollback_config": types.RollbackConfig(**rollback) if rollback else None,
+            "endpoint_spec": types.EndpointSpec(mode=endpoint_mode, ports=ports or None),
+        }
+
+    # -- stop ------------------------------------------------------------------------------------
+
+    def stop(self, sig: signal.Signals, grace: float) -> StopResult:
+        """Scale to 0: Swarm sends the service's stop signal and kills after its grace."""
+        service = self.service()
+        if service is None or _replicas(service) == 0:
+            self.forget()
+            return StopResult(self.name, was_running=False, detail="not running")
+        stop_signal = service.attrs["Spec"]["TaskTemplate"]["ContainerSpec"].get("StopSignal")
+        return self.finish_stop(grace, f"{stop_signal or sig.name} from Swarm")
+
+    def finish_stop(self, grace: float, how: str) -> StopResult:
+        """After a stop was asked for (Redis's SHUTDOWN): scale to 0 so Swarm does not start a
+        replacement, and wait until the tasks are gone."""
+        import docker
+
+        service = self.service()
+        if service is None:
+            return StopResult(self.name, was_running=True, detail=f"stopped by {how}")
+        if swarm_spec.is_global(self.spec) or "Global" in (service.attrs["Spec"].get("Mode") or {}):
+            if not self.created_by_opskit(service):
+                raise OpskitError(
+                    f"{self.name}: a global service cannot be scaled to 0 and opskit did not "
+                    "create it, so it is not removed: `docker service rm` it yourself"
+                )
+            self._remove(service)
+        else:
+            try:
+                service.scale(0)
+            except docker.errors.APIError as exc:
+                raise OpskitError(
+                    f"{self.name}: swarm could not scale it to 0: {exc.explanation}"
+                ) from None
+        began = time.monotonic()
+        gone = poll_until(lambda: True if self._quiet() else None, deadline_in(grace + 15.0))
+        killed = time.monotonic() - began > grace and bool(gone)
+        self.forget()
+        if not gone:
+            return StopResult(
+                self.name,
+                was_running=True,
+                killed=True,
+                detail=f"tasks still shutting down {grace + 15:g}s after the scale to 0",
+            )
+        what = "killed by Swarm after its grace" if killed else f"stopped by {how}"
+        return StopResult(
+            self.name, was_running=True, killed=killed, detail=f"{what} (scaled to 0)"
+        )
+
+    def _quiet(self) -> bool:
+        """No task running or on its way, and no task container left running on this node."""
+        service = self.service()
+        if service is None:
+            return True
+        busy = [t for t in service.tasks() if _state(t) in _ON_THE_WAY | {"running"}]
+        return not busy and not self.local_containers()
+
+    def kill(self) -> None:
+        """SIGKILL this node's task containers, then scale to 0 so none is replaced."""
+        import docker
+
+        for container in self.local_containers():
+            with contextlib.suppress(docker.errors.APIError):
+                container.kill()
+        service = self.service()
+        if service is not None and _replicas(service):
+            with contextlib.suppress(docker.errors.APIError):
+                service.scale(0)
+
+    def send_signal(self, sig) -> bool:
+        """Signal every task container on this node (an nginx HUP reaches each replica here)."""
+        import docker
+
+        sent = False
+        for container in self.local_containers():
+            with contextlib.suppress(docker.errors.APIError):
+                container.kill(signal=int(sig))
+                sent = True
+        return sent
+
+    def forget(self) -> None:
+        """Remove the service if opskit created it (an adopted one stays, at 0 replicas), then
+        our staging container, unused secrets and the network."""
+        service = self.service()
+        if service is not None and self.created_by_opskit(service):
+            self._remove(service)
+            poll_until(
+                lambda: True if not self.local_containers(running=False) else None,
+                deadline_in(15.0),
+            )
+        self._remove_staging()
+        self.runtime.remove_unused_secrets()
+        self.runtime.remove_network_if_unused()
+
+    def _remove(self, service: Service) -> None:
+        import docker
+
+        with contextlib.suppress(docker.errors.APIError):
+            service.remove()
+
+    # -- rolling replacement -----------------------------------------------------------------
+
+    def replace_rolling(self, timeout: float) -> str:
+        """``docker service update --force`` with ``order: start-first``: each new task runs
+        and is healthy before an old one stops; verified until Swarm reports the update
+        completed and every desired task runs. Raises with Swarm's own message otherwise."""
+        import docker
+
+        service = self.service()
+        if service is None:
+            raise OpskitError(f"{self.name}: no swarm service to update")
+        spec = service.attrs["Spec"]
+        task_template = spec["TaskTemplate"]
+        task_template["ForceUpdate"] = int(task_template.get("ForceUpdate") or 0) + 1
+        update = dict(spec.get("UpdateConfig") or {"Parallelism": 1})
+        note = ""
+        if update.get("Order") != "start-first":
+            update["Order"] = "start-first"
+            note = "; update order set to start-first"
+        try:
+            self.runtime.client.api.update_service(
+                service.id,
+                service.version,
+                task_template=task_template,
+                name=spec["Name"],
+                labels=spec.get("Labels"),
+                mode=spec.get("Mode"),
+                update_config=update,
+                rollback_config=spec.get("RollbackConfig"),
+                networks=spec.get("TaskTemplate", {}).get("Networks") or spec.get("Networks"),
+                endpoint_spec=spec.get("EndpointSpec"),
+            )
+        except docker.errors.APIError as exc:
+            raise OpskitError(f"{self.name}: swarm refused the update: {exc.explanation}") from None
+
+        def finished() -> str | None:
+            current = self.service()
+            if current is None:
+                raise OpskitError(f"{self.name}: the service disappeared during the update")
+            status = current.attrs.get("UpdateStatus") or {}
+            state = status.get("State")
+            if state in _UPDATE_FAILED:
+                raise OpskitError(
+                    f"{self.name}: the rolling update {state.replace('_', ' ')}: "
+                    f"{status.get('Message', '')}"
+                )
+            if state == "completed" and self.settling() is None:
+                return status.get("Message") or "update completed"
+            return None
+
+        message = poll_until(finished, deadline_in(timeout), first=0.2, cap=1.0)
+        if message is None:
+            raise OpskitError(
+                f"{self.name}: the rolling update did not complete within {timeout:g}s "
+                f"({self.settling() or 'still updating'})"
+            )
+        replicas = len([t for t in self.tasks() if _state(t) == "running"])
+        return f"rolling update, start-first, {replicas} tasks replaced one at a time{note}"
+
+    # -- addresses -----------------------------------------------------------------------------
+
+    def address(self, container_port: int) -> tuple[str, int]:
+        """A published port on this node; an unpublished one at this node's task container
+        on ``docker_gwbridge`` (every task on an overlay network has an address there that
+        this host can reach)."""
+        mapping = self.spec.port(container_port)
+        if mapping is not None and mapping.host_port is not None:
+            return super().address(container_port)
+        gateway = self._gateway_address()
+        return (gateway or "127.0.0.1", container_port)
+
+    def _gateway_address(self) -> str | None:
+        import docker
+
+        local = self.local_containers()
+        if not local:
+            return None
+        try:
+            bridge = self.runtime.client.networks.get("docker_gwbridge")
+        except docker.errors.APIError:
+            return None
+        endpoint = (bridge.attrs.get("Containers") or {}).get(local[0].id) or {}
+        address = endpoint.get("IPv4Address", "")
+        return address.split("/")[0] or None
+
+    # -- exec, files, logs -------------------------------------------------------------------
+
+    def exec(self, argv: list[str], timeout: float = 15.0) -> ExecResult:
+        if not self.local_containers():
+            return ExecResult(None, self._elsewhere("exec into it"))
+        return super().exec(argv, timeout)
+
+    def create(self) -> None:
+        """While the service is scaled to 0 (a restore), a stopped *staging* container with
+        the service's volumes, so files can be written where the next task will read them."""
+        import docker
+
+        if self.local_containers() or self.staging_container() is not None:
+            return
+        mounts = swarm_spec.mount_uses(
+            self.spec, self.runtime.project, self.runtime.config.project_dir
+        )
+        volumes = {
+            m.source: {"bind": m.target, "mode": "ro" if m.read_only else "rw"} for m in mounts
+        }
+        try:
+            self.runtime.client.containers.create(
+                self.spec.image or f"{self.runtime.project}-{self.spec.name}",
+                name=self.staging_name,
+                command=["true"],
+                volumes=volumes,
+                labels={STAGING_LABEL: self.runtime.project, STACK_LABEL: self.runtime.project},
+            )
+        except docker.errors.APIError as exc:
+            raise OpskitError(
+                f"{self.name}: could not create a staging container: {exc.explanation}"
+            ) from None
+
+    def _remove_staging(self) -> None:
+        import docker
+
+        container = self.staging_container()
+        if container is not None:
+            with contextlib.suppress(docker.errors.APIError):
+                container.remove(force=True)
+
+    @contextlib.contextmanager
+    def open_file(self, path: str) -> Iterator[BinaryIO]:
+        if self.container() is None:
+            raise OpskitError(self._elsewhere(f"copy {path} out"))
+        with super().open_file(path) as data:
+            yield data
+
+    def write_file(self, path: str, data: BinaryIO, size: int) -> None:
+        """Into this node's task container, or, while scaled to 0, into the staging container
+        — only under one of its volumes: a file anywhere else would vanish with it, since
+        Swarm starts every task in a new container."""
+        container = self.container()
+        if container is None:
+            raise OpskitError(self._elsewhere(f"copy {path} in"))
+        if container.labels.get(STAGING_LABEL):
+            problem = self.keeps_file(path)
+            if problem:
+                raise OpskitError(f"{self.name}: {problem}")
+        super().write_file(path, data, size)
+
+    def keeps_file(self, path: str) -> str | None:
+        mounts = swarm_spec.mount_uses(
+            self.spec, self.runtime.project, self.runtime.config.project_dir
+        )
+        target = PurePosixPath(path)
+        if any(target.is_relative_to(m.target) for m in mounts if not m.read_only):
+            return None
+        return (
+            f"{path} is not on a volume of the service: Swarm starts each task in a new "
+            "container, so a file written there while it is stopped would be lost; mount a "
+            f"volume at {target.parent} (services.{self.name}.volumes)"
+        )
+
+    def logs(
+        self, since: float | None = None, until: float | None = None, follow: bool = False
+    ) -> Iterator[LogLine]:
+        """The service's logs, every task's, with the engine's timestamps (``docker service
+        logs``); the API takes whole seconds, so the edges are trimmed here."""
+        import docker
+
+        service = self.service()
+        if service is None:
+            return
+        try:
+            chunks = self.runtime.client.api.service_logs(
+                service.id,
+                stdout=True,
+                stderr=True,
+                timestamps=True,
+                follow=follow,
+                since=int(since) if since else 0,
+                is_tty=False,
+            )
+            if isinstance(chunks, bytes):
+                chunks = iter([chunks])
+            pending = b""
+            for chunk in chunks:
+                pending += chunk
+                *lines, pending = pending.split(b"\n")
+                for raw in lines:
+                    line = _log_line(self.name, raw)
+                    if _within(line, since, until):
+                        yield line
+            if pending:
+                line = _log_line(self.name, pending)
+                if _within(line, since, until):
+                    yield line
+        except docker.errors.APIError:
+            return
+
+    def log_tail(self, lines: int = 20) -> list[str]:
+        import docker
+
+        service = self.service()
+        if service is None:
+            return []
+        try:
+            raw = self.runtime.client.api.service_logs(
+                service.id, stdout=True, stderr=True, tail=str(lines), is_tty=False
+            )
+        except docker.errors.APIError:
+            return []
+        if not isinstance(raw, bytes):
+            raw = b"".join(raw)
+        return raw.decode("utf-8", errors="replace").splitlines()[-lines:]
+
+
+def _within(line: LogLine, since: float | None, until: float | None) -> bool:
+    if line.timestamp is None:
+        return True
+    return (since is None or line.timestamp >= since) and (until is None or line.timestamp <= until)
+
+
+def _state(task: dict) -> str:
+    return (task.get("Status") or {}).get("State", "")
+
+
+def _replicas(service: Service) -> int | None:
+    return ((service.attrs["Spec"].get("Mode") or {}).get("Replicated") or {}).get("Replicas")
+
+
+def _exit_code(task: dict) -> int | None:
+    return ((task.get("Status") or {}).get("ContainerStatus") or {}).get("ExitCode")
+
+
+def _task_error(task: dict) -> str:
+    status = task.get("Status") or {}
+    error = status.get("Err") or ""
+    code = _exit_code(task)
+    if not error and code not in (None, 0):
+        error = f"exited with code {code}"
+    return f"{status.get('State', '?')}: {error}" if error else ""
