@@ -93,6 +93,21 @@ def docker_problem() -> str | None:
 DOCKER_PROBLEM = docker_problem()
 
 
+def swarm_problem() -> str | None:
+    """Why the swarm runtime cannot be tested here (CI runs `docker swarm init`), or None."""
+    if DOCKER_PROBLEM:
+        return DOCKER_PROBLEM
+    import docker
+
+    state = (docker.from_env(timeout=10).info().get("Swarm") or {}).get("LocalNodeState")
+    if state != "active":
+        return f"swarm runtime untestable here: the engine is not in a swarm ({state})"
+    return None
+
+
+SWARM_PROBLEM = swarm_problem()
+
+
 #: Both runtimes, the docker one skipped (saying why) where no engine or image is at hand.
 RUNTIME_PARAMS = [
     "process",

@@ -608,16 +608,23 @@ class SwarmUnit(DockerUnit):
                 raise OpskitError(
                     f"{self.name}: swarm could not scale it to 0: {exc.explanation}"
                 ) from None
-        began = time.monotonic()
-        gone = poll_until(lambda: True if self._quiet() else None, deadline_in(grace + 15.0))
-        killed = time.monotonic() - began > grace and bool(gone)
+        # Swarm waits the service's own grace (not the caller's) before it kills.
+        spec_grace = service.attrs["Spec"]["TaskTemplate"]["ContainerSpec"].get("StopGracePeriod")
+        wait = (spec_grace / 1e9 if spec_grace else 10.0) + 15.0
+        began = time.time()
+        gone = poll_until(lambda: True if self._quiet() else None, deadline_in(wait))
+        killed = any(
+            _exit_code(task) == 128 + signal.SIGKILL
+            for task in self.history(service)
+            if (_epoch((task.get("Status") or {}).get("Timestamp")) or 0) >= began - 1
+        )
         self.forget()
         if not gone:
             return StopResult(
                 self.name,
                 was_running=True,
                 killed=True,
-                detail=f"tasks still shutting down {grace + 15:g}s after the scale to 0",
+                detail=f"tasks still shutting down {wait:g}s after the scale to 0",
             )
         what = "killed by Swarm after its grace" if killed else f"stopped by {how}"
         return StopResult(
@@ -661,8 +668,11 @@ class SwarmUnit(DockerUnit):
         service = self.service()
         if service is not None and self.created_by_opskit(service):
             self._remove(service)
+            # Swarm's agent removes the task containers a moment later.
+            filters = {"label": f"{TASK_SERVICE_LABEL}={service.id}"}
+            client = self.runtime.client
             poll_until(
-                lambda: True if not self.local_containers(running=False) else None,
+                lambda: None if client.containers.list(all=True, filters=filters) else True,
                 deadline_in(15.0),
             )
         self._remove_staging()

@@ -56,6 +56,8 @@ def is_global(spec: ServiceSpec) -> bool:
 def desired_replicas(spec: ServiceSpec) -> int:
     """``deploy.replicas`` (Compose's default 1)."""
     replicas = deploy_section(spec).get("replicas", DEFAULT_REPLICAS)
+    if isinstance(replicas, str) and replicas.strip().isdigit():  # ${REPLICAS:-2}, interpolated
+        replicas = int(replicas)
     if isinstance(replicas, bool) or not isinstance(replicas, int) or replicas < 0:
         raise ConfigError(
             None,

@@ -1,0 +1,266 @@
+"""The swarm runtime on a real single-node swarm (CI runs `docker swarm init`).
+
+What an operator relies on: the sandbox stack starts, answers health and stops on Swarm;
+replicas are shown per node; a task Swarm replaces is left to Swarm (recover never restarts it
+a second time); Redis is backed up and restored through the node running its task; a stack
+`docker stack deploy` made is adopted and never removed; a stateless service with two replicas
+rolls to new tasks under load without a failed request.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import threading
+import time
+
+import docker
+import httpx
+import pytest
+
+from opskit.ops import lifecycle
+from opskit.ops.backup import backup
+from opskit.ops.graceful import graceful_restart
+from opskit.ops.health import run_health
+from opskit.ops.recover import recover
+from opskit.ops.restore import RestoreState, restore
+from opskit.stack import load_stack
+from opskit.vocabulary import RecoverAction, StepOutcome, UnitState
+
+from .conftest import REPO, SWARM_PROBLEM, make_sandbox_env
+from .helpers import assert_healthy, free_port
+
+pytestmark = [
+    pytest.mark.docker,
+    pytest.mark.skipif(SWARM_PROBLEM is not None, reason=str(SWARM_PROBLEM)),
+    pytest.mark.timeout(300),
+]
+
+
+def _client() -> docker.DockerClient:
+    return docker.from_env(timeout=30)
+
+
+def _node_name() -> str:
+    client = _client()
+    return client.nodes.get(client.info()["Swarm"]["NodeID"]).attrs["Description"]["Hostname"]
+
+
+def _remove_volumes(project: str) -> None:
+    for volume in _client().volumes.list(filters={"name": project}):
+        if volume.name.startswith(f"{project}_"):
+            volume.remove(force=True)
+
+
+@pytest.fixture(scope="module")
+def swarm_sandbox(tmp_path_factory):
+    env = make_sandbox_env(tmp_path_factory.mktemp("swarm"))
+    env["OPSKIT_RUNTIME"] = "swarm"
+    env["COMPOSE_PROJECT_NAME"] = "opsw" + os.urandom(3).hex()
+    stack = load_stack(REPO / "sandbox" / "stack.yml", environ=env)
+    try:
+        result = lifecycle.start(stack)
+        assert result.ok, [(o.service, o.detail, o.log_tail) for o in result.outcomes]
+        yield stack
+    finally:
+        lifecycle.stop(stack)
+        _remove_volumes(stack.name)
+
+
+def test_status_shows_tasks_per_node_and_health_passes(swarm_sandbox):
+    stack = swarm_sandbox
+    node = _node_name()
+    rows = lifecycle.status(stack).rows
+    assert [row.status.state for row in rows] == [UnitState.RUNNING] * len(rows)
+    for row in rows:
+        assert row.status.nodes == (node,), row.status
+        assert f"1/1 tasks running on {node} ×1" in row.status.detail
+    assert_healthy(run_health(stack).checks)
+    assert stack.role("redis").unit.settling() is None
+
+
+def test_redis_is_backed_up_and_restored_through_its_task(swarm_sandbox):
+    stack = swarm_sandbox
+    redis = stack.role("redis")
+    with redis.probe(timeout=5.0) as connection:
+        for index in range(50):
+            connection.call("SET", f"swarm:{index}", str(index))
+    taken = backup(stack, ["redis"])
+    assert taken.ok, taken
+    with redis.probe(timeout=5.0) as connection:
+        connection.call("FLUSHALL")
+        assert connection.call("DBSIZE") == 0
+
+    result = restore(stack, taken.backup_id, ["redis"])
+
+    assert result.state is RestoreState.RESTORED, result.detail
+    with redis.probe(timeout=5.0) as connection:
+        assert connection.call("DBSIZE") == 50
+        assert connection.call("GET", "swarm:7") in (b"7", "7")
+    assert stack.role("redis").unit.status().running
+    staging = _client().containers.list(all=True, filters={"name": f"{stack.name}_redis-staging"})
+    assert not staging  # the restore's staging container is gone again
+
+
+def test_a_killed_task_is_left_to_swarm_and_recover_does_not_restart_it(swarm_sandbox):
+    stack = swarm_sandbox
+    unit = stack.role("upstream").unit
+    service_id = unit.service().id
+    before = {c.id for c in unit.local_containers()}
+    for container in unit.local_containers():
+        container.kill()
+
+    result = recover(stack)
+
+    row = next(r for r in result.rows if r.service == "upstream")
+    assert row.action is RecoverAction.NOTHING, row
+    assert "its runtime replaced it" in row.detail, row.detail
+    assert result.ok
+    assert unit.service().id == service_id  # the same service: opskit did not recreate it
+    after = {c.id for c in unit.local_containers()}
+    assert after and not after & before  # Swarm's replacement runs
+    tasks = unit.service().tasks()
+    assert len(tasks) == 2, [t["Status"] for t in tasks]  # the killed one and one replacement
+    record = json.loads((stack.state_dir / "recover.json").read_text())["services"]["upstream"]
+    assert record["attempts"] == []  # no restart was charged: there was none
+
+
+# -- adoption of a `docker stack deploy` stack -----------------------------------------------
+
+STACK_DEPLOY = """
+x-opskit:
+  state_dir: {state}
+  swarm: {{publish: host, endpoint_mode: dnsrr}}
+services:
+  upstream:
+    image: opskit-sandbox:latest
+    command: ["python3", "-m", "sandbox.upstream"]
+    working_dir: /app
+    environment: {{HOST: 0.0.0.0, PORT: "8787"}}
+    ports: [{{target: 8787, published: {port}, mode: host}}]
+    deploy: {{endpoint_mode: dnsrr}}
+    x-opskit:
+      role: http
+      url: http://127.0.0.1:{port}/health
+"""
+
+
+def test_a_docker_stack_deploy_stack_is_adopted_and_never_removed(tmp_path):
+    name = "opsad" + os.urandom(3).hex()
+    port = free_port()
+    path = tmp_path / "stack.yml"
+    path.write_text(STACK_DEPLOY.format(state=tmp_path / "state", port=port))
+    deployed = subprocess.run(
+        ["docker", "stack", "deploy", "-c", str(path), name],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert deployed.returncode == 0, deployed.stderr
+    env = {"PATH": os.environ["PATH"], "COMPOSE_PROJECT_NAME": name, "OPSKIT_RUNTIME": "swarm"}
+    stack = load_stack(path, environ=env)
+    try:
+        started = lifecycle.start(stack)  # waits for Swarm's task: adopted, not created
+        assert started.ok, [(o.service, o.detail) for o in started.outcomes]
+        status = stack.role("upstream").unit.status()
+        assert status.running and "(adopted)" in status.detail, status
+        assert_healthy(run_health(stack).checks)
+
+        stopped = lifecycle.stop(stack)
+
+        assert stopped.ok
+        services = _client().services.list(filters={"name": f"{name}_upstream"})
+        assert len(services) == 1  # still there, scaled to 0
+        assert services[0].attrs["Spec"]["Mode"]["Replicated"]["Replicas"] == 0
+        assert lifecycle.start(stack).ok  # scaled back up
+        assert stack.role("upstream").unit.status().running
+    finally:
+        subprocess.run(["docker", "stack", "rm", name], capture_output=True, timeout=60)
+
+
+# -- a rolling graceful restart under load -------------------------------------------------------
+
+ROLLING = """
+x-opskit:
+  state_dir: {state}
+  swarm: {{publish: host, endpoint_mode: dnsrr}}
+services:
+  api:
+    image: opskit-sandbox:latest
+    command: ["python3", "-m", "sandbox.upstream"]
+    working_dir: /app
+    environment: {{HOST: 0.0.0.0, PORT: "8787"}}
+    ports: ["8787"]
+    healthcheck:
+      test: ["CMD", "python3", "-m", "sandbox.probe", "http://127.0.0.1:8787/health"]
+      interval: 1s
+      timeout: 2s
+      retries: 20
+    deploy:
+      replicas: 2
+      update_config: {{parallelism: 1, delay: 1s, order: start-first}}
+    x-opskit: {{role: backend, ready_path: /health, start_timeout: 40s}}
+  front:
+    image: opskit-sandbox:latest
+    command: ["python3", "-m", "sandbox.render", "sandbox/nginx/front-swarm.conf.template",
+              "/etc/nginx/nginx.conf", "--", "nginx", "-g", "daemon off;"]
+    working_dir: /app
+    stop_signal: SIGQUIT
+    environment: {{FRONT_LISTEN: "{port}", BACKEND_UPSTREAM: "api:8787"}}
+    ports: ["{port}:{port}"]
+    depends_on: [api]
+    x-opskit: {{role: nginx, health_path: /health, start_timeout: 30s}}
+"""
+
+
+def test_a_stateless_service_rolls_to_new_tasks_under_load_without_a_failed_request(
+    tmp_path, stacks
+):
+    port = free_port()
+    path = tmp_path / "stack.yml"
+    path.write_text(ROLLING.format(state=tmp_path / "state", port=port))
+    env = {
+        "PATH": os.environ["PATH"],
+        "COMPOSE_PROJECT_NAME": "opsroll" + os.urandom(3).hex(),
+        "OPSKIT_RUNTIME": "swarm",
+    }
+    stack = load_stack(path, environ=env)
+    stacks.append(stack)
+    started = lifecycle.start(stack)
+    assert started.ok, [(o.service, o.detail, o.log_tail) for o in started.outcomes]
+    unit = stack.role("api").unit
+    assert "2/2 tasks running" in unit.status().detail
+    before = {t["ID"] for t in unit.tasks() if t["Status"]["State"] == "running"}
+
+    done = threading.Event()
+    answers: list[int | str] = []
+
+    def load() -> None:
+        with httpx.Client(timeout=10.0) as client:
+            while not done.is_set():
+                try:
+                    answers.append(
+                        client.get(f"http://127.0.0.1:{port}/_standin/requests").status_code
+                    )
+                except httpx.HTTPError as exc:
+                    answers.append(type(exc).__name__)
+
+    worker = threading.Thread(target=load, daemon=True)
+    worker.start()
+    try:
+        time.sleep(1.0)
+        result = graceful_restart(stack, ["api"])
+        time.sleep(1.0)
+    finally:
+        done.set()
+        worker.join(15)
+
+    outcome = result.outcome("api")
+    assert outcome.state is StepOutcome.DONE, outcome.detail
+    assert "start-first" in outcome.detail
+    after = {t["ID"] for t in unit.tasks() if t["Status"]["State"] == "running"}
+    assert len(after) == 2 and not after & before  # every task replaced
+    failed = [a for a in answers if a != 200]
+    assert len(answers) > 50, len(answers)
+    assert not failed, f"{len(failed)} of {len(answers)} failed: {failed[:5]}"
