@@ -247,3 +247,26 @@ class EndpointMode(str, Enum):
 
     def __str__(self) -> str:
         return self.value
+
+
+class TaskState(str, Enum):
+    """Swarm's task states (``docker service ps``), in the order a task passes them."""
+
+    NEW = "new"
+    ALLOCATED = "allocated"
+    PENDING = "pending"
+    ASSIGNED = "assigned"
+    ACCEPTED = "accepted"
+    PREPARING = "preparing"
+    READY = "ready"
+    STARTING = "starting"  # running, but its HEALTHCHECK has not passed yet
+    RUNNING = "running"
+    COMPLETE = "complete"
+    SHUTDOWN = "shutdown"
+    FAILED = "failed"
+    REJECTED = "rejected"
+    REMOVE = "remove"
+    ORPHANED = "orphaned"
+
+    def __str__(self) -> str:
+        return self.value

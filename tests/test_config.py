@@ -126,7 +126,22 @@ def test_compose_fields_are_parsed(write_stack):
         (
             "x-opskit: {runtime: podman}\nservices: {app: {image: x}}",
             "x-opskit.runtime",
-            "expected one of process, docker, got 'podman'",
+            "expected one of process, docker, swarm, got 'podman'",
+        ),
+        (
+            "x-opskit: {swarm: {publish: mesh}}\nservices: {app: {image: x}}",
+            "x-opskit.swarm.publish",
+            "expected one of",
+        ),
+        (
+            "secrets: {token: {environment: NOT_SET_ANYWHERE}}\nservices: {app: {image: x}}",
+            "secrets.token.environment",
+            "variable NOT_SET_ANYWHERE is not set",
+        ),
+        (
+            "secrets: {token: {}}\nservices: {app: {image: x}}",
+            "secrets.token",
+            "expected file:, environment: or external: true",
         ),
         (
             "services: {app: {image: x, depends_on: {db: {condition: service_done}}}}",

@@ -39,7 +39,7 @@ from opskit.runtime.docker import (
     _log_line,
 )
 from opskit.runtime.ports import describe_taken_port, port_is_free
-from opskit.vocabulary import EndpointMode, PublishMode, UnitState
+from opskit.vocabulary import EndpointMode, PublishMode, TaskState, UnitState
 
 if TYPE_CHECKING:
     from docker.models.containers import Container
@@ -50,18 +50,20 @@ if TYPE_CHECKING:
 STACK_NAMESPACE = "com.docker.stack.namespace"
 TASK_SERVICE_LABEL = "com.docker.swarm.service.id"
 STAGING_LABEL = "io.opskit.staging"
-#: Task states on the way to ``running`` (Swarm's own names).
+
+
+#: Task states on the way to ``running``.
 _ON_THE_WAY = {
-    "new",
-    "allocated",
-    "pending",
-    "assigned",
-    "accepted",
-    "preparing",
-    "ready",
-    "starting",
+    TaskState.NEW,
+    TaskState.ALLOCATED,
+    TaskState.PENDING,
+    TaskState.ASSIGNED,
+    TaskState.ACCEPTED,
+    TaskState.PREPARING,
+    TaskState.READY,
+    TaskState.STARTING,
 }
-_FAILED = {"failed", "rejected", "orphaned"}
+_FAILED = {TaskState.FAILED, TaskState.REJECTED, TaskState.ORPHANED}
 _UPDATE_FAILED = {"paused", "rollback_started", "rollback_paused", "rollback_completed"}
 
 
@@ -318,7 +320,11 @@ class SwarmUnit(DockerUnit):
         service = service or self.service()
         if service is None:
             return []
-        wanted = [t for t in service.tasks() if t.get("DesiredState") in ("running", "ready")]
+        wanted = [
+            t
+            for t in service.tasks()
+            if t.get("DesiredState") in (TaskState.RUNNING, TaskState.READY)
+        ]
         return sorted(wanted, key=lambda t: t.get("CreatedAt", ""), reverse=True)
 
     def will_restart(self, service: Service, history: list[dict]) -> bool:
@@ -366,7 +372,7 @@ class SwarmUnit(DockerUnit):
             {
                 self.runtime.node_name(t.get("NodeID", ""))
                 for t in self.tasks()
-                if _state(t) == "running"
+                if _state(t) is TaskState.RUNNING
             }
         )
         here = self.runtime.node_name(self.runtime.local_node)
@@ -391,7 +397,7 @@ class SwarmUnit(DockerUnit):
                 self.name, UnitState.ABSENT, detail=f"service {service.name} scaled to 0{adopted}"
             )
         tasks = self.tasks(service)
-        running = [t for t in tasks if _state(t) == "running"]
+        running = [t for t in tasks if _state(t) is TaskState.RUNNING]
         wanted = desired if desired is not None else len(tasks)  # global: one per eligible node
         history = self.history(service)
         failures = [t for t in history if _state(t) in _FAILED or _exit_code(t) not in (None, 0)]
@@ -445,7 +451,7 @@ class SwarmUnit(DockerUnit):
             "Replicas"
         )
         tasks = self.tasks(service)
-        running = sum(1 for t in tasks if _state(t) == "running")
+        running = sum(1 for t in tasks if _state(t) is TaskState.RUNNING)
         wanted = desired if desired is not None else len(tasks)
         if running < wanted:
             return f"{running}/{wanted} tasks running and healthy"
@@ -636,7 +642,7 @@ class SwarmUnit(DockerUnit):
         service = self.service()
         if service is None:
             return True
-        busy = [t for t in service.tasks() if _state(t) in _ON_THE_WAY | {"running"}]
+        busy = [t for t in service.tasks() if _state(t) in _ON_THE_WAY | {TaskState.RUNNING}]
         return not busy and not self.local_containers()
 
     def kill(self) -> None:
@@ -741,7 +747,7 @@ class SwarmUnit(DockerUnit):
                 f"{self.name}: the rolling update did not complete within {timeout:g}s "
                 f"({self.settling() or 'still updating'})"
             )
-        replicas = len([t for t in self.tasks() if _state(t) == "running"])
+        replicas = len([t for t in self.tasks() if _state(t) is TaskState.RUNNING])
         return f"rolling update, start-first, {replicas} tasks replaced one at a time{note}"
 
     # -- addresses -----------------------------------------------------------------------------
@@ -904,8 +910,11 @@ def _within(line: LogLine, since: float | None, until: float | None) -> bool:
     return (since is None or line.timestamp >= since) and (until is None or line.timestamp <= until)
 
 
-def _state(task: dict) -> str:
-    return (task.get("Status") or {}).get("State", "")
+def _state(task: dict) -> TaskState | None:
+    try:
+        return TaskState((task.get("Status") or {}).get("State", ""))
+    except ValueError:  # a state a newer engine added
+        return None
 
 
 def _replicas(service: Service) -> int | None:
