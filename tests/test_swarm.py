@@ -19,6 +19,7 @@ import docker
 import httpx
 import pytest
 
+from opskit.errors import RuntimeUnavailableError
 from opskit.ops import lifecycle
 from opskit.ops.backup import backup
 from opskit.ops.graceful import graceful_restart
@@ -264,3 +265,23 @@ def test_a_stateless_service_rolls_to_new_tasks_under_load_without_a_failed_requ
     failed = [a for a in answers if a != 200]
     assert len(answers) > 50, len(answers)
     assert not failed, f"{len(failed)} of {len(answers)} failed: {failed[:5]}"
+
+
+def test_an_engine_outside_a_swarm_is_one_line_before_anything_runs(write_stack, mocker):
+    """Leaving the swarm would change the machine for everyone; the engine's answer is
+    replaced instead (the one fault injected here)."""
+    path = write_stack(STACK_DEPLOY.format(state="{state}", port=free_port()))
+    real_info = docker.DockerClient.info
+
+    def outside(self):
+        info = real_info(self)
+        info["Swarm"] = {"LocalNodeState": "inactive", "ControlAvailable": False}
+        return info
+
+    mocker.patch.object(docker.DockerClient, "info", outside)
+    env = {"PATH": os.environ["PATH"], "OPSKIT_RUNTIME": "swarm"}
+    stack = load_stack(path, environ=env)
+    with pytest.raises(RuntimeUnavailableError) as caught:
+        lifecycle.status(stack)
+    assert "not part of a swarm" in str(caught.value) and "docker swarm init" in str(caught.value)
+    assert "\n" not in str(caught.value)

@@ -80,11 +80,28 @@ class SwarmRuntime(DockerRuntime):
             self._units[spec.name] = SwarmUnit(spec, self)
         return self._units[spec.name]  # type: ignore[return-value]
 
+    @property
+    def client(self):
+        """The engine's client, once it is known to be a swarm manager: every call after this
+        one (services, tasks, secrets) needs one, and a plain engine answers each with an API
+        error instead of one line saying why."""
+        if self._client is None:
+            from opskit.runtime.docker import connect
+
+            client = connect()
+            self._client = client
+            problem = self.swarm_problem()
+            if problem:
+                self._client = None
+                raise RuntimeUnavailableError(problem)
+        return self._client
+
     # -- the cluster -------------------------------------------------------------------------
 
     def swarm_problem(self) -> str | None:
         """Why this engine cannot run a swarm stack, or None."""
-        info = self.client.info().get("Swarm") or {}
+        assert self._client is not None
+        info = self._client.info().get("Swarm") or {}
         if info.get("LocalNodeState") != "active":
             return (
                 "swarm runtime: this Docker Engine is not part of a swarm "
@@ -192,11 +209,9 @@ class SwarmRuntime(DockerRuntime):
         import docker
 
         try:
-            problem = self.swarm_problem()
+            self.client  # noqa: B018 - connects, and is a swarm manager, or says why not
         except RuntimeUnavailableError as exc:
             return [str(exc)]
-        if problem:
-            return [problem]
         problems: list[str] = []
         ipvs = self.ipvs_problem()
         if ipvs:
