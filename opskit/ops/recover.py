@@ -443,6 +443,15 @@ def _observe_one(
     """A confirming observation: a unit's state alone while it is down (cheap), else health."""
     if previous is ServiceVerdict.DOWN:
         status = stack.role(name).unit.status()
+        if status.state is UnitState.CONVERGING:  # died since the pass began: the runtime's
+            _still, replaced = _await_runtime(stack, [name])
+            if replaced:
+                seen = observe(stack, [name])[name]
+                seen.detail = f"its runtime replaced it ({replaced[name]})" + (
+                    f"; {seen.detail}" if seen.detail else ""
+                )
+                return seen
+            status = stack.role(name).unit.status()
         if not status.running:
             code = "?" if status.exit_code is None else status.exit_code
             what = f"exited({code})" if status.state is UnitState.EXITED else status.state.value

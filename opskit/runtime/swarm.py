@@ -361,10 +361,17 @@ class SwarmUnit(DockerUnit):
         service = self.service()
         if service is None:
             return []
+        import docker
+
         filters: dict[str, Any] = {"label": f"{TASK_SERVICE_LABEL}={service.id}"}
         if running:
             filters["status"] = "running"
-        return self.runtime.client.containers.list(all=not running, filters=filters)
+        for _attempt in range(5):  # a task container removed between listing and inspecting
+            try:
+                return self.runtime.client.containers.list(all=not running, filters=filters)
+            except docker.errors.NotFound:
+                time.sleep(0.05)
+        return []
 
     def staging_container(self) -> Container | None:
         import docker
