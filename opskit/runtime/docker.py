@@ -170,17 +170,7 @@ class DockerRuntime(Runtime):
                         "is reachable; build it first (scripts/build-images for the sandbox, "
                         "`docker build -t IMAGE …` otherwise)"
                     )
-            for mapping in spec.ports:
-                if mapping.protocol != "tcp" or mapping.host_port is None:
-                    continue
-                holder = self.container_on_port(mapping.host_port)
-                if holder:
-                    problems.append(
-                        f"{spec.name}: port {mapping.host_port} is already published by "
-                        f"container {holder}"
-                    )
-                elif not port_is_free(mapping.host_port):
-                    problems.append(describe_taken_port(mapping.host_port, spec.name))
+            problems += port_problems(spec, self.container_on_port, "container")
         return problems
 
     def container_on_port(self, port: int) -> str | None:
@@ -190,6 +180,23 @@ class DockerRuntime(Runtime):
                     if binding.get("HostPort") == str(port):
                         return container.name
         return None
+
+
+def port_problems(spec: ServiceSpec, holder_of, what: str) -> list[str]:
+    """The service's published TCP ports that ``holder_of(port)`` (a container or swarm service
+    of the engine, named ``what``) or some other program already holds."""
+    problems = []
+    for mapping in spec.ports:
+        if mapping.protocol != "tcp" or mapping.host_port is None:
+            continue
+        holder = holder_of(mapping.host_port)
+        if holder:
+            problems.append(
+                f"{spec.name}: port {mapping.host_port} is already published by {what} {holder}"
+            )
+        elif not port_is_free(mapping.host_port):
+            problems.append(describe_taken_port(mapping.host_port, spec.name))
+    return problems
 
 
 def connect() -> docker.DockerClient:

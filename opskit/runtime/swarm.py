@@ -37,8 +37,8 @@ from opskit.runtime.docker import (
     DockerUnit,
     _epoch,
     _log_line,
+    port_problems,
 )
-from opskit.runtime.ports import describe_taken_port, port_is_free
 from opskit.vocabulary import EndpointMode, PublishMode, TaskState, UnitState
 
 if TYPE_CHECKING:
@@ -232,17 +232,7 @@ class SwarmRuntime(DockerRuntime):
                     )
             else:
                 problems.append(f"{spec.name}: no image: in the Compose file")
-            for mapping in spec.ports:
-                if mapping.host_port is None:
-                    continue
-                holder = published.get(mapping.host_port)
-                if holder:
-                    problems.append(
-                        f"{spec.name}: port {mapping.host_port} is already published by swarm "
-                        f"service {holder}"
-                    )
-                elif not port_is_free(mapping.host_port):
-                    problems.append(describe_taken_port(mapping.host_port, spec.name))
+            problems += port_problems(spec, published.get, "swarm service")
         return problems
 
     def ipvs_problem(self) -> str | None:
