@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import re
+import signal
 import threading
 import time
 from pathlib import Path
@@ -316,9 +317,10 @@ def test_a_rollout_whose_guard_trips_restores_the_previous_configuration_hash(ch
     assert kong.configuration_hash() == before  # the exact previous config runs again
 
 
-def test_an_interrupted_rollout_leaves_the_last_good_config_and_says_so(chain_stack, sandbox_env):
-    import signal
-
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM], ids=["INT", "TERM"])
+def test_an_interrupted_rollout_leaves_the_last_good_config_and_says_so(
+    chain_stack, sandbox_env, signum
+):
     kong = chain_stack.role("kong")
     before = kong.configuration_hash()
     rollout_cli = inv_process(
@@ -329,7 +331,7 @@ def test_an_interrupted_rollout_leaves_the_last_good_config_and_says_so(chain_st
         while kong.configuration_hash() == before:  # stage 1 is applied and soaking
             assert time.monotonic() < deadline and rollout_cli.poll() is None
             time.sleep(0.05)
-        rollout_cli.send_signal(signal.SIGINT)
+        rollout_cli.send_signal(signum)
         output, _ = rollout_cli.communicate(timeout=30)
     finally:
         if rollout_cli.poll() is None:

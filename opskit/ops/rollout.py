@@ -14,14 +14,18 @@ A tripped guard applies the last good config again, byte for byte, and verifies 
 the plugin's schema lacks are refused before anything is applied.
 
 **Interruptions.** ``rollout.json`` in the history folder says which config is the last good
-one while a rollout runs. Ctrl-C applies it before exiting; after a ``kill -9`` the next
-rollout finds the journal, applies the last good config first and says so.
+one while a rollout runs. ``stop`` (set by the task on SIGINT or SIGTERM) is checked after each
+apply and several times a second while a stage soaks; a KeyboardInterrupt, for callers that keep
+Python's default handler, is treated alike. Either way the last good config is applied again
+before the rollout ends; after a ``kill -9`` the next rollout finds the journal, applies the last
+good config first and says so.
 """
 
 from __future__ import annotations
 
 import contextlib
 import os
+import threading
 import time
 from dataclasses import dataclass, field
 from typing import Any
@@ -47,6 +51,15 @@ class RolloutInterrupted(OpskitError):
     """Ctrl-C during a rollout: the last good config was applied again before exiting."""
 
     exit_code = 130
+
+
+class _StopAsked(Exception):
+    """``stop`` was set: leave the stage at the next safe point."""
+
+
+def _check(stop: threading.Event | None) -> None:
+    if stop is not None and stop.is_set():
+        raise _StopAsked
 
 
 #: Fewer requests than this in a soak are too few to judge a rate or a percentile.
@@ -97,6 +110,7 @@ def rollout(
     *,
     on_stage: Any = None,
     on_note: Any = None,
+    stop: threading.Event | None = None,
 ) -> RolloutResult:
     """Apply ``stages`` one after another (settings accumulate), soaking each under ``guards``."""
     for index, settings in enumerate(stages, 1):
@@ -116,6 +130,7 @@ def rollout(
         journal.begin(good)
         try:
             for index, settings in enumerate(stages, 1):
+                _check(stop)
                 report = StageReport(index, settings)
                 result.stages.append(report)
                 base = parse(history.text(good), f"config #{good.number}")
@@ -127,7 +142,8 @@ def rollout(
                     result.restored = _restore(stack, history, good)
                     break
                 report.applied = applied.entry.md5
-                tripped = _soak(stack, guards, report)
+                _check(stop)
+                tripped = _soak(stack, guards, report, stop)
                 if tripped:
                     report.outcome, report.reason = StageOutcome.TRIPPED, tripped
                     result.restored = _restore(stack, history, good)
@@ -145,7 +161,7 @@ def rollout(
                     break
             else:
                 result.ok = True
-        except KeyboardInterrupt:
+        except (KeyboardInterrupt, _StopAsked):
             _restore(stack, history, good)
             journal.finish()
             raise RolloutInterrupted(
@@ -182,7 +198,9 @@ def _restore(stack: Stack, history: ConfigHistory, good: HistoryEntry) -> Histor
     return good
 
 
-def _soak(stack: Stack, guards: Guards, report: StageReport) -> str | None:
+def _soak(
+    stack: Stack, guards: Guards, report: StageReport, stop: threading.Event | None = None
+) -> str | None:
     """Watch the guards for ``guards.soak`` seconds; why it tripped, or None."""
     gateways = capable(stack, MaskingGateway)
     gateway = stack.role(gateways[0]) if gateways else None
@@ -194,14 +212,15 @@ def _soak(stack: Stack, guards: Guards, report: StageReport) -> str | None:
     with contextlib.ExitStack() as scope:
         channel = scope.enter_context(stack.role(store_names[0]).events()) if store_names else None
         while time.monotonic() < deadline:
+            _check(stop)
             if gateway is not None:
                 probe = gateway.probe_ready()
                 if not probe.ready:
                     return f"the gateway is not ready: {probe.detail}"
             tick = time.monotonic() + min(1.0, max(0.0, deadline - time.monotonic()))
             if channel is not None:
-                events += _count_messages(channel, tick)
-            time.sleep(max(0.0, tick - time.monotonic()))
+                events += _count_messages(channel, tick, stop)
+            _pause(max(0.0, tick - time.monotonic()), stop)
     report.events = events
     if not entry_names:
         return None
@@ -228,13 +247,21 @@ def _soak(stack: Stack, guards: Guards, report: StageReport) -> str | None:
     return None
 
 
-def _count_messages(channel, until: float) -> int:
+def _count_messages(channel, until: float, stop: threading.Event | None = None) -> int:
     """Events received before the monotonic instant ``until`` (never longer, however many)."""
     count = 0
     while (left := until - time.monotonic()) > 0:
+        _check(stop)
         if channel.get_message(timeout=min(left, 0.25)) is not None:
             count += 1
     return count
+
+
+def _pause(seconds: float, stop: threading.Event | None) -> None:
+    if stop is None:
+        time.sleep(seconds)
+    else:
+        stop.wait(seconds)
 
 
 class _Journal:

@@ -11,10 +11,13 @@
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import os
+import signal
 import sys
-from collections.abc import Callable
+import threading
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -197,6 +200,33 @@ def handles_errors(
             raise Exit(code=ExitCode.INTERRUPTED) from None
 
     return wrapper
+
+
+@contextlib.contextmanager
+def finishing_on_signals(
+    on_signal: Callable[[signal.Signals], None] | None = None,
+) -> Iterator[threading.Event]:
+    """An event set by SIGINT or SIGTERM while the block runs; the old handlers come back after.
+
+    Long operations that must end clean (a rollout puts the last good config back, a watcher
+    finishes its pass) check the event at points they choose. Why not KeyboardInterrupt: it
+    lands on any bytecode — inside a library that swallows it, or (CPython 3.11) inside a
+    dataclass's generated ``exec``, after which the process dies by SIGINT whatever exit code
+    it chose. SIGTERM is what systemd and ``timeout`` send, and deserves the same clean end.
+    """
+    stop = threading.Event()
+
+    def finish(signum: int, _frame: Any) -> None:
+        stop.set()
+        if on_signal is not None:
+            on_signal(signal.Signals(signum))
+
+    previous = {sig: signal.signal(sig, finish) for sig in (signal.SIGTERM, signal.SIGINT)}
+    try:
+        yield stop
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
 
 
 def collection(name: str, default: Task, *others: Task):

@@ -192,7 +192,8 @@ def rollout(
         if not json:
             print(f"note: {text}", flush=True)
 
-    result = run(loaded, plugin, stages, guards, on_stage=show, on_note=note)
+    with common.finishing_on_signals() as stop:
+        result = run(loaded, plugin, stages, guards, on_stage=show, on_note=note, stop=stop)
     if json:
         print(
             jsonlib.dumps(

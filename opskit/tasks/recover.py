@@ -80,22 +80,18 @@ def recover(
 
 def _watch(loaded, load, interval, dry_run, resets, show) -> None:
     import signal
-    import threading
 
     from opskit.console import log_line
     from opskit.ops import recover as recovery
     from opskit.recovery.liveness import ExitWatch
 
-    stop = threading.Event()
     with ExitWatch() as exits:
 
-        def finish(signum, _frame) -> None:
-            stop.set()
+        def finishing(signum: signal.Signals) -> None:
             exits.wake()
-            log_line("INFO", f"recover --watch: {signal.Signals(signum).name}: finishing the pass")
+            log_line("INFO", f"recover --watch: {signum.name}: finishing the pass")
 
-        previous = {sig: signal.signal(sig, finish) for sig in (signal.SIGTERM, signal.SIGINT)}
-        try:
+        with common.finishing_on_signals(finishing) as stop:
             every = interval or loaded.config.recover.interval
             log_line("INFO", f"recover --watch: {loaded.name}, a full pass every {every:g}s")
             if resets:
@@ -103,9 +99,6 @@ def _watch(loaded, load, interval, dry_run, resets, show) -> None:
             recovery.watch(
                 load, stop=stop, exits=exits, on_pass=show, interval=interval, dry_run=dry_run
             )
-        finally:
-            for sig, handler in previous.items():
-                signal.signal(sig, handler)
     log_line("INFO", "recover --watch: stopped")
 
 
