@@ -109,8 +109,15 @@ def test_a_killed_task_is_left_to_swarm_and_recover_does_not_restart_it(swarm_sa
     unit = stack.role("upstream").unit
     service_id = unit.service().id
     before = {c.id for c in unit.local_containers()}
+    assert before, "the upstream task runs on this node"
     for container in unit.local_containers():
         container.kill()
+    # Swarm learns of the death a moment later; then its restart delay (5 s) holds the
+    # replacement back, and that is what a recover pass finds.
+    deadline = time.monotonic() + 10
+    while unit.status().state is UnitState.RUNNING:
+        assert time.monotonic() < deadline, "Swarm never noticed the killed task"
+        time.sleep(0.05)
 
     result = recover(stack)
 

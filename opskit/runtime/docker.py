@@ -174,7 +174,7 @@ class DockerRuntime(Runtime):
         return problems
 
     def container_on_port(self, port: int) -> str | None:
-        for container in self.client.containers.list():
+        for container in list_containers(self.client):
             for bindings in (container.ports or {}).values():
                 for binding in bindings or []:
                     if binding.get("HostPort") == str(port):
@@ -197,6 +197,23 @@ def port_problems(spec: ServiceSpec, holder_of, what: str) -> list[str]:
         elif not port_is_free(mapping.host_port):
             problems.append(describe_taken_port(mapping.host_port, spec.name))
     return problems
+
+
+def list_containers(
+    client: docker.DockerClient, *, all: bool = False, filters: dict | None = None
+) -> list[Container]:
+    """``containers.list``, minus those removed between the listing and their inspection.
+
+    docker-py lists, then inspects each container, and one NotFound fails the whole call: a
+    Swarm task being replaced or an ``--rm`` container ending is enough. Here it is skipped.
+    """
+    import docker
+
+    found = []
+    for sparse in client.containers.list(all=all, filters=filters or {}, sparse=True):
+        with contextlib.suppress(docker.errors.NotFound):
+            found.append(client.containers.get(sparse.id))
+    return found
 
 
 def connect() -> docker.DockerClient:
@@ -241,7 +258,7 @@ class DockerUnit(Unit):
             [f"{STACK_LABEL}={self.runtime.project}", f"{SERVICE_LABEL}={self.spec.name}"],
             [f"{COMPOSE_PROJECT}={self.runtime.project}", f"{COMPOSE_SERVICE}={self.spec.name}"],
         ):
-            found = client.containers.list(all=True, filters={"label": labels})
+            found = list_containers(client, all=True, filters={"label": labels})
             if found:
                 return found[0]
         if self.spec.container_name:

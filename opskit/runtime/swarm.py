@@ -37,6 +37,7 @@ from opskit.runtime.docker import (
     DockerUnit,
     _epoch,
     _log_line,
+    list_containers,
     port_problems,
 )
 from opskit.vocabulary import EndpointMode, PublishMode, TaskState, UnitState
@@ -351,17 +352,10 @@ class SwarmUnit(DockerUnit):
         service = self.service()
         if service is None:
             return []
-        import docker
-
         filters: dict[str, Any] = {"label": f"{TASK_SERVICE_LABEL}={service.id}"}
         if running:
             filters["status"] = "running"
-        for _attempt in range(5):  # a task container removed between listing and inspecting
-            try:
-                return self.runtime.client.containers.list(all=not running, filters=filters)
-            except docker.errors.NotFound:
-                time.sleep(0.05)
-        return []
+        return list_containers(self.runtime.client, all=not running, filters=filters)
 
     def staging_container(self) -> Container | None:
         import docker
@@ -685,17 +679,33 @@ class SwarmUnit(DockerUnit):
         our staging container, unused secrets and the network."""
         service = self.service()
         if service is not None and self.created_by_opskit(service):
+            poll_until(lambda: True if self._reaped(service) else None, deadline_in(10.0))
             self._remove(service)
             # Swarm's agent removes the task containers a moment later.
             filters = {"label": f"{TASK_SERVICE_LABEL}={service.id}"}
             client = self.runtime.client
             poll_until(
-                lambda: None if client.containers.list(all=True, filters=filters) else True,
+                lambda: None if list_containers(client, all=True, filters=filters) else True,
                 deadline_in(15.0),
             )
         self._remove_staging()
         self.runtime.remove_unused_secrets()
         self.runtime.remove_network_if_unused()
+
+    def _reaped(self, service: Service) -> bool:
+        """Swarm's task reaper has deleted the tasks a scale-down marked for removal.
+
+        Why wait for it: Docker 20.10's swarmkit (Debian bookworm's docker.io) re-reads each
+        task while removing a service and dereferences nil when the reaper deleted one in
+        between — the whole daemon panics (``SetServiceTasksRemove``, orchestrator/service.go).
+        A service removed right after its scale to 0 hits that window.
+        """
+        import docker
+
+        try:
+            return not any(t.get("DesiredState") == TaskState.REMOVE for t in service.tasks())
+        except docker.errors.NotFound:
+            return True
 
     def _remove(self, service: Service) -> None:
         import docker
