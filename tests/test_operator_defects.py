@@ -289,6 +289,14 @@ def test_a_bare_service_flag_is_an_error_not_everything(write_stack, load):
     assert all(r.status.running for r in lifecycle.status(stack).rows)  # nothing was stopped
 
 
+def test_a_service_flag_before_an_optional_positional_takes_its_value(write_stack):
+    path = write_stack(stack_text(sh_service("a")))
+    done = run_inv({"PATH": os.environ["PATH"]}, "restore", "--stack", str(path), "-s", "a")
+    # invoke itself read `a` as ambiguous (a flag value or BACKUP_ID?) and stopped at exit 1
+    assert done.returncode == 2, done.stderr
+    assert done.stderr.strip() == "opskit: restore needs a backup id (inv backup.list shows them)"
+
+
 def test_every_task_spells_its_flags_the_same_way():
     listing = subprocess.run(
         [PYTHON, "-m", "invoke", "--search-root", str(REPO), "--list", "--list-format", "json"],

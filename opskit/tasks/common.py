@@ -68,6 +68,7 @@ class OpskitTask(Task):
                 # invoke starts a list flag as [] and so accepts `--service` with no value;
                 # as an optional flag starting from None, a bare one arrives as [True].
                 argument.optional = True
+                argument.opskit_list = True  # see _list_values_are_values below
                 argument.raw_value = argument._value = None
         return arguments
 
@@ -99,7 +100,36 @@ def _optional_positionals() -> None:
     ParseMachine.complete_context = complete_context  # type: ignore[method-assign]
 
 
+def _list_values_are_values() -> None:
+    """``inv restore -s redis``: the word after a list flag is its value.
+
+    Making list flags optional-value (above) woke invoke's ambiguity guard: with a positional
+    still unfilled (``restore [BACKUP_ID]``), it refused ``redis`` as "ambiguous" instead of
+    reading it as the flag's value. A word that names another task keeps the guard.
+    """
+    from invoke.parser.parser import ParseMachine
+
+    original = ParseMachine.check_ambiguity
+    if getattr(original, "opskit_wrapped", False):
+        return
+
+    def check_ambiguity(self, value: Any) -> bool:
+        flag = self.flag
+        if (
+            flag is not None
+            and getattr(flag, "opskit_list", False)
+            and flag.raw_value is None
+            and value not in self.contexts
+        ):
+            return False
+        return original(self, value)
+
+    check_ambiguity.opskit_wrapped = True  # type: ignore[attr-defined]
+    ParseMachine.check_ambiguity = check_ambiguity  # type: ignore[method-assign]
+
+
 _optional_positionals()
+_list_values_are_values()
 
 
 def help_for(table: dict[str, str], *names: str, **extra: str) -> dict[str, str]:
