@@ -7,6 +7,8 @@
 - :func:`services_option` and :func:`seconds_option` turn raw flag values into clean ones or
   one-line UsageErrors; :func:`handles_errors` turns any OpskitError into its line on stderr
   and the task's exit code (``ExitCode`` in :mod:`opskit.vocabulary`).
+- :func:`finishing_on_signals` is how a long-running task (a rollout, a watcher, a server)
+  learns of Ctrl-C or SIGTERM: an event it checks, with the old handlers put back after.
 """
 
 from __future__ import annotations

@@ -8,7 +8,6 @@ production stack.
 from __future__ import annotations
 
 import json as jsonlib
-import signal
 import sys
 import threading
 import time
@@ -59,34 +58,37 @@ def events(
     masked = redactor_for(loaded, mask_aws=True)
     original = redactor_for(loaded) if show_original else None
     stats, pacer = EventStats(), LinePacer(per_second)
-    stop = threading.Event()
     began_wall = time.time()
-    signal.signal(signal.SIGTERM, lambda *_: stop.set())
-    if duration:
-        threading.Timer(duration, stop.set).start()
 
     def reconnecting(reason: str) -> None:
         stats.reconnects += 1
         print(f"opskit: masking store unreachable ({masked(reason)}); retrying", file=sys.stderr)
 
-    try:
-        for message in ops_events.subscribe(loaded, channel, stop=stop, on_reconnect=reconnecting):
-            if message.error:
-                stats.malformed += 1
-                continue
-            stats.add_message(message.events)
-            for event in message.events:
-                if pacer.allow():
-                    held = pacer.take_suppressed()
-                    if held and not json:
-                        print(f"… {held} more events not printed (--rate {per_second})")
-                    _print_event(redact_event(event, masked, original), json)
-            if limit is not None and stats.events >= limit:
-                break
-    except KeyboardInterrupt:
-        pass
-    finally:
-        stop.set()
+    with common.finishing_on_signals() as stop:
+        timer = threading.Timer(duration, stop.set) if duration else None
+        if timer:
+            timer.start()
+        try:
+            subscription = ops_events.subscribe(
+                loaded, channel, stop=stop, on_reconnect=reconnecting
+            )
+            for message in subscription:
+                if message.error:
+                    stats.malformed += 1
+                    continue
+                stats.add_message(message.events)
+                for event in message.events:
+                    if pacer.allow():
+                        held = pacer.take_suppressed()
+                        if held and not json:
+                            print(f"… {held} more events not printed (--rate {per_second})")
+                        _print_event(redact_event(event, masked, original), json)
+                if limit is not None and stats.events >= limit:
+                    break
+        finally:
+            stop.set()
+            if timer:
+                timer.cancel()
     requests = ops_events.masked_requests_since(loaded, began_wall)
     summary = {**stats.summary(requests), "not_printed": pacer.suppressed_total}
     if json:

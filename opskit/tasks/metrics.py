@@ -9,7 +9,6 @@ Exit codes: 0 written or served until SIGTERM/Ctrl-C · 1 could not write or bin
 
 from __future__ import annotations
 
-import signal
 import sys
 import threading
 
@@ -100,12 +99,10 @@ def _serve(loaded, bind: str, port: int, ttl: float) -> None:
             print(f"opskit: masking events not counted: {exc}", file=sys.stderr, flush=True)
 
     threading.Thread(target=count_events, daemon=True).start()
-    signal.signal(signal.SIGTERM, lambda *_: stop.set())
     print(f"serving http://{bind}:{port}/metrics (cache {ttl:g}s)", flush=True)
     try:
-        stop.wait()
-    except KeyboardInterrupt:
-        pass
+        with common.finishing_on_signals() as signalled:
+            signalled.wait()
     finally:
         stop.set()
         server.shutdown()
