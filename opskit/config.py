@@ -406,7 +406,8 @@ class _Reader:
     def path(self, value: Any, key: str) -> Path:
         text = self.string(value, key)
         candidate = Path(text).expanduser()
-        return candidate if candidate.is_absolute() else (self.project_dir / candidate)
+        # Resolved, so messages name the real folder (not ``sandbox/../backups``).
+        return (candidate if candidate.is_absolute() else self.project_dir / candidate).resolve()
 
     # -- the document ----------------------------------------------------------------------
 

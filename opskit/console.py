@@ -1,8 +1,11 @@
 """Rendering for people and machines: live progress, result tables, plain log lines.
 
 On a TTY, progress is a live rich table; otherwise (cron, CI, pipes) every event is one plain
-line ``[LEVEL] 2026-11-24T03:00:00Z service: detail`` so logs stay greppable. Every text passes
-through the stack's :class:`~opskit.redact.Redactor` before it is written.
+line ``[LEVEL] 2026-11-24T03:00:00Z service: detail`` so logs stay greppable. Result tables
+follow the same rule (:class:`Grid`): a rich table on a terminal, and elsewhere one record per
+line, columns aligned, never wrapped or cut — rich wraps to 80 columns when it sees no
+terminal, which split health details and cut the backup id an operator must type next. Every
+text passes through the stack's :class:`~opskit.redact.Redactor` before it is written.
 """
 
 from __future__ import annotations
@@ -11,6 +14,7 @@ import json
 import sys
 import threading
 import time
+from dataclasses import dataclass, field
 from typing import IO, TYPE_CHECKING
 
 from opskit.redact import Redactor
@@ -29,6 +33,7 @@ _PHASE_STYLE = {
     Phase.DONE: "green",
     Phase.FAILED: "bold red",
     Phase.SKIPPED: "yellow",
+    Phase.NOT_APPLICABLE: "dim",
 }
 _REPORT_STYLE = {
     CheckStatus.OK: "green",
@@ -64,6 +69,55 @@ def log_line(level: str, message: str, stream: IO[str] | None = None) -> None:
     print(f"[{level}] {timestamp()} {message}", file=stream or sys.stderr, flush=True)
 
 
+@dataclass
+class Grid:
+    """A result table, written by :func:`print_grid` for a person or for a pipe. Cells may
+    carry rich markup (``[green]OK[/]``); the plain form drops it."""
+
+    columns: tuple[str, ...]
+    title: str | None = None
+    right_aligned: frozenset[str] = frozenset()
+    rows: list[tuple[str, ...]] = field(default_factory=list)
+
+    def add_row(self, *cells: str) -> None:
+        self.rows.append(cells)
+
+
+def print_grid(grid: Grid, stream: IO[str] | None = None) -> None:
+    """A rich table on a terminal; elsewhere a title line, a header line and one line per
+    row, columns padded to their widest cell, the last never padded, nothing wrapped or cut
+    (a newline inside a cell becomes `` / ``)."""
+    stream = stream or sys.stdout
+    if stream.isatty():
+        from rich.console import Console
+        from rich.table import Table
+
+        table = Table(title=grid.title)
+        for column in grid.columns:
+            table.add_column(column, justify="right" if column in grid.right_aligned else "left")
+        for row in grid.rows:
+            table.add_row(*row)
+        Console(file=stream, highlight=False, soft_wrap=True).print(table)
+        return
+    from rich.text import Text
+
+    def plain(cell: str) -> str:
+        return " / ".join(Text.from_markup(cell).plain.splitlines())
+
+    rows = [tuple(grid.columns), *(tuple(plain(c) for c in row) for row in grid.rows)]
+    widths = [max(len(row[i]) for row in rows) for i in range(len(grid.columns))]
+    if grid.title:
+        print(plain(grid.title), file=stream)
+    for row in rows:
+        cells = [
+            cell.rjust(width) if column in grid.right_aligned else cell.ljust(width)
+            for cell, width, column in zip(row, widths, grid.columns, strict=True)
+        ]
+        cells[-1] = row[-1]
+        print("  ".join(cells).rstrip(), file=stream)
+    stream.flush()
+
+
 class Progress:
     """Receives lifecycle events: a live table on a TTY, plain lines elsewhere."""
 
@@ -72,6 +126,7 @@ class Progress:
         self.stream = stream or sys.stderr
         self.interactive = self.stream.isatty()
         self.rows: dict[str, tuple[Phase | None, str]] = {name: (None, "") for name in services}
+        self.not_applicable: dict[str, list[str]] = {}  # detail → services, said once at the end
         self._live = None
         self._lock = threading.Lock()  # events arrive from the worker threads of one start
 
@@ -87,6 +142,12 @@ class Progress:
     def __exit__(self, *exc_info) -> None:
         if self._live is not None:
             self._live.__exit__(*exc_info)
+        elif self.not_applicable:
+            said = "; ".join(
+                f"{', '.join(services)}: {detail}"
+                for detail, services in self.not_applicable.items()
+            )
+            log_line("INFO", f"not applicable: {said}", self.stream)
 
     def __call__(self, event: Event) -> None:
         detail = self.redact(event.detail)
@@ -94,6 +155,8 @@ class Progress:
             self.rows[event.service] = (event.phase, detail)
             if self._live is not None:
                 self._live.update(self._table())
+            elif event.phase is Phase.NOT_APPLICABLE:
+                self.not_applicable.setdefault(detail, []).append(event.service)
             else:
                 level = _PHASE_LEVEL.get(event.phase, "INFO")
                 text = f"{event.service}: {event.phase.value}" + (f" — {detail}" if detail else "")
@@ -116,37 +179,30 @@ def print_lifecycle(
     result: OperationResult, redact: Redactor, stream: IO[str] | None = None
 ) -> None:
     """Summary table after start/stop/restart, with the log tail of each failed service."""
-    from rich.console import Console
-    from rich.table import Table
-
-    console = Console(file=stream or sys.stdout, highlight=False, soft_wrap=True)
-    table = Table(
-        title=f"{result.action}: {'ok' if result.ok else 'FAILED'} in {result.seconds:.2f}s"
+    stream = stream or sys.stdout
+    grid = Grid(
+        ("service", "result", "time", "detail"),
+        title=f"{result.action}: {'ok' if result.ok else 'FAILED'} in {result.seconds:.2f}s",
     )
-    for column in ("service", "result", "time", "detail"):
-        table.add_column(column)
     for outcome in result.outcomes:
         style = _STEP_STYLE.get(outcome.state, "")
-        table.add_row(
+        grid.add_row(
             outcome.service,
             f"[{style}]{outcome.state.value}[/]",
             f"{outcome.seconds:.2f}s",
-            redact(outcome.detail),
+            _escape(redact(outcome.detail)),
         )
-    console.print(table)
+    print_grid(grid, stream)
     for outcome in result.outcomes:
         if outcome.log_tail:
-            console.print(f"[bold]last {len(outcome.log_tail)} log lines of {outcome.service}:[/]")
+            print(f"last {len(outcome.log_tail)} log lines of {outcome.service}:", file=stream)
             for line in redact.lines(outcome.log_tail):
-                console.print(f"  {line}", markup=False)
+                print(f"  {line}", file=stream)
+    stream.flush()
 
 
 def print_report(report: Report, stream: IO[str] | None = None) -> None:
-    """The health report as a table; rich adds colour only when the stream is a terminal."""
-    from rich.console import Console
-    from rich.table import Table
-
-    console = Console(file=stream or sys.stdout, highlight=False, soft_wrap=True)
+    """The health report as a table; colour only when the stream is a terminal."""
     summary = report.summary
     style = _REPORT_STYLE[report.status]
     title = (
@@ -155,43 +211,42 @@ def print_report(report: Report, stream: IO[str] | None = None) -> None:
         f"{summary['OK']} OK, {summary['WARNING']} warning, {summary['CRITICAL']} critical, "
         f"{summary['UNKNOWN']} unknown"
     )
-    table = Table(title=title)
-    for column in ("service", "check", "status", "ms", "detail"):
-        table.add_column(column, justify="right" if column == "ms" else "left")
+    grid = Grid(("service", "check", "status", "ms", "detail"), title, frozenset({"ms"}))
     for check in report.checks:
-        table.add_row(
+        grid.add_row(
             check.service,
             check.name,
             f"[{_REPORT_STYLE[check.status]}]{check.status.value}[/]",
             f"{check.duration_ms:.0f}",
-            check.detail,
+            _escape(check.detail),
         )
-    console.print(table)
+    print_grid(grid, stream)
 
 
 def print_status(result: StatusResult, stream: IO[str] | None = None) -> None:
-    from rich.console import Console
-    from rich.table import Table
-
-    console = Console(file=stream or sys.stdout, highlight=False)
-    table = Table()
-    for column in ("service", "role", "state", "pid", "uptime", "detail"):
-        table.add_column(column)
+    grid = Grid(("service", "role", "state", "pid", "uptime", "detail"))
     for row in result.rows:
         status = row.status
         state = status.state.value
         if status.state is UnitState.EXITED:
             state = f"exited({'?' if status.exit_code is None else status.exit_code})"
         uptime = status.uptime(result.checked_at)
-        table.add_row(
+        grid.add_row(
             row.service,
             str(row.role),
             f"[{_UNIT_STYLE.get(status.state, '')}]{state}[/]",
             str(status.pid or "-") if status.running else "-",
             _duration(uptime) if uptime is not None else "-",
-            status.detail,
+            _escape(status.detail),
         )
-    console.print(table)
+    print_grid(grid, stream)
+
+
+def _escape(text: str) -> str:
+    """A detail as literal text inside a markup cell (a ``[WARN]`` in it is not a style)."""
+    from rich.markup import escape
+
+    return escape(text)
 
 
 def status_json(result: StatusResult) -> str:

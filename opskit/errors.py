@@ -51,6 +51,18 @@ class PreflightError(OpskitError):
         super().__init__("preflight failed: " + "; ".join(self.problems))
 
 
+class Interrupted(OpskitError):
+    """SIGINT or SIGTERM asked a long operation to end: it ended at a safe point, cleanly (a
+    backup kept nothing, a restore rolled back, a recover pass finished what it had begun)."""
+
+    exit_code = 130
+
+
+class RollingImpossible(OpskitError):
+    """A rolling replacement cannot work here (a start-first roll with nowhere to place the
+    new instance); raised before anything was changed, so the caller may try another way."""
+
+
 class LockBusyError(OpskitError):
     """Another opskit operation is mutating this stack right now (cron overlap)."""
 

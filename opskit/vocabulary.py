@@ -111,6 +111,7 @@ class Phase(str, Enum):
     RUNNING = "running"  # a capability step in progress
     DONE = "done"
     SKIPPED = "skipped"
+    NOT_APPLICABLE = "not applicable"  # the role has no such capability: information
     FAILED = "failed"
 
     @property
@@ -184,6 +185,7 @@ class RecoverAction(str, Enum):
     LEFT_ALONE = "left alone"  # stopped on purpose
     LEFT_TO_RUNTIME = "left to its runtime"  # Swarm is replacing it: alerted, never fought
     ALERT_ONLY = "alert only"  # e2e: no restart can fix it
+    INTERRUPTED = "not restarted: interrupted"  # SIGINT/SIGTERM came first
 
     @property
     def resolved(self) -> bool:

@@ -268,3 +268,37 @@ def test_an_unhealthy_container_fails_the_start_gate_at_once(write_stack, stacks
     assert outcome.state == lifecycle.FAILED
     assert outcome.detail.startswith("the container's HEALTHCHECK reports unhealthy")
     assert outcome.seconds < 20  # not the 60 s start timeout
+
+
+def test_an_exec_whose_exit_the_engine_has_not_recorded_yet_is_waited_for(
+    write_stack, stacks, monkeypatch
+):
+    """The engine can close an exec's output stream a moment before it records the exit
+    (``Running`` true, ``ExitCode`` null): that instant, injected here on a real container's
+    real exec, must read as the exec's real exit code, not as a failure."""
+    body = (
+        "  idle:\n"
+        f"    image: {SANDBOX_IMAGE}\n"
+        "    command: [python3, -c, 'import time; time.sleep(600)']\n"
+        "    x-opskit: {role: http}"
+    )
+    stack = single_service_stack(write_stack, body, "execrace")
+    stacks.append(stack)
+    assert lifecycle.start(stack).ok
+    unit = stack.role("idle").unit
+    api = unit.runtime.client.api
+    real_inspect = api.exec_inspect
+    lagging: dict[str, int] = {}
+
+    def engine_still_recording(exec_id):
+        state = dict(real_inspect(exec_id))
+        if lagging.setdefault(exec_id, 0) < 3:  # the first reads lag behind the stream
+            lagging[exec_id] += 1
+            state.update(Running=True, ExitCode=None)
+        return state
+
+    monkeypatch.setattr(api, "exec_inspect", engine_still_recording)
+    ok = unit.exec(["sh", "-c", "echo done"], timeout=10)
+    assert (ok.exit_code, ok.output.strip()) == (0, "done")
+    failed = unit.exec(["sh", "-c", "exit 3"], timeout=10)
+    assert failed.exit_code == 3

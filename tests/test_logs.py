@@ -255,3 +255,29 @@ def test_collect_task_reports_json(running_sandbox, tmp_path, flag):
     assert Path(summary["path"]).exists() and summary["files"] >= 6
     assert str(REPO) not in summary["path"]
     subprocess.run(["tar", "--zstd", "-tf", summary["path"]], check=True, capture_output=True)
+
+
+def test_naive_times_are_read_in_the_zone_of_the_service_that_wrote_them(write_stack, load):
+    """Two services fourteen and ten hours either side of UTC print their local time without
+    a zone; opskit (in its own zone) must place both lines at the moment they were written and
+    in the order they were written — not hours apart."""
+    from .helpers import script_service, stack_text
+
+    code = (
+        "import sys, time\n"
+        "print(time.strftime('%Y-%m-%d %H:%M:%S'), sys.argv[1], 'up', flush=True)\n"
+        "time.sleep(600)\n"
+    )
+    east = script_service("east", code, args=("east",), environment={"TZ": "Pacific/Kiritimati"})
+    west = script_service("west", code, args=("west",), environment={"TZ": "America/Adak"})
+    stack = load(write_stack(stack_text(east, west)))
+    assert lifecycle.start(stack, ["east"]).ok
+    time.sleep(1.2)  # the stamps have whole seconds: west's is later
+    assert lifecycle.start(stack, ["west"]).ok
+    time.sleep(0.3)
+    lines = [e for e in logs.tail(stack, lines=10) if " up" in e.text]
+    assert [e.service for e in lines] == ["east", "west"], [(e.service, e.time) for e in lines]
+    now = time.time()
+    for entry in lines:
+        assert abs(entry.time - now) < 60, f"{entry.service} placed {entry.time - now:+.0f}s off"
+    assert stack.role("east").unit.time_zone() == "Pacific/Kiritimati"

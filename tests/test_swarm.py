@@ -154,6 +154,35 @@ services:
 """
 
 
+def test_graceful_restart_of_nginx_is_verified_on_swarm(swarm_sandbox):
+    """The master is not visible from the host under Swarm: the task's own process list
+    (docker top) shows the same master with new workers."""
+    result = graceful_restart(swarm_sandbox, ["nginx"])
+    outcome = result.outcome("nginx")
+    assert outcome.state is StepOutcome.DONE, outcome.detail
+    assert "kept, new workers" in outcome.detail
+
+
+def test_graceful_restart_of_the_backend_on_swarm_works_and_leaves_no_update_behind(
+    swarm_sandbox,
+):
+    """One replica publishing a host-mode port on one node: a start-first roll can never
+    place its new task (it hung 120 s and stayed stuck). The front's relief instance takes
+    its requests instead, and the service has no update left running."""
+    stack = swarm_sandbox
+    began = time.monotonic()
+    result = graceful_restart(stack, ["backend"])
+    took = time.monotonic() - began
+    outcome = result.outcome("backend")
+    assert outcome.state is StepOutcome.DONE, outcome.detail
+    assert "relief instance instead of a rolling update" in outcome.detail
+    assert "host mode" in outcome.detail
+    assert took < 90, took
+    update = (stack.role("backend").unit.service().attrs.get("UpdateStatus") or {}).get("State")
+    assert update != "updating", update
+    assert_healthy(run_health(stack, ["backend", "front"]).checks)
+
+
 def test_a_docker_stack_deploy_stack_is_adopted_and_never_removed(tmp_path):
     name = "opsad" + os.urandom(3).hex()
     port = free_port()

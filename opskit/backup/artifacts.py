@@ -17,12 +17,13 @@ import hashlib
 import io
 import os
 import tarfile
+import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import BinaryIO
 
 from opskit.backup.manifest import Manifest, StoredFile, safe_member
-from opskit.errors import OpskitError
+from opskit.errors import Interrupted, OpskitError
 from opskit.files import private_dir
 
 CHUNK = 1 << 20
@@ -34,14 +35,19 @@ class ArtifactError(OpskitError):
 
 
 class _HashingFile:
-    """The file zstd writes into: counts and hashes what reaches the disk."""
+    """The file zstd writes into: counts and hashes what reaches the disk, and ends the write
+    at the next chunk once ``stop`` is set (a multi-gigabyte RDB need not finish streaming
+    before Ctrl-C is heard)."""
 
-    def __init__(self, handle: BinaryIO):
+    def __init__(self, handle: BinaryIO, stop: threading.Event | None = None):
         self.handle = handle
+        self.stop = stop
         self.sha256 = hashlib.sha256()
         self.size = 0
 
     def write(self, data: bytes) -> int:
+        if self.stop is not None and self.stop.is_set():
+            raise Interrupted("interrupted while writing the backup")
         self.sha256.update(data)
         self.size += len(data)
         return self.handle.write(data)
@@ -53,8 +59,9 @@ class _HashingFile:
 class ArtifactWriter:
     """Files of one backup under construction (its folder is private and not yet final)."""
 
-    def __init__(self, root: Path):
+    def __init__(self, root: Path, stop: threading.Event | None = None):
         self.root = root
+        self.stop = stop
         self.files: list[StoredFile] = []
 
     def for_service(self, service: str) -> ServiceArtifacts:
@@ -74,7 +81,7 @@ class ArtifactWriter:
         compressor = zstandard.ZstdCompressor(level=ZSTD_LEVEL, threads=-1)
         fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
         with os.fdopen(fd, "wb") as handle:
-            hashed = _HashingFile(handle)
+            hashed = _HashingFile(handle, self.stop)
             with compressor.stream_writer(hashed, closefd=False) as writer:
                 while chunk := source.read(CHUNK):
                     if observe is not None:

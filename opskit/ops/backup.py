@@ -11,6 +11,7 @@ complete. Validation recomputes every SHA-256 and asks each role to check its ow
 from __future__ import annotations
 
 import os
+import threading
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -23,7 +24,7 @@ from opskit.backup.attempts import BackupAttempt, record_attempt
 from opskit.backup.manifest import MANIFEST, Manifest, ManifestError, written_by_same_kind
 from opskit.backup.retention import Decision, apply_policy
 from opskit.backup.store import BackupEntry, BackupState, BackupStore
-from opskit.errors import OpskitError, UsageError
+from opskit.errors import Interrupted, OpskitError, UsageError
 from opskit.files import atomic_write
 from opskit.ops.engine import (
     EventSink,
@@ -71,15 +72,18 @@ def backup(
     tag: str | None = None,
     include_secrets: bool = False,
     on_event: EventSink = ignore_events,
+    stop: threading.Event | None = None,
 ) -> BackupResult:
     """One backup of ``services`` (default: every service that can be backed up); its outcome
-    is recorded as the last attempt (:mod:`opskit.backup.attempts`), failed or not."""
+    is recorded as the last attempt (:mod:`opskit.backup.attempts`), failed or not. Once
+    ``stop`` is set the backup ends at the next chunk or step and keeps nothing
+    (:class:`~opskit.errors.Interrupted`)."""
     began = time.monotonic()
     store = store_of(stack)
     names = stack.resolve(services)
     with mutation(stack, "backup"):
         try:
-            result = _backup(stack, store, names, tag, include_secrets, on_event)
+            result = _backup(stack, store, names, tag, include_secrets, on_event, stop)
         except OpskitError as exc:
             seconds = time.monotonic() - began
             reason = Redactor(stack.secrets())(str(exc))
@@ -102,11 +106,12 @@ def _backup(
     tag: str | None,
     include_secrets: bool,
     on_event: EventSink,
+    stop: threading.Event | None = None,
 ) -> BackupResult:
     backup_id = store.new_id(tag=tag)
     result = BackupResult("backup", [], backup_id=backup_id, includes_secrets=include_secrets)
     with store.building(backup_id) as folder:
-        writer = ArtifactWriter(folder)
+        writer = ArtifactWriter(folder, stop)
         metadata: dict[str, dict] = {}
 
         def step(name: str, role: BackingUp) -> StepResult:
@@ -122,7 +127,9 @@ def _backup(
             seconds = time.monotonic() - service_began
             return StepResult(name, StepOutcome.DONE, detail, seconds)
 
-        result.outcomes = for_each_capable(stack, names, BackingUp, step, emit=on_event)
+        result.outcomes = for_each_capable(stack, names, BackingUp, step, emit=on_event, stop=stop)
+        if stop is not None and stop.is_set():
+            raise Interrupted("backup interrupted: nothing was kept")
         if not result.ok:
             raise BackupFailed(result)
         if not any(o.state is StepOutcome.DONE for o in result.outcomes):

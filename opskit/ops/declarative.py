@@ -8,8 +8,11 @@ kept in :class:`~opskit.declarative.history.ConfigHistory`, so a rollback sends 
 text and is verified the same way.
 
 A config POSTed this way lives in Kong's memory only (row 15): a restart or HUP loads the
-declarative *file* again. :class:`ApplyResult.file_differs` says so when the file and what
-runs are not the same bytes, so nobody is surprised at the next restart.
+declarative *file* again. So after a verified apply the same bytes are made the file's
+(:class:`~opskit.services.capabilities.DeclarativePersisting`; the file's previous bytes are
+kept in the history first), and a restart by anyone runs what was applied.
+``memory_only=True`` skips that on purpose; :attr:`ApplyResult.persisted` says what happened
+and :attr:`ApplyResult.file_differs` whether the file and what runs still part.
 """
 
 from __future__ import annotations
@@ -32,7 +35,12 @@ from opskit.declarative.history import ConfigHistory, HistoryEntry
 from opskit.errors import OpskitError, UsageError
 from opskit.ops.engine import capable, mutation
 from opskit.redact import Redactor
-from opskit.services.capabilities import ConfigExporting, DeclarativeParsing
+from opskit.services.capabilities import (
+    ConfigExporting,
+    DeclarativeParsing,
+    DeclarativePersisting,
+    Verdict,
+)
 from opskit.stack import Stack
 
 
@@ -44,6 +52,7 @@ class ApplyResult:
     changed: bool = False
     file_differs: bool = False
     findings: Findings = field(default_factory=lambda: Findings([], []))
+    persisted: Verdict | None = None  # None: not asked (memory only, or the apply failed)
 
 
 @contextlib.contextmanager
@@ -118,18 +127,22 @@ def compare(stack: Stack, file: str | Path | None = None) -> tuple[Declarative, 
 
 
 def apply(
-    stack: Stack, file: str | Path | None = None, *, source: str | None = None
+    stack: Stack,
+    file: str | Path | None = None,
+    *,
+    source: str | None = None,
+    memory_only: bool = False,
 ) -> ApplyResult:
-    """Validate, apply, verify, record — under the stack lock."""
+    """Validate, apply, verify, record, make it the file's — under the stack lock."""
     doc = load_source(stack, file)
     findings = validate(doc)
     if not findings.ok:
         return ApplyResult(False, f"{doc.source} is invalid; nothing applied", findings=findings)
     with mutation(stack, "kong.apply"), gateway_errors(stack):
-        return apply_text(stack, doc.text, source or doc.source, findings)
+        return apply_text(stack, doc.text, source or doc.source, findings, persist=not memory_only)
 
 
-def rollback(stack: Stack, to: int | None = None) -> ApplyResult:
+def rollback(stack: Stack, to: int | None = None, *, memory_only: bool = False) -> ApplyResult:
     """Apply an earlier config byte for byte: entry ``to``, else the one before what runs."""
     with mutation(stack, "kong.rollback"), gateway_errors(stack):
         history = ConfigHistory(stack.state_dir)
@@ -138,7 +151,8 @@ def rollback(stack: Stack, to: int | None = None) -> ApplyResult:
             history.entry(to) if to is not None else _previous(history, role.configuration_hash())
         )
         text = history.text(target)
-        return apply_text(stack, text, f"rollback to #{target.number}", Findings([], []))
+        source = f"rollback to #{target.number}"
+        return apply_text(stack, text, source, Findings([], []), persist=not memory_only)
 
 
 def history(stack: Stack) -> tuple[list[HistoryEntry], str | None]:
@@ -161,10 +175,16 @@ def _previous(history: ConfigHistory, running: str | None) -> HistoryEntry:
 
 
 def apply_text(
-    stack: Stack, text: str, source: str, findings: Findings | None = None
+    stack: Stack,
+    text: str,
+    source: str,
+    findings: Findings | None = None,
+    *,
+    persist: bool = False,
 ) -> ApplyResult:
     """POST ``text`` (the caller validated it and holds the stack lock): record what ran before
-    when its bytes are known, verify the hash, record ``text``."""
+    when its bytes are known, verify the hash, record ``text``; with ``persist``, make it the
+    bytes of the file the gateway loads at start (:func:`make_permanent`)."""
     findings = findings or Findings([], [])
     name, role = gateway(stack)
     history = ConfigHistory(stack.state_dir)
@@ -186,10 +206,29 @@ def apply_text(
     entry = history.latest_with(expected) if not applied.changed else None
     if entry is None:
         entry = history.record(text, source)
+    persisted = make_permanent(stack, text, entry) if persist else None
     file_differs = _file_hash(role) != expected
     verb = "applied" if applied.changed else "unchanged (Kong already ran these bytes)"
     detail = f"{verb}: configuration_hash {expected[:12]} (config #{entry.number}, {source})"
-    return ApplyResult(True, detail, entry, applied.changed, file_differs, findings)
+    return ApplyResult(True, detail, entry, applied.changed, file_differs, findings, persisted)
+
+
+def make_permanent(stack: Stack, text: str, entry: HistoryEntry) -> Verdict:
+    """Make the gateway's declarative file hold ``text`` (config #``entry``), keeping the
+    file's previous bytes in the history first; say where, or why it cannot."""
+    name, role = gateway(stack)
+    if not isinstance(role, DeclarativePersisting):
+        return Verdict(False, f"{name} cannot keep a config in the file it loads", False)
+    history = ConfigHistory(stack.state_dir)
+    try:
+        before = role.declarative_source()
+    except (OpskitError, OSError, UnicodeDecodeError):
+        before = None
+    if before is not None and md5_of(before) == entry.md5:
+        return Verdict(True, "the file Kong loads at start already holds it", changed=False)
+    if before is not None and history.latest_with(md5_of(before)) is None:
+        history.record(before, f"the declarative file before config #{entry.number} replaced it")
+    return role.persist_declarative(text)
 
 
 def _remember_running(stack: Stack, history: ConfigHistory, running: str | None) -> None:

@@ -116,13 +116,15 @@ def walk(
     direction: Direction | None,
     emit: EventSink = ignore_events,
     skipped: str = "skipped: {} failed",
+    stop: threading.Event | None = None,
 ) -> list[StepResult]:
     """Run ``step(service)`` for every target, as soon as the steps it waits for succeeded.
 
     ``direction`` says what a service waits for: its dependencies (start), its dependents
     (stop), or nothing (``None``: all at once). A failed step skips everything that waits on it,
     transitively; ``skipped`` is formatted with the names of the failed steps it waited on.
-    Results come back in graph order.
+    Once ``stop`` is set (SIGINT/SIGTERM) no further step begins; steps already running finish,
+    and the rest are skipped as interrupted. Results come back in graph order.
     """
     wanted = set(targets)
     order = _ordered(stack, wanted, direction)
@@ -134,6 +136,8 @@ def walk(
             pending: dict[Future[StepResult], str] = {}
 
             def launch_ready() -> None:
+                if stop is not None and stop.is_set():
+                    return
                 for name in order:
                     if name in results or name in blocked or name in pending.values():
                         continue
@@ -155,7 +159,10 @@ def walk(
     never_ran = [name for name in order if name not in results]
     reasons = {name: sorted(_root_failures(name, waits_on, results, blocked)) for name in never_ran}
     for name in never_ran:
-        detail = skipped.format(", ".join(reasons[name]))
+        if reasons[name] or stop is None or not stop.is_set():
+            detail = skipped.format(", ".join(reasons[name]))
+        else:
+            detail = "not begun: interrupted"
         results[name] = StepResult(name, StepOutcome.SKIPPED, detail)
         emit(Event(name, Phase.SKIPPED, detail))
     return [results[name] for name in order]
@@ -343,29 +350,30 @@ def for_each_capable(
     *,
     direction: Direction | None = None,
     emit: EventSink = ignore_events,
+    stop: threading.Event | None = None,
 ) -> list[StepResult]:
     """``step(name, role)`` for each service whose role has ``capability``; the others are
     reported UNSUPPORTED (never an error: ``inv reload`` over the whole stack reloads what can
     be reloaded and says what cannot)."""
-    from opskit.services.capabilities import describe
+    from opskit.services.capabilities import describe, describe_doing
 
     names = stack.resolve(services)
-    label = describe(capability)
+    label, doing = describe(capability), describe_doing(capability)
 
     def run(name: str) -> StepResult:
         role = stack.role(name)
         if not isinstance(role, capability):
             detail = f"the {role.name} role cannot {label}"
-            emit(Event(name, Phase.SKIPPED, detail))
+            emit(Event(name, Phase.NOT_APPLICABLE, detail))
             return StepResult(name, StepOutcome.UNSUPPORTED, detail)
-        emit(Event(name, Phase.RUNNING, label))
+        emit(Event(name, Phase.RUNNING, doing))
         began = time.monotonic()
         result = step(name, role)
         result.seconds = result.seconds or time.monotonic() - began
         emit(Event(name, Phase.DONE if result.ok else Phase.FAILED, result.detail))
         return result
 
-    return walk(stack, names, run, direction=direction, emit=emit)
+    return walk(stack, names, run, direction=direction, emit=emit, stop=stop)
 
 
 __all__ = [

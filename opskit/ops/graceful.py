@@ -16,7 +16,7 @@ from __future__ import annotations
 import time
 from collections.abc import Iterable
 
-from opskit.errors import OpskitError
+from opskit.errors import OpskitError, RollingImpossible
 from opskit.ops.engine import (
     Event,
     EventSink,
@@ -78,8 +78,12 @@ def _restart_one(
             return StepResult(name, StepOutcome.FAILED, detail, time.monotonic() - began)
         state = StepOutcome.DONE if verdict.ok else StepOutcome.FAILED
         return StepResult(name, state, verdict.detail, time.monotonic() - began)
+    cannot_roll = ""
     if isinstance(role, Relievable) and role.unit.rolls_replicas:
-        return _rolling_restart(role, name, began)
+        try:
+            return _rolling_restart(role, name, began)
+        except RollingImpossible as exc:  # nothing was changed: another way may work
+            cannot_roll = str(exc)
     front = front_of(stack, name) if isinstance(role, Relievable) else None
     if front is not None:
         leftover = finish_interrupted(stack, name, emit)
@@ -88,7 +92,14 @@ def _restart_one(
         result = relieved_restart(stack, name, front, emit)
         if leftover is not None:
             result.detail = f"{leftover.detail}; then {result.detail}"
+        if cannot_roll:
+            why = f"relief instance instead of a rolling update ({cannot_roll})"
+            result.detail = f"{why}; {result.detail}"
         return result
+    if cannot_roll:
+        detail = f"{cannot_roll}; refused, nothing changed (--allow-downtime restarts it)"
+        if not allow_downtime:
+            return StepResult(name, StepOutcome.FAILED, detail, time.monotonic() - began)
     if not allow_downtime:
         why = (
             f"the {role.name} role cannot restart without downtime (while it restarts: "
@@ -122,6 +133,8 @@ def _rolling_restart(role, name: str, began: float) -> StepResult:
     budget = max(60.0, ROLLING_BUDGET * role.spec.start_timeout)
     try:
         detail = role.unit.replace_rolling(budget)
+    except RollingImpossible:
+        raise
     except OpskitError as exc:
         return StepResult(name, StepOutcome.FAILED, str(exc), time.monotonic() - began)
     problem = wait_ready(role, time.monotonic() + role.spec.start_timeout)

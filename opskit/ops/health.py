@@ -7,9 +7,15 @@ end-to-end masking check. One :class:`~opskit.report.Report` comes back; nothing
 
 **Bounded.** Checks run in lanes (one per service) on daemon threads. A lane still running
 when its budget ends — ``check_timeout``, or ``e2e_timeout`` for the e2e lane, never more than
-``deadline`` — is abandoned: its unfinished checks are reported UNKNOWN and the thread is left
+``deadline`` — is abandoned: its unfinished checks are reported CRITICAL and the thread is left
 to die with the process. A frozen target therefore costs one budget, and ``inv health`` exits
 on time whatever a target does (a ThreadPoolExecutor's workers would be joined at exit).
+
+**Verdicts do not depend on the budget.** A target that does not answer within its budget is
+CRITICAL, whether the probe's own timeout fired first or the lane was abandoned: with a short
+``--timeout`` a frozen gateway must still page (many Nagios setups do not page on UNKNOWN).
+UNKNOWN is kept for opskit's own inability to judge: a check's internal error, a check that
+could not run because what it needs is missing, bad configuration or usage.
 
 **Impact.** A service whose dependency is failing gets a WARNING naming that dependency and
 what it means (the dependency role's ``outage_impact``): with Redis down, Kong's own endpoints
@@ -157,7 +163,7 @@ def _run(planned: list[_Planned], settings: HealthSettings, concurrent: bool) ->
         detail = f"no answer within {budget:g}s (check abandoned)"
         for item in lane[len(finished) :]:
             results.append(
-                CheckResult(item.check.name, item.service, CheckStatus.UNKNOWN, detail, elapsed)
+                CheckResult(item.check.name, item.service, CheckStatus.CRITICAL, detail, elapsed)
             )
     return results
 

@@ -32,7 +32,7 @@ from pathlib import Path
 
 from opskit.errors import OpskitError, UsageError
 from opskit.logs.bundle import BundleManifest, BundleWriter, prune_bundles
-from opskit.logs.timestamps import stamp_stream
+from opskit.logs.timestamps import stamp_stream, zone_from_tz
 from opskit.redact import Redactor
 from opskit.runtime.logfiles import follow_lines, log_files
 from opskit.services.capabilities import LogSource, LogSources
@@ -90,8 +90,10 @@ def read_source(
     stack: Stack, service: str, source: LogSource, since: float | None = None
 ) -> Iterator[tuple[float | None, str]]:
     """The lines of one source with their times, oldest first; lines timed before ``since``
-    are left out (untimed lines at the start of a file written since then stay)."""
-    for when, text in stamp_stream(_raw_lines(stack, service, source, since)):
+    are left out (untimed lines at the start of a file written since then stay). A time the
+    line gives without a zone is read in the zone of the unit that wrote it."""
+    zone = zone_from_tz(stack.role(service).unit.time_zone())
+    for when, text in stamp_stream(_raw_lines(stack, service, source, since), zone):
         if since is not None and when is not None and when < since:
             continue
         yield when, text

@@ -83,6 +83,7 @@ class RecoverResult:
     seconds: float = 0.0
     busy: str = ""  # another operation held the lock: this pass did nothing
     problem: str = ""  # --watch: the stack file changed and does not load
+    interrupted: bool = False  # SIGINT/SIGTERM: no restart began after it
 
     @property
     def ok(self) -> bool:
@@ -90,6 +91,8 @@ class RecoverResult:
 
     @property
     def exit_code(self) -> int:
+        if self.interrupted:
+            return ExitCode.INTERRUPTED
         return ExitCode.OK if self.ok or self.busy else ExitCode.FAILED
 
     @property
@@ -116,8 +119,11 @@ def recover(
     wait: float = 0.0,
     on_event: EventSink | None = None,
     dispatcher: Dispatcher | None = None,
+    stop: threading.Event | None = None,
 ) -> RecoverResult:
-    """One recover pass under the stack lock (raises LockBusyError after ``wait`` seconds)."""
+    """One recover pass under the stack lock (raises LockBusyError after ``wait`` seconds).
+    Once ``stop`` is set, a restart under way finishes, no other begins, and confirmation
+    waits end; the rows say "not restarted: interrupted"."""
     emit = on_event or ignore_events
     began = time.monotonic()
     resets = stack.resolve(list(reset)) if reset else []
@@ -131,18 +137,29 @@ def recover(
             alerts.forget(name)
         if not dry_run:
             alerts.start_of_pass()
-        rows = _Pass(stack, state, alerts, dry_run, emit).run()
+        rows = _Pass(stack, state, alerts, dry_run, emit, stop).run()
         if not dry_run:
             state.save()
             alerts.end_of_pass()
-    return RecoverResult(rows, list(alerts.deliveries), dry_run, time.monotonic() - began)
+    result = RecoverResult(rows, list(alerts.deliveries), dry_run, time.monotonic() - began)
+    result.interrupted = stop is not None and stop.is_set()
+    return result
 
 
 class _Pass:
     """The steps of one pass over one snapshot of the recovery state."""
 
-    def __init__(self, stack: Stack, state: RecoveryState, alerts: Dispatcher, dry_run: bool, emit):
+    def __init__(
+        self,
+        stack: Stack,
+        state: RecoveryState,
+        alerts: Dispatcher,
+        dry_run: bool,
+        emit,
+        stop: threading.Event | None = None,
+    ):
         self.stack = stack
+        self.stop = stop or threading.Event()
         self.state = state
         self.alerts = alerts
         self.dry_run = dry_run
@@ -222,9 +239,9 @@ class _Pass:
                 continue
             if seen.verdict.failed and self.state.record(name).failures < self.settings.failures:
                 due[name] = time.monotonic() + self._spacing(seen)
-        while due:
+        while due and not self.stop.is_set():
             name = min(due, key=due.__getitem__)
-            time.sleep(max(0.0, due.pop(name) - time.monotonic()))
+            self.stop.wait(max(0.0, due.pop(name) - time.monotonic()))
             again = _observe_one(self.stack, name, observed[name].verdict)
             observed[name] = again
             self._count(name, again)
@@ -317,6 +334,8 @@ class _Pass:
         now = time.time()
         if self.budget.spent(record.attempts, now):
             return self._give_up(name, seen, problem)
+        if self.stop.is_set():
+            return RecoverRow(name, seen.verdict, RecoverAction.INTERRUPTED, seen.detail)
         if self.dry_run:
             used = self.budget.used(record.attempts, now)
             budget = self.budget.describe()

@@ -18,13 +18,14 @@ message names the safety backup to restore by hand.
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 from opskit.backup.artifacts import ArtifactReader
 from opskit.backup.manifest import Manifest, written_by_same_kind
-from opskit.errors import OpskitError, UsageError
+from opskit.errors import Interrupted, OpskitError, UsageError
 from opskit.ops import backup as backups
 from opskit.ops.engine import (
     EventSink,
@@ -56,9 +57,12 @@ class RestoreResult:
     rollback: list[StepResult] = field(default_factory=list)
     safety_backup: str | None = None
     seconds: float = 0.0
+    interrupted: bool = False  # SIGINT/SIGTERM arrived while it ran
 
     @property
     def exit_code(self) -> int:
+        if self.interrupted and self.state in (RestoreState.REFUSED, RestoreState.ROLLED_BACK):
+            return Interrupted.exit_code
         if self.state in (RestoreState.RESTORED, RestoreState.PLANNED):
             return ExitCode.OK
         if self.state == RestoreState.INCONSISTENT:
@@ -74,14 +78,19 @@ def restore(
     dry_run: bool = False,
     deep: bool = False,
     on_event: EventSink = ignore_events,
+    stop: threading.Event | None = None,
 ) -> RestoreResult:
+    """Restore ``services`` from ``backup_id`` under the stack lock. Once ``stop`` is set
+    (SIGINT/SIGTERM) no further service begins; if any was restored, the safety backup puts it
+    back — uninterruptibly — and the result says so (``interrupted``)."""
     began = time.monotonic()
     store = backups.store_of(stack)
     path = store.path(backup_id)
     with mutation(stack, "restore"):
         manifest = Manifest.read(path)
         targets = _targets(stack, manifest, services)
-        result = _restore_locked(stack, path, manifest, targets, dry_run, deep, on_event)
+        result = _restore_locked(stack, path, manifest, targets, dry_run, deep, on_event, stop)
+    result.interrupted = stop is not None and stop.is_set()
     result.seconds = time.monotonic() - began
     return result
 
@@ -105,7 +114,9 @@ def _targets(stack: Stack, manifest: Manifest, services: Iterable[str] | None) -
     return stack.start_order(restorable)
 
 
-def _restore_locked(stack, path, manifest, targets, dry_run, deep, on_event) -> RestoreResult:
+def _restore_locked(
+    stack, path, manifest, targets, dry_run, deep, on_event, stop=None
+) -> RestoreResult:
     backup_id = manifest.id
     check = backups.validate(stack, backup_id, deep=deep, services=targets)
     if not check.ok:
@@ -124,11 +135,14 @@ def _restore_locked(stack, path, manifest, targets, dry_run, deep, on_event) -> 
         outcomes = [StepResult(n, StepOutcome.SKIPPED, f"would {plans[n].detail}") for n in targets]
         return RestoreResult(backup_id, RestoreState.PLANNED, "dry run: nothing changed", outcomes)
     try:
-        safety = backups.backup(stack, targets, tag="pre-restore", include_secrets=False)
+        safety = backups.backup(stack, targets, tag="pre-restore", include_secrets=False, stop=stop)
+    except Interrupted:
+        return RestoreResult(backup_id, RestoreState.REFUSED, "interrupted: nothing changed")
     except OpskitError as exc:
         detail = f"could not take the safety backup, nothing changed: {exc}"
         return RestoreResult(backup_id, RestoreState.REFUSED, detail)
-    outcomes = _put_back(stack, reader, manifest, plans, on_event)
+    # The rollback below gets no stop: a second Ctrl-C must not cut it short.
+    outcomes = _put_back(stack, reader, manifest, plans, on_event, stop)
     result = RestoreResult(
         backup_id, RestoreState.RESTORED, "", outcomes, safety_backup=safety.backup_id
     )
@@ -136,7 +150,13 @@ def _restore_locked(stack, path, manifest, targets, dry_run, deep, on_event) -> 
         result.detail = f"restored {', '.join(targets)}; safety backup {safety.backup_id}"
         return result
     failed = "; ".join(f"{o.service}: {o.detail}" for o in outcomes if not o.ok)
+    if stop is not None and stop.is_set():
+        failed = f"interrupted; {failed}"
     touched = [o.service for o in outcomes if o.state is not StepOutcome.SKIPPED]
+    if not touched:
+        result.state = RestoreState.REFUSED
+        result.detail = f"restore failed before any service was changed ({failed}): nothing changed"
+        return result
     safety_path = backups.store_of(stack).path(safety.backup_id)
     safety_manifest = Manifest.read(safety_path)
     safety_reader = ArtifactReader(safety_path, safety_manifest)
@@ -166,6 +186,7 @@ def _put_back(
     manifest: Manifest,
     plans: dict[str, RestorePlan],
     on_event: EventSink,
+    stop: threading.Event | None = None,
 ) -> list[StepResult]:
     def step(name: str) -> StepResult:
         began = time.monotonic()
@@ -188,4 +209,5 @@ def _put_back(
         direction=Direction.DEPENDENCIES_FIRST,
         emit=on_event,
         skipped="not restored: {} failed first",
+        stop=stop,
     )

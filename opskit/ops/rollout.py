@@ -6,12 +6,20 @@ plugin — applied through :func:`opskit.ops.declarative` (validated, ``POST /co
 verified, kept). Then the stage *soaks*: for ``soak`` seconds the guards watch
 
 - the gateway's readiness, every second (a stage that makes it unready trips at once);
-- the entry point's traffic since the stage began (its access log): the 5xx rate and the p95
-  latency, against ``max_error_rate`` and ``max_p95``, once enough requests were seen;
+- the entry point's traffic (its access log): the 5xx rate and the p95 latency, against
+  ``max_error_rate`` and ``max_p95``, once enough requests were seen;
 - the masking events: requests reached the masked path but no event came → masking stopped.
 
+The traffic guards are judged every second over a sliding window (the last ``window`` seconds
+of the stage), with the same minimum-request rule, and once more over the whole soak at its
+end. Judging only at the end let a stage that broke the upstream 6 s into a 30 s soak answer
+502 for the rest of it; now it is rolled back within a tick or two of crossing a threshold.
+
 A tripped guard applies the last good config again, byte for byte, and verifies its hash. Keys
-the plugin's schema lacks are refused before anything is applied.
+the plugin's schema lacks are refused before anything is applied. Stages live in Kong's memory
+while they soak; when the rollout ends — complete, tripped or interrupted — the last good config
+is made the file Kong loads at start (:func:`declarative.make_permanent`), so a restart runs
+what passed, never a stage that was still being judged. ``memory_only`` skips that.
 
 **Interruptions.** ``rollout.json`` in the history folder says which config is the last good
 one while a rollout runs. ``stop`` (set by the task on SIGINT or SIGTERM) is checked after each
@@ -27,6 +35,7 @@ import contextlib
 import os
 import threading
 import time
+from collections import deque
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -42,7 +51,13 @@ from opskit.errors import OpskitError
 from opskit.files import atomic_write_json, read_json
 from opskit.ops import declarative
 from opskit.ops.engine import capable, mutation
-from opskit.services.capabilities import MaskingGateway, MaskingStore, TrafficReporting
+from opskit.services.capabilities import (
+    MaskingGateway,
+    MaskingStore,
+    Traffic,
+    TrafficReporting,
+    Verdict,
+)
 from opskit.stack import Stack
 from opskit.vocabulary import StageOutcome
 
@@ -71,6 +86,7 @@ class Guards:
     soak: float = 30.0
     max_error_rate: float = 0.01
     max_p95: float = 2.0
+    window: float = 10.0  # the sliding window the traffic guards are judged over, each second
 
 
 @dataclass
@@ -99,6 +115,7 @@ class RolloutResult:
     stages: list[StageReport] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)  # e.g. an earlier interrupted rollout
     restored: HistoryEntry | None = None  # the last good config, applied again after a trip
+    persisted: Verdict | None = None  # the last good config made the file's (None: memory only)
     ok: bool = False
 
 
@@ -111,6 +128,7 @@ def rollout(
     on_stage: Any = None,
     on_note: Any = None,
     stop: threading.Event | None = None,
+    memory_only: bool = False,
 ) -> RolloutResult:
     """Apply ``stages`` one after another (settings accumulate), soaking each under ``guards``."""
     for index, settings in enumerate(stages, 1):
@@ -163,13 +181,21 @@ def rollout(
                 result.ok = True
         except (KeyboardInterrupt, _StopAsked):
             _restore(stack, history, good)
+            persisted = None if memory_only else _make_permanent(stack, history, good)
             journal.finish()
+            kept = f"; {persisted.detail}" if persisted is not None else ""
             raise RolloutInterrupted(
                 f"rollout interrupted: the last good config #{good.number} ({good.md5[:12]}) "
-                "is applied again"
+                f"is applied again{kept}"
             ) from None
+        if not memory_only:
+            result.persisted = _make_permanent(stack, history, good)
         journal.finish()
     return result
+
+
+def _make_permanent(stack: Stack, history: ConfigHistory, good: HistoryEntry) -> Verdict:
+    return declarative.make_permanent(stack, history.text(good), good)
 
 
 def _last_good(stack: Stack, history: ConfigHistory, running: str | None) -> HistoryEntry:
@@ -201,14 +227,17 @@ def _restore(stack: Stack, history: ConfigHistory, good: HistoryEntry) -> Histor
 def _soak(
     stack: Stack, guards: Guards, report: StageReport, stop: threading.Event | None = None
 ) -> str | None:
-    """Watch the guards for ``guards.soak`` seconds; why it tripped, or None."""
+    """Watch the guards for ``guards.soak`` seconds; why it tripped, or None. Each second the
+    traffic of the last ``guards.window`` seconds is judged; at the end, the whole soak."""
     gateways = capable(stack, MaskingGateway)
     gateway = stack.role(gateways[0]) if gateways else None
     entry_names = capable(stack, TrafficReporting)
+    entry = stack.role(entry_names[0]) if entry_names else None
     store_names = capable(stack, MaskingStore)
+    masked_path = gateway.masked_path if gateway is not None else "/"
     began = time.time()
     deadline = time.monotonic() + guards.soak
-    events = 0
+    arrivals: deque[tuple[float, int]] = deque()  # (wall time a tick ended, events in it)
     with contextlib.ExitStack() as scope:
         channel = scope.enter_context(stack.role(store_names[0]).events()) if store_names else None
         while time.monotonic() < deadline:
@@ -219,18 +248,37 @@ def _soak(
                     return f"the gateway is not ready: {probe.detail}"
             tick = time.monotonic() + min(1.0, max(0.0, deadline - time.monotonic()))
             if channel is not None:
-                events += _count_messages(channel, tick, stop)
+                arrivals.append((time.time(), _count_messages(channel, tick, stop)))
             _pause(max(0.0, tick - time.monotonic()), stop)
-    report.events = events
-    if not entry_names:
+            if entry is not None and time.monotonic() < deadline:
+                since = max(began, time.time() - guards.window)
+                events = sum(n for at, n in arrivals if at >= since)
+                traffic = entry.traffic_since(since, masked_path)
+                tripped = _judge(traffic, events, guards, masked_path, bool(store_names))
+                if tripped:
+                    _fill(report, traffic, sum(n for _, n in arrivals))
+                    return f"{tripped} in the last {time.time() - since:.0f}s"
+    report.events = sum(n for _, n in arrivals)
+    if entry is None:
         return None
-    masked_path = gateway.masked_path if gateway is not None else "/"
-    traffic = stack.role(entry_names[0]).traffic_since(began, masked_path)
+    traffic = entry.traffic_since(began, masked_path)
+    _fill(report, traffic, report.events)
+    return _judge(traffic, report.events, guards, masked_path, bool(store_names))
+
+
+def _fill(report: StageReport, traffic: Traffic, events: int) -> None:
     report.requests, report.error_rate, report.p95 = (
         traffic.requests,
         traffic.error_rate,
         traffic.p95_seconds,
     )
+    report.events = events
+
+
+def _judge(
+    traffic: Traffic, events: int, guards: Guards, masked_path: str, watches_masking: bool
+) -> str | None:
+    """Why this traffic trips a guard, or None; too few requests are never judged."""
     if traffic.requests < MIN_REQUESTS:
         return None
     if traffic.error_rate > guards.max_error_rate:
@@ -240,7 +288,7 @@ def _soak(
         )
     if traffic.p95_seconds is not None and traffic.p95_seconds > guards.max_p95:
         return f"p95 latency {traffic.p95_seconds * 1000:.0f} ms > {guards.max_p95 * 1000:.0f} ms"
-    if store_names and traffic.to_path >= MIN_REQUESTS and events == 0:
+    if watches_masking and traffic.to_path >= MIN_REQUESTS and events == 0:
         return (
             f"{traffic.to_path} requests reached {masked_path} but no masking event was published"
         )

@@ -83,6 +83,26 @@ class ExecResult:
 
 
 @dataclass(frozen=True)
+class UnitProcess:
+    """One process of a running unit, as its runtime sees it: enough for a role to tell a
+    master from its workers (nginx) without knowing where the unit runs."""
+
+    pid: int
+    ppid: int
+    command: str  # the process title (nginx sets "nginx: master process …")
+
+
+@dataclass(frozen=True)
+class HostFile:
+    """Where on this host a file a unit reads lives. ``in_place``: replace its bytes in the
+    same inode (a file bind-mounted on its own into a container keeps pointing at the inode it
+    was mounted with, so a rename would go unseen there until the container is recreated)."""
+
+    path: Path
+    in_place: bool = False
+
+
+@dataclass(frozen=True)
 class LogLine:
     """One line a unit wrote. ``timestamp`` (epoch seconds) is None where the runtime does not
     record one per line (a process's stdout); the line is then placed by its file's age."""
@@ -219,6 +239,23 @@ class Unit(ABC):
 
     @abstractmethod
     def log_tail(self, lines: int = 20) -> list[str]: ...
+
+    def processes(self) -> list[UnitProcess]:
+        """The unit's processes right now (empty when it does not run). Pids are in the
+        runtime's own numbering — compare them with each other, never signal them."""
+        return []
+
+    def host_file(self, path: str) -> HostFile | None:
+        """Where the file the unit reads at ``path`` lives on this host, so a change written
+        there outlives a restart of the unit; None when it has no host file (it lives only
+        inside a container, or on a volume)."""
+        return None
+
+    def time_zone(self) -> str | None:
+        """The ``TZ`` the unit's processes run with — the zone of the times they print
+        without one — or None for this host's local time (what opskit itself uses when it has
+        no TZ either). Default: the Compose environment's TZ, if any."""
+        return self.spec.environment.get("TZ")
 
     def host_pid(self) -> int | None:
         """The pid of the unit's main process *on this host*, for watching it exit (a pidfd);

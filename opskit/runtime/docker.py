@@ -25,13 +25,16 @@ from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING, Any, BinaryIO
 
 from opskit.errors import OpskitError, RuntimeUnavailableError
+from opskit.polling import deadline_in, poll_until
 from opskit.runtime import host
 from opskit.runtime.base import (
     ExecResult,
+    HostFile,
     Launch,
     LogLine,
     Runtime,
     Unit,
+    UnitProcess,
     UnitStats,
     UnitStatus,
 )
@@ -244,6 +247,7 @@ class DockerUnit(Unit):
     def __init__(self, spec: ServiceSpec, runtime: DockerRuntime):
         super().__init__(spec)
         self.runtime = runtime
+        self._zones: dict[str, str] = {}  # container id → its zone (it cannot change)
 
     @property
     def container_name(self) -> str:
@@ -494,6 +498,7 @@ class DockerUnit(Unit):
             except Exception as exc:  # reported below; a thread must not die silently
                 finished["error"] = exc
 
+        deadline = deadline_in(timeout)
         worker = threading.Thread(target=run, name=f"opskit-exec-{self.name}", daemon=True)
         worker.start()
         worker.join(timeout)
@@ -502,8 +507,31 @@ class DockerUnit(Unit):
             return ExecResult(None, f"timed out after {timeout:g}s")
         if "error" in finished:
             return ExecResult(None, f"docker exec failed: {finished['error']}")
-        code = api.exec_inspect(exec_id).get("ExitCode")
-        return ExecResult(code, (finished.get("output") or b"").decode("utf-8", errors="replace"))
+        output = (finished.get("output") or b"").decode("utf-8", errors="replace")
+        try:
+            code = self._exit_code(exec_id, deadline)
+        except docker.errors.APIError as exc:
+            return ExecResult(None, f"docker exec failed: {exc.explanation}")
+        if code is None:
+            self._kill_exec(exec_id)
+            return ExecResult(
+                None, f"timed out after {timeout:g}s (output ended, exec still running)"
+            )
+        return ExecResult(code, output)
+
+    def _exit_code(self, exec_id: str, deadline: float) -> int | None:
+        """The exec's exit code once the engine says it has finished. The output stream can
+        close a moment before the engine records the exit (``Running`` still true,
+        ``ExitCode`` null — docker-kotlin#232, spotify/docker-client#748): reading it at once
+        turned a successful ``nginx -T`` into a failure at random. Waited for within the
+        exec's own deadline (at least a second, the stream having already ended)."""
+        api = self.runtime.client.api
+
+        def finished() -> int | None:
+            state = api.exec_inspect(exec_id)
+            return None if state.get("Running") else state.get("ExitCode")
+
+        return poll_until(finished, max(deadline, deadline_in(1.0)))
 
     def _kill_exec(self, exec_id: str) -> None:
         import psutil
@@ -627,12 +655,72 @@ class DockerUnit(Unit):
     def peer_address(self, container_port: int) -> tuple[str, int]:
         return (self.spec.name, container_port)  # its alias on the project network
 
+    def processes(self) -> list[UnitProcess]:
+        container = self.container()
+        return _top(container) if container is not None and self.status().running else []
+
+    def host_file(self, path: str) -> HostFile | None:
+        """A path under a bind mount of the service (Compose ``volumes:`` with a host path) is
+        that host file; a file mounted on its own is replaced in place. Anything else lives in
+        the container or a volume."""
+        from opskit.runtime.swarm_spec import mount_uses
+
+        target = PurePosixPath(path)
+        mounts = mount_uses(self.spec, self.runtime.project, self.runtime.config.project_dir)
+        for mount in sorted(mounts, key=lambda m: len(m.target), reverse=True):
+            if mount.kind != "bind" or not target.is_relative_to(mount.target):
+                continue
+            relative = target.relative_to(mount.target)
+            if str(relative) == ".":
+                return HostFile(Path(mount.source), in_place=True)
+            return HostFile(Path(mount.source) / relative)
+        return None
+
+    def time_zone(self) -> str | None:
+        """The container's own: its ``TZ`` variable, else the zone its ``/etc/localtime``
+        links to, else UTC (an image without one). Never this host's."""
+        container = self.container()
+        if container is None:
+            return super().time_zone() or "UTC"
+        cached = self._zones.get(container.id)
+        if cached is None:
+            cached = self._zones[container.id] = self._container_zone(container)
+        return cached
+
+    def _container_zone(self, container: Container) -> str:
+        for item in (container.attrs.get("Config") or {}).get("Env") or []:
+            name, _, value = item.partition("=")
+            if name == "TZ":
+                return value
+        if not self.status().running:
+            return "UTC"
+        found = self.exec(["readlink", "-f", "/etc/localtime"], timeout=5)
+        path = found.output.strip() if found.exit_code == 0 else ""
+        _, marker, name = path.partition("/zoneinfo/")
+        return name if marker and name else "UTC"
+
     def address(self, container_port: int) -> tuple[str, int]:
         mapping = self.spec.port(container_port) or self.spec.port()
         if mapping is not None and mapping.host_port is not None:
             host = mapping.host_ip if mapping.host_ip not in ("", "0.0.0.0") else "127.0.0.1"
             return (host, mapping.host_port)
         return ("127.0.0.1", container_port)
+
+
+def _top(container: Container) -> list[UnitProcess]:
+    """``docker top``: the engine lists the container's processes (its own ``ps``), wherever
+    the engine runs — no host pid namespace needed."""
+    import docker
+
+    try:
+        listing = container.top(ps_args="-o pid,ppid,args")
+    except docker.errors.APIError:
+        return []
+    found = []
+    for row in listing.get("Processes") or []:
+        if len(row) >= 3 and str(row[0]).isdigit() and str(row[1]).isdigit():
+            found.append(UnitProcess(int(row[0]), int(row[1]), " ".join(row[2:])))
+    return found
 
 
 def _log_line(service: str, raw: bytes) -> LogLine:

@@ -87,6 +87,25 @@ def descendants(pid: int) -> list[int]:
     return found
 
 
+def process_table(pid: int) -> list[tuple[int, int, str]]:
+    """(pid, ppid, title) of ``pid`` and its descendants; empty when ``pid`` is gone."""
+    import psutil
+
+    table = []
+    try:
+        members = descendants(pid)
+    except psutil.Error:
+        return []
+    for member in members:
+        with contextlib.suppress(psutil.Error):
+            process = psutil.Process(member)
+            if process.status() == psutil.STATUS_ZOMBIE:
+                continue
+            title = " ".join(process.cmdline()) or process.name()
+            table.append((member, process.ppid(), title))
+    return table
+
+
 def child_pids(pid: int) -> set[int]:
     """The direct children of ``pid`` on this host (nginx's workers under its master)."""
     import psutil

@@ -38,10 +38,12 @@ from opskit.polling import deadline_in, poll_until
 from opskit.runtime import host
 from opskit.runtime.base import (
     ExecResult,
+    HostFile,
     Launch,
     LogLine,
     Runtime,
     Unit,
+    UnitProcess,
     UnitStats,
     UnitStatus,
 )
@@ -400,6 +402,19 @@ class ProcessUnit(Unit):
 
     def log_tail(self, lines: int = 20) -> list[str]:
         return tail_lines(self.logfile, lines)
+
+    def processes(self) -> list[UnitProcess]:
+        record = self._record()
+        if not record:
+            return []
+        return [UnitProcess(*row) for row in host.process_table(record["pid"])]
+
+    def host_file(self, path: str) -> HostFile | None:
+        return HostFile(Path(path))  # a process reads host paths
+
+    def time_zone(self) -> str | None:
+        """What the process is started with: the stack's TZ (``.env``) is inherited."""
+        return self.runtime.environment(self.spec, Launch(argv=())).get("TZ")
 
     def address(self, container_port: int) -> tuple[str, int]:
         mapping = self.spec.port(container_port) or self.spec.port()

@@ -26,10 +26,18 @@ from collections.abc import Iterator
 from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING, Any, BinaryIO
 
-from opskit.errors import ConfigError, OpskitError, RuntimeUnavailableError
+from opskit.errors import ConfigError, OpskitError, RollingImpossible, RuntimeUnavailableError
 from opskit.polling import deadline_in, poll_until
 from opskit.runtime import host, swarm_spec
-from opskit.runtime.base import ExecResult, Launch, LogLine, StopResult, UnitStats, UnitStatus
+from opskit.runtime.base import (
+    ExecResult,
+    Launch,
+    LogLine,
+    StopResult,
+    UnitProcess,
+    UnitStats,
+    UnitStatus,
+)
 from opskit.runtime.docker import (
     SERVICE_LABEL,
     STACK_LABEL,
@@ -37,6 +45,7 @@ from opskit.runtime.docker import (
     DockerUnit,
     _epoch,
     _log_line,
+    _top,
     list_containers,
     port_problems,
 )
@@ -477,6 +486,11 @@ class SwarmUnit(DockerUnit):
     def host_pid(self) -> int | None:
         return None  # tasks come and go under Swarm: watch the service by asking
 
+    def processes(self) -> list[UnitProcess]:
+        """The processes of this node's task container (the task a reload must reach)."""
+        local = self.local_containers()
+        return _top(local[0]) if local else []
+
     def stats(self) -> UnitStats | None:
         """This node's task containers together (tasks on other nodes are not counted)."""
         total_rss, total_cpu, seen = 0, 0.0, False
@@ -718,12 +732,18 @@ class SwarmUnit(DockerUnit):
     def replace_rolling(self, timeout: float) -> str:
         """``docker service update --force`` with ``order: start-first``: each new task runs
         and is healthy before an old one stops; verified until Swarm reports the update
-        completed and every desired task runs. Raises with Swarm's own message otherwise."""
+        completed and every desired task runs. Raises with Swarm's own message otherwise, and
+        then rolls the update back (``docker service rollback``): a failed roll never leaves
+        an update hanging. Refused before anything changes (:class:`RollingImpossible`) when
+        the new task could never be placed."""
         import docker
 
         service = self.service()
         if service is None:
             raise OpskitError(f"{self.name}: no swarm service to update")
+        blocker = self._roll_blocker(service)
+        if blocker:
+            raise RollingImpossible(f"{self.name}: {blocker}")
         spec = service.attrs["Spec"]
         task_template = spec["TaskTemplate"]
         task_template["ForceUpdate"] = int(task_template.get("ForceUpdate") or 0) + 1
@@ -763,14 +783,70 @@ class SwarmUnit(DockerUnit):
                 return status.get("Message") or "update completed"
             return None
 
-        message = poll_until(finished, deadline_in(timeout), first=0.2, cap=1.0)
+        try:
+            message = poll_until(finished, deadline_in(timeout), first=0.2, cap=1.0)
+        except OpskitError as exc:
+            raise OpskitError(f"{exc}{self._roll_back()}") from None
         if message is None:
+            why = self.settling() or "still updating"
             raise OpskitError(
                 f"{self.name}: the rolling update did not complete within {timeout:g}s "
-                f"({self.settling() or 'still updating'})"
+                f"({why}){self._roll_back()}"
             )
         replicas = len([t for t in self.tasks() if _state(t) is TaskState.RUNNING])
         return f"rolling update, start-first, {replicas} tasks replaced one at a time{note}"
+
+    def _roll_blocker(self, service: Service) -> str | None:
+        """Why a start-first roll could never place its new task: every node that can take
+        one already runs a task of this service holding its host-mode port (Swarm would leave
+        the new task Pending: "host-mode port already in use")."""
+        ports = [
+            str(port.get("PublishedPort"))
+            for port in (service.attrs.get("Endpoint", {}).get("Spec", {}).get("Ports") or [])
+            if port.get("PublishMode") == "host" and port.get("PublishedPort")
+        ]
+        if not ports:
+            return None
+        mode = service.attrs["Spec"].get("Mode") or {}
+        replicas = (mode.get("Replicated") or {}).get("Replicas", 1)
+        nodes = [
+            node
+            for node in self.runtime.client.nodes.list()
+            if (node.attrs.get("Status") or {}).get("State") == "ready"
+            and (node.attrs.get("Spec") or {}).get("Availability") == "active"
+        ]
+        if "Global" in mode:
+            return (
+                f"a start-first rolling update cannot place a new task: it publishes port "
+                f"{', '.join(ports)} in host mode and runs one task on every node"
+            )
+        if replicas < len(nodes):
+            return None
+        return (
+            f"a start-first rolling update cannot place a new task: it publishes port "
+            f"{', '.join(ports)} in host mode and its {replicas} task(s) already hold it on "
+            f"the {len(nodes)} node(s) that can run one. Publish through the routing mesh "
+            "(x-opskit.swarm.publish: ingress), or run fewer replicas than nodes"
+        )
+
+    def _roll_back(self) -> str:
+        """``docker service rollback`` of an update that failed or hangs; what it did."""
+        import docker
+
+        service = self.service()
+        if service is None or not service.attrs.get("PreviousSpec"):
+            return ""
+        api = self.runtime.client.api
+        try:  # docker-py has no call for it: the Engine API's update with rollback=previous
+            response = api._post_json(
+                api._url("/services/{0}/update", service.id),
+                data=service.attrs["Spec"],
+                params={"version": service.version, "rollback": "previous"},
+            )
+            api._raise_for_status(response)
+        except (docker.errors.APIError, OSError) as exc:
+            return f"; rolling it back failed too: {exc}"
+        return "; rolled back to the previous spec (docker service rollback)"
 
     # -- addresses -----------------------------------------------------------------------------
 

@@ -70,6 +70,14 @@ class ConfigExporting(Protocol):
 
 
 @runtime_checkable
+class DeclarativePersisting(Protocol):
+    """Makes the declarative file the service loads at start hold given bytes, so that a
+    config applied to its memory survives its next restart; says where, or why it cannot."""
+
+    def persist_declarative(self, text: str) -> Verdict: ...
+
+
+@runtime_checkable
 class DeclarativeParsing(Protocol):
     """Asks the service's own CLI whether a declarative config parses (``kong config parse``);
     None when no such CLI is reachable in its unit."""
@@ -299,6 +307,22 @@ _DESCRIPTIONS: dict[type, str] = {
 }
 
 
+_DOING: dict[type, str] = {
+    MetricReporting: "reporting metrics",
+    ConfigValidating: "validating its configuration",
+    Reloadable: "reloading its configuration",
+    ConfigExporting: "exporting its configuration",
+    BackingUp: "backing up",
+    Restorable: "restoring",
+    GracefullyRestartable: "restarting without downtime",
+}
+
+
 def describe(capability: type) -> str:
     """What a role with ``capability`` can do, as a verb phrase ("reload its configuration")."""
     return _DESCRIPTIONS.get(capability, capability.__name__)
+
+
+def describe_doing(capability: type) -> str:
+    """What a step of ``capability`` is doing, for progress ("backing up"); "" when unnamed."""
+    return _DOING.get(capability, "")

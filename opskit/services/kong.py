@@ -32,6 +32,7 @@ from opskit.services.capabilities import (
     RestorePlan,
     Verdict,
 )
+from opskit.services.kong_file import TemplatePin, persist
 from opskit.services.probes import HttpAnswer, ProbeError
 from opskit.services.template import render_template
 from opskit.vocabulary import CheckStatus
@@ -133,17 +134,35 @@ class KongRole(Role):
 
     # -- starting --------------------------------------------------------------------------------
 
-    def prepare(self) -> None:
-        if self.template is None or not self.unit.runs_on_host:
-            return
-        private_dir(self.rendered_config.parent)
-        text = render_template(
+    @property
+    def renders_on_host(self) -> bool:
+        """opskit renders the file Kong loads from ``declarative_template``."""
+        return self.template is not None and self.unit.runs_on_host
+
+    @property
+    def pin(self) -> TemplatePin:
+        return TemplatePin(self.rendered_config.parent)
+
+    def render_template_text(self) -> str:
+        assert self.template is not None
+        return render_template(
             self.template,
             self.environment(),
             f"services.{self.spec.name}.environment",
             self.config.source,
         )
-        atomic_write(self.rendered_config, text)
+
+    def prepare(self) -> None:
+        """Render the file Kong loads: the template, or the config applied since (its pin)."""
+        if not self.renders_on_host:
+            return
+        private_dir(self.rendered_config.parent)
+        rendered = self.render_template_text()
+        atomic_write(self.rendered_config, self.pin.text_for(rendered) or rendered)
+
+    def persist_declarative(self, text: str) -> Verdict:
+        """Make the file Kong loads at start hold ``text`` (:mod:`opskit.services.kong_file`)."""
+        return persist(self, text)
 
     def launch(self) -> Launch:
         launch = super().launch()
@@ -170,7 +189,24 @@ class KongRole(Role):
             Check("admin_status", self.check_admin_status),
             Check("ready", self.check_ready),
             Check("masker_attached", self.check_masker_attached),
+            Check("config_drift", self.check_config_drift),
         ]
+
+    def check_config_drift(self) -> CheckOutcome:
+        """WARNING when what runs is not what Kong would load at its next start (a memory-only
+        apply, a file edited since, a pin dropped): a restart would change the config."""
+        running, file_hash = self._hash_or_none(), self._declarative_file_hash()
+        if running is None:
+            return CheckStatus.CRITICAL, "no configuration_hash from GET /status"
+        if file_hash is None:
+            return CheckStatus.OK, "no declarative file to compare with (nothing loads at start)"
+        if running == file_hash:
+            return CheckStatus.OK, f"runs its declarative file (md5 {running[:12]})"
+        return CheckStatus.WARNING, (
+            f"running configuration_hash {running[:12]} is not the md5 {file_hash[:12]} of "
+            f"{self.declarative_path()}, the file Kong loads at start: a restart would change "
+            "what runs (inv kong.diff shows how; inv kong.apply makes one of them both)"
+        )
 
     def _get(self, url: str) -> tuple[HttpAnswer | None, str | None]:
         try:
@@ -245,6 +281,16 @@ class KongRole(Role):
                             labels=(("state", state),),
                         )
                     )
+        running, file_hash = self._hash_or_none(), self._declarative_file_hash()
+        if running is not None and file_hash is not None:
+            values.append(
+                MetricValue(
+                    "kong_config_drift",
+                    "1 when the running configuration_hash is not the md5 of the declarative "
+                    "file Kong loads at start (a restart would change what runs).",
+                    0.0 if running == file_hash else 1.0,
+                )
+            )
         ready, _error = self._get(f"{self.status_url}/status/ready")
         values.append(
             MetricValue(
@@ -544,7 +590,7 @@ class KongRole(Role):
     def declarative_source(self) -> str:
         """The declarative file Kong loads at start and on HUP, as text (rendered first when
         opskit renders it; read through the unit otherwise, so a container's mount counts)."""
-        if self.template is not None and self.unit.runs_on_host:
+        if self.renders_on_host:
             self.prepare()
             return self.rendered_config.read_text(encoding="utf-8")
         path = self.declarative_path()
@@ -558,7 +604,7 @@ class KongRole(Role):
 
     def declarative_path(self) -> str | None:
         """The declarative file Kong reads at start and on HUP, as its unit sees it."""
-        if self.template is not None and self.unit.runs_on_host:
+        if self.renders_on_host:
             return str(self.rendered_config)
         return self.environment().get("KONG_DECLARATIVE_CONFIG") or None
 
@@ -626,10 +672,16 @@ class KongRole(Role):
                 f"after POST /config Kong reports configuration_hash "
                 f"{str(applied.configuration_hash)[:12]}, expected {expected[:12]}",
             )
+        if self._declarative_file_hash() == expected:
+            kept = "the declarative file already holds it"
+        else:
+            persisted = self.persist_declarative(text)
+            kept = (
+                persisted.detail if persisted.ok else f"NOT kept for restarts: {persisted.detail}"
+            )
         return Verdict(
             True,
-            f"{source} applied ({applied.detail}), configuration_hash {expected[:12]}; "
-            "a restart or HUP loads the declarative file again",
+            f"{source} applied ({applied.detail}), configuration_hash {expected[:12]}; {kept}",
             applied.changed,
         )
 

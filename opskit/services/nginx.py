@@ -20,7 +20,6 @@ from opskit.config import ServiceSpec, StackConfig
 from opskit.errors import ConfigError, OpskitError
 from opskit.files import atomic_write, private_dir
 from opskit.options import OptionReader
-from opskit.runtime import host
 from opskit.services.base import Check, CheckOutcome, Probe, Role
 from opskit.services.capabilities import (
     LogSource,
@@ -38,7 +37,7 @@ from opskit.vocabulary import CheckStatus
 
 if TYPE_CHECKING:
     from opskit.backup.artifacts import ArtifactReader, ServiceArtifacts
-    from opskit.runtime.base import Launch
+    from opskit.runtime.base import Launch, UnitProcess
 
 # "2026/11/24 00:45:21 [emerg] 13111#13111: unknown directive" -> "[emerg] unknown directive"
 _LOG_PREFIX = re.compile(r"^\d{4}/\d\d/\d\d \d\d:\d\d:\d\d (\[\w+\]) \d+#\d+: ")
@@ -192,22 +191,25 @@ class NginxRole(Role):
         return self._reload_verified().verdict
 
     def _reload_verified(self) -> _Reload:
-        """HUP the running configuration in and prove the workers were replaced."""
+        """HUP the running configuration in and prove the workers were replaced: the unit's
+        own process list (a process tree on the host, ``docker top`` of a container or of this
+        node's Swarm task) shows the same master with new workers under it."""
         from opskit.polling import deadline_in, poll_until
 
-        master = self.unit.host_pid()
+        master, before = _master_and_workers(self.unit.processes())
         if master is None:
-            why = "nginx's master process is not visible from here: cannot verify"
+            why = "no nginx master process among the unit's processes: cannot verify"
             return _Reload(Verdict(False, why), set())
-        before = _workers(master)
         if not self.unit.send_signal(signal.SIGHUP):
             return _Reload(Verdict(False, "nginx is not running"), before)
 
         def reloaded() -> bool | None:  # new workers exist; old ones may still be draining
-            return True if _workers(master) - before else None
+            now, workers = _master_and_workers(self.unit.processes())
+            return True if now == master and workers - before else None
 
         done = poll_until(reloaded, deadline_in(RELOAD_WAIT), first=0.01, cap=0.05)
-        if self.unit.host_pid() != master:
+        now, workers = _master_and_workers(self.unit.processes())
+        if now != master:
             why = f"nginx's master changed during the reload (was pid {master})"
             return _Reload(Verdict(False, why), before)
         if not done:
@@ -221,7 +223,7 @@ class NginxRole(Role):
                 before,
             )
         old = ", ".join(map(str, sorted(before)))
-        new = ", ".join(map(str, sorted(_workers(master) - before)))
+        new = ", ".join(map(str, sorted(workers - before)))
         detail = f"nginx -t ok; HUP: master {master} kept, new workers {new} (old {old} drain)"
         return _Reload(Verdict(True, detail), before, master)
 
@@ -299,11 +301,28 @@ class NginxRole(Role):
         reload = self._reload_verified()
         if not reload.verdict.ok:
             return Verdict(False, f"{what}: {reload.verdict.detail}")
-        waited = _drain(reload, drain)
+        waited = self._drain(reload, drain)
         if waited is None:
-            left = ", ".join(map(str, sorted(_workers_alive(reload.old_workers))))
+            left = ", ".join(map(str, sorted(self._alive(reload.old_workers))))
             return Verdict(True, f"{what}; old workers {left} still draining after {drain:g}s")
         return Verdict(True, f"{what}; old workers drained in {waited:.2f}s")
+
+    def _alive(self, pids: set[int]) -> set[int]:
+        return pids & {process.pid for process in self.unit.processes()}
+
+    def _drain(self, reload: _Reload, timeout: float) -> float | None:
+        """Seconds until the workers replaced by ``reload`` exited (their in-flight requests
+        done), or None after ``timeout``."""
+        from opskit.polling import deadline_in, poll_until
+
+        began = time.monotonic()
+        done = poll_until(
+            lambda: True if not self._alive(reload.old_workers) else None,
+            deadline_in(timeout),
+            first=0.01,
+            cap=0.05,
+        )
+        return time.monotonic() - began if done else None
 
     def traffic_since(self, since: float, path_prefix: str) -> Traffic:
         """From the JSON access log lines nginx wrote since ``since`` (``log_format json`` of
@@ -459,34 +478,12 @@ class _Reload:
     master: int | None = None
 
 
-def _drain(reload: _Reload, timeout: float) -> float | None:
-    """Seconds until the workers replaced by ``reload`` exited (their in-flight requests
-    done), or None after ``timeout``."""
-    from opskit.polling import deadline_in, poll_until
-
-    began = time.monotonic()
-    done = poll_until(
-        lambda: True if not _workers_alive(reload.old_workers) else None,
-        deadline_in(timeout),
-        first=0.01,
-        cap=0.05,
-    )
-    return time.monotonic() - began if done else None
-
-
-def _workers_alive(pids: set[int]) -> set[int]:
-    import psutil
-
-    alive = set()
-    for pid in pids:
-        try:
-            if psutil.Process(pid).status() != psutil.STATUS_ZOMBIE:
-                alive.add(pid)
-        except psutil.Error:
-            continue
-    return alive
-
-
-def _workers(master: int) -> set[int]:
-    """Pids of the worker processes of the nginx ``master``."""
-    return host.child_pids(master)
+def _master_and_workers(processes: list[UnitProcess]) -> tuple[int | None, set[int]]:
+    """nginx's master (its title says so) and the pids of its workers, old ones shutting
+    down included."""
+    masters = [p.pid for p in processes if p.command.startswith("nginx: master")]
+    if len(masters) != 1:
+        return None, set()
+    master = masters[0]
+    workers = {p.pid for p in processes if p.ppid == master and "nginx: worker" in p.command}
+    return master, workers

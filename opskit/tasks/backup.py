@@ -46,10 +46,18 @@ def backup(c, service=None, tag=None, include_secrets=False, json=False, stack=N
     names = common.services_option(service)
     loaded = common.load(c, stack, runtime)
     redact = Redactor(loaded.secrets())
-    with Progress(redact, loaded.start_order(loaded.resolve(names))) as progress:
+    with (
+        common.finishing_on_signals() as stop,
+        Progress(redact, loaded.start_order(loaded.resolve(names))) as progress,
+    ):
         try:
             result = backups.backup(
-                loaded, names, tag=tag, include_secrets=include_secrets, on_event=progress
+                loaded,
+                names,
+                tag=tag,
+                include_secrets=include_secrets,
+                on_event=progress,
+                stop=stop,
             )
         except backups.BackupFailed as exc:
             result = exc.result
@@ -154,26 +162,25 @@ def list_(c, json=False, stack=None, runtime=None):
     if json:
         _dump(rows)
         return
-    from rich.console import Console
-    from rich.table import Table
-
+    from opskit.console import Grid, print_grid
     from opskit.ops.backup import human_bytes
 
-    table = Table(title=f"backups in {loaded.config.backups_dir}")
-    for column in ("id", "age", "size", "services", "status"):
-        table.add_column(column)
+    grid = Grid(
+        ("id", "age", "size", "services", "status"),
+        title=f"backups in {loaded.config.backups_dir.resolve()}",
+    )
     for row in rows:
         status = row["status"] + (" (WITH SECRETS)" if row["includes_secrets"] else "")
         if row["detail"]:
             status += f": {row['detail']}"
-        table.add_row(
+        grid.add_row(
             row["id"],
             _age(row["age_seconds"]),
             human_bytes(row["size"]),
             ", ".join(row["services"]),
             status,
         )
-    Console(highlight=False, soft_wrap=True).print(table)
+    print_grid(grid)
 
 
 def _age(seconds: float) -> str:
@@ -261,9 +268,12 @@ def restore(
             print("not restored")
             raise Exit(code=1)
     redact = Redactor(loaded.secrets())
-    with Progress(redact, loaded.start_order(loaded.resolve(names))) as progress:
+    with (
+        common.finishing_on_signals() as stop,
+        Progress(redact, loaded.start_order(loaded.resolve(names))) as progress,
+    ):
         result = run_restore(
-            loaded, backup_id, names, dry_run=dry_run, deep=deep, on_event=progress
+            loaded, backup_id, names, dry_run=dry_run, deep=deep, on_event=progress, stop=stop
         )
     if json:
         _dump(
@@ -272,6 +282,7 @@ def restore(
                 "state": result.state,
                 "detail": redact(result.detail),
                 "safety_backup": result.safety_backup,
+                "interrupted": result.interrupted,
                 "seconds": round(result.seconds, 3),
                 "services": [
                     {"service": o.service, "result": o.state.value, "detail": redact(o.detail)}

@@ -65,73 +65,14 @@ class OpskitTask(Task):
             if short:
                 argument.names = (*argument.names, short)
             if argument.positional and argument.default is None:
-                argument.opskit_optional = True  # see _optional_positionals below
+                argument.opskit_optional = True  # see opskit.tasks.parsing
             if argument.kind is list:
                 # invoke starts a list flag as [] and so accepts `--service` with no value;
                 # as an optional flag starting from None, a bare one arrives as [True].
                 argument.optional = True
-                argument.opskit_list = True  # see _list_values_are_values below
+                argument.opskit_list = True  # see opskit.tasks.parsing
                 argument.raw_value = argument._value = None
         return arguments
-
-
-def _optional_positionals() -> None:
-    """Let a positional argument whose task default is None be left out (`inv backup.validate
-    [ID]`, `inv kong.apply [FILE]`).
-
-    invoke requires every positional argument, and one property decides both "eat the next
-    word as this argument" and "complain that it is missing", so no default can make it
-    optional. This wraps the parser's end-of-context check only, and only for arguments
-    OpskitTask marked: they are given "" (the task reads it as "not given") before invoke's
-    own check runs.
-    """
-    from invoke.parser.parser import ParseMachine
-
-    original = ParseMachine.complete_context
-    if getattr(original, "opskit_wrapped", False):
-        return
-
-    def complete_context(self) -> None:
-        if self.context:
-            for argument in self.context.positional_args:
-                if getattr(argument, "opskit_optional", False) and argument.value is None:
-                    argument.value = ""
-        original(self)
-
-    complete_context.opskit_wrapped = True  # type: ignore[attr-defined]
-    ParseMachine.complete_context = complete_context  # type: ignore[method-assign]
-
-
-def _list_values_are_values() -> None:
-    """``inv restore -s redis``: the word after a list flag is its value.
-
-    Making list flags optional-value (above) woke invoke's ambiguity guard: with a positional
-    still unfilled (``restore [BACKUP_ID]``), it refused ``redis`` as "ambiguous" instead of
-    reading it as the flag's value. A word that names another task keeps the guard.
-    """
-    from invoke.parser.parser import ParseMachine
-
-    original = ParseMachine.check_ambiguity
-    if getattr(original, "opskit_wrapped", False):
-        return
-
-    def check_ambiguity(self, value: Any) -> bool:
-        flag = self.flag
-        if (
-            flag is not None
-            and getattr(flag, "opskit_list", False)
-            and flag.raw_value is None
-            and value not in self.contexts
-        ):
-            return False
-        return original(self, value)
-
-    check_ambiguity.opskit_wrapped = True  # type: ignore[attr-defined]
-    ParseMachine.check_ambiguity = check_ambiguity  # type: ignore[method-assign]
-
-
-_optional_positionals()
-_list_values_are_values()
 
 
 def help_for(table: dict[str, str], *names: str, **extra: str) -> dict[str, str]:
@@ -201,8 +142,11 @@ def stack_path(c: Context, stack: str | None) -> Path:
 
 
 def load(c: Context, stack: str | None, runtime: str | None) -> Stack:
+    from opskit.console import log_line
+    from opskit.lock import report_waits_to
     from opskit.stack import load_stack
 
+    report_waits_to(lambda text: log_line("WAIT", text))
     runtime = runtime or c.config.get("opskit", {}).get("runtime")
     return load_stack(stack_path(c, stack), runtime=runtime)
 

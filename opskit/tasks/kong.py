@@ -20,6 +20,8 @@ _HELP = {
     "runtime": common.COMMON_HELP["runtime"],
     "file": "a declarative file (default: the one Kong loads at start)",
     "json": "print the result as JSON",
+    "memory_only": "change only Kong's running memory: its next start or HUP loads its "
+    "declarative file again (kong.config_drift warns until then)",
 }
 
 
@@ -78,21 +80,27 @@ def diff(c, file=None, stack=None, runtime=None):
     raise Exit(code=1)
 
 
-@task(klass=common.OpskitTask, positional=["file"], help=_help("file", "json", "stack", "runtime"))
+@task(
+    klass=common.OpskitTask,
+    positional=["file"],
+    help=_help("file", "memory_only", "json", "stack", "runtime"),
+)
 @common.handles_errors
-def apply(c, file=None, json=False, stack=None, runtime=None):
-    """Validate, POST /config (429 retried), verify configuration_hash, keep it in the history."""
+def apply(c, file=None, memory_only=False, json=False, stack=None, runtime=None):
+    """Validate, POST /config (429 retried), verify configuration_hash, keep it in the history,
+    and make it the file Kong loads at start."""
     from opskit.ops import declarative
     from opskit.redact import Redactor
 
     loaded = common.load(c, stack, runtime)
-    result = declarative.apply(loaded, file or None)
+    result = declarative.apply(loaded, file or None, memory_only=memory_only)
     _report(result, Redactor(loaded.secrets()), json)
 
 
 @task(
     klass=common.OpskitTask,
     help=_help(
+        "memory_only",
         "json",
         "stack",
         "runtime",
@@ -100,7 +108,7 @@ def apply(c, file=None, json=False, stack=None, runtime=None):
     ),
 )
 @common.handles_errors
-def rollback(c, to=None, json=False, stack=None, runtime=None):
+def rollback(c, to=None, memory_only=False, json=False, stack=None, runtime=None):
     """Apply an earlier config from the history, byte for byte, and verify its hash."""
     from opskit.ops import declarative
     from opskit.redact import Redactor
@@ -112,7 +120,7 @@ def rollback(c, to=None, json=False, stack=None, runtime=None):
         except ValueError:
             raise common.UsageError(f"--to: expected a history number, got {to!r}") from None
     loaded = common.load(c, stack, runtime)
-    result = declarative.rollback(loaded, number)
+    result = declarative.rollback(loaded, number, memory_only=memory_only)
     _report(result, Redactor(loaded.secrets()), json)
 
 
@@ -143,6 +151,7 @@ def history(c, json=False, stack=None, runtime=None):
     klass=common.OpskitTask,
     iterable=["set", "stage"],
     help=_help(
+        "memory_only",
         "json",
         "stack",
         "runtime",
@@ -163,11 +172,13 @@ def rollout(
     soak=None,
     max_error_rate=None,
     max_p95=None,
+    memory_only=False,
     json=False,
     stack=None,
     runtime=None,
 ):
-    """Change a plugin's settings stage by stage, each watched by guards; roll back on a trip."""
+    """Change a plugin's settings stage by stage, each watched by guards; roll back on a trip.
+    The last good config is then made the file Kong loads at start (unless --memory-only)."""
     from opskit.ops.rollout import Guards
     from opskit.ops.rollout import rollout as run
     from opskit.vocabulary import StageOutcome
@@ -193,7 +204,16 @@ def rollout(
             print(f"note: {text}", flush=True)
 
     with common.finishing_on_signals() as stop:
-        result = run(loaded, plugin, stages, guards, on_stage=show, on_note=note, stop=stop)
+        result = run(
+            loaded,
+            plugin,
+            stages,
+            guards,
+            on_stage=show,
+            on_note=note,
+            stop=stop,
+            memory_only=memory_only,
+        )
     if json:
         print(
             jsonlib.dumps(
@@ -201,6 +221,7 @@ def rollout(
                     "ok": result.ok,
                     "notes": result.notes,
                     "restored": result.restored.number if result.restored else None,
+                    "persisted": _persisted_json(result.persisted),
                     "stages": [
                         {**vars(s), "verdict": s.verdict, "ok": s.ok} for s in result.stages
                     ],
@@ -217,6 +238,7 @@ def rollout(
                 f"rolled back: config #{result.restored.number} ({result.restored.md5[:12]}) "
                 "runs again"
             )
+        _say_persisted(result.persisted)
         print("rollout: complete" if result.ok else "rollout: NOT complete")
     if not result.ok:
         raise Exit(code=1)
@@ -267,6 +289,7 @@ def _report(result, redact, json: bool) -> None:
                     "number": result.entry.number if result.entry else None,
                     "md5": result.entry.md5 if result.entry else None,
                     "file_differs": result.file_differs,
+                    "persisted": _persisted_json(result.persisted),
                     "problems": result.findings.problems,
                     "warnings": result.findings.warnings,
                 }
@@ -278,13 +301,36 @@ def _report(result, redact, json: bool) -> None:
         for warning in result.findings.warnings:
             print(f"warning: {warning}")
         print(redact(result.detail), file=sys.stdout if result.ok else sys.stderr)
-        if result.ok and result.file_differs:
-            print(
-                "note: Kong's declarative file holds other bytes: a restart or HUP of Kong "
-                "loads the file again (inv kong.apply it, or edit it to match)"
-            )
+        if result.ok:
+            _say_persisted(result.persisted, redact)
+            if result.persisted is None and result.file_differs:
+                print(
+                    "WARNING: memory only: Kong's declarative file holds other bytes, and its "
+                    "next start or HUP loads them again (kong.config_drift warns until then)",
+                    file=sys.stderr,
+                )
     if not result.ok:
         raise Exit(code=1)
+
+
+def _say_persisted(verdict, redact=str) -> None:
+    """Where the config now lives for Kong's next start — or, loudly, that it does not."""
+    if verdict is None:
+        return
+    if verdict.ok:
+        print(f"kept for restarts: {redact(verdict.detail)}")
+    else:
+        print(
+            f"WARNING: NOT kept for restarts: {redact(verdict.detail)} "
+            "(kong.config_drift warns until the two agree)",
+            file=sys.stderr,
+        )
+
+
+def _persisted_json(verdict) -> dict | None:
+    if verdict is None:
+        return None
+    return {"ok": verdict.ok, "detail": verdict.detail, "changed": verdict.changed}
 
 
 def _namespace():

@@ -35,6 +35,14 @@ def _clock(when: float | None) -> str:
     return time.strftime("%H:%M:%S", time.localtime(when))
 
 
+def _say_zone() -> None:
+    """Lines are printed in opskit's local time, each read in its writer's zone: say which,
+    on stderr, so a pipe gets only log lines."""
+    from opskit.logs.timestamps import zone_label
+
+    print(f"times in {zone_label(None)} (this host's local time)", file=sys.stderr, flush=True)
+
+
 def _print_entry(entry, width: int) -> None:
     label = f"{entry.service}/{entry.source}" if entry.source != "output" else entry.service
     print(f"{_clock(entry.time)} {label:<{width}} | {entry.text}", flush=True)
@@ -75,6 +83,7 @@ def tail(
     loaded = common.load(c, stack, runtime)
     names = common.services_option(service)
     width = max((len(n) for n in loaded.resolve(names)), default=8)
+    _say_zone()
     for entry in logs.tail(
         loaded, names, lines=count, grep=pattern, since=_since(since), mask_aws=mask_aws
     ):
@@ -178,6 +187,7 @@ def trace(c, request_id, since="24h", mask_aws=False, json=False, stack=None, ru
         print(jsonlib.dumps({"request_id": request_id, "found_in": found, "lines": entries}))
     else:
         width = max((len(n) for n in result.searched), default=8)
+        _say_zone()
         for entry in result.entries:
             _print_entry(entry, width)
         missing = [s for s in result.searched if s not in found]

@@ -66,11 +66,16 @@ def recover(
         elif not (watch and result.quiet):
             _print(result, redact)
 
+    events = _cleaning_lines(redact)
     if watch:
-        _watch(loaded, lambda: common.load(c, stack, runtime), seconds, dry_run, resets, show)
+        load = lambda: common.load(c, stack, runtime)  # noqa: E731
+        _watch(loaded, load, seconds, dry_run, resets, show, events)
         return
     try:
-        result = recovery.recover(loaded, dry_run=dry_run, reset=resets, wait=lock_wait)
+        with common.finishing_on_signals() as stop:
+            result = recovery.recover(
+                loaded, dry_run=dry_run, reset=resets, wait=lock_wait, on_event=events, stop=stop
+            )
     except LockBusyError as exc:
         result = recovery.RecoverResult([], busy=str(exc))
     show(result)
@@ -78,7 +83,20 @@ def recover(
         raise Exit(code=result.exit_code)
 
 
-def _watch(loaded, load, interval, dry_run, resets, show) -> None:
+def _cleaning_lines(redact):
+    """What a recovery cleared before restarting (an orphaned nginx worker killed), said on
+    stderr as ``inv start`` says it; the rest of a pass is its result rows."""
+    from opskit.console import log_line
+    from opskit.vocabulary import Phase
+
+    def on_event(event) -> None:
+        if event.phase is Phase.CLEANING:
+            log_line("INFO", f"{event.service}: cleaning — {redact(event.detail)}")
+
+    return on_event
+
+
+def _watch(loaded, load, interval, dry_run, resets, show, events) -> None:
     import signal
 
     from opskit.console import log_line
@@ -95,9 +113,15 @@ def _watch(loaded, load, interval, dry_run, resets, show) -> None:
             every = interval or loaded.config.recover.interval
             log_line("INFO", f"recover --watch: {loaded.name}, a full pass every {every:g}s")
             if resets:
-                recovery.recover(loaded, dry_run=dry_run, reset=resets, wait=30.0)
+                recovery.recover(loaded, dry_run=dry_run, reset=resets, wait=30.0, on_event=events)
             recovery.watch(
-                load, stop=stop, exits=exits, on_pass=show, interval=interval, dry_run=dry_run
+                load,
+                stop=stop,
+                exits=exits,
+                on_pass=show,
+                interval=interval,
+                dry_run=dry_run,
+                on_event=events,
             )
     log_line("INFO", "recover --watch: stopped")
 
