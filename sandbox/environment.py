@@ -70,6 +70,7 @@ def isolated_environ(state_dir: Path | str) -> dict[str, str]:
             "OPSKIT_STATE_DIR": str(state_dir),
             "OPSKIT_BACKUPS_DIR": str(Path(state_dir).parent / "backups"),
             "REDIS_PASSWORD": "sandbox-" + os.urandom(8).hex(),
+            "OPSKIT_BACKUP_KEY": "sandbox-seal-" + os.urandom(16).hex(),
             "OPSKIT_STACK": str(STACK_FILE),
         }
     )

@@ -58,7 +58,7 @@ def load(stacks) -> Callable[..., object]:
     from opskit.stack import load_stack
 
     def _load(path: Path, environ: dict | None = None, **kwargs):
-        env = {"PATH": os.environ.get("PATH", "")}
+        env = {"PATH": os.environ.get("PATH", ""), "OPSKIT_BACKUP_KEY": "tests-seal-" + "k" * 16}
         env.update(environ or {})
         stack = load_stack(path, environ=env, **kwargs)
         stacks.append(stack)

@@ -363,9 +363,18 @@ def redis_backup(write_stack, load, port):
     return stack, made.path
 
 
-def _reseal(folder: Path, member: str) -> None:
-    """Rewrite the manifest entry of ``member`` so its size and SHA-256 match again: damage
-    that only the content checks can find."""
+def _write_sealed(stack, folder: Path, manifest: dict) -> None:
+    """manifest.json as someone holding the stack's key would write it: damage that only the
+    content checks behind the seal can find."""
+    from opskit.backup.seal import seal
+
+    manifest["seal"] = seal(manifest, backups.seal_key(stack))
+    (folder / "manifest.json").write_text(json.dumps(manifest))
+
+
+def _reseal(stack, folder: Path, member: str) -> None:
+    """Rewrite the manifest entry of ``member`` so its size and SHA-256 match again, and seal
+    it with the stack's key."""
     import hashlib
 
     manifest = json.loads((folder / "manifest.json").read_text())
@@ -375,7 +384,7 @@ def _reseal(folder: Path, member: str) -> None:
             entry["size"], entry["sha256"] = len(data), hashlib.sha256(data).hexdigest()
             raw = zstandard.ZstdDecompressor().stream_reader(io.BytesIO(data)).read()
             entry["raw_size"] = len(raw)
-    (folder / "manifest.json").write_text(json.dumps(manifest))
+    _write_sealed(stack, folder, manifest)
 
 
 def _problems(stack, folder: Path) -> list[str]:
@@ -400,7 +409,7 @@ def test_a_flipped_bit_inside_the_rdb_is_found_by_its_crc_even_with_a_matching_h
     raw = bytearray(zstandard.ZstdDecompressor().stream_reader(target.open("rb")).read())
     raw[len(raw) // 2] ^= 0x01
     target.write_bytes(zstandard.ZstdCompressor().compress(bytes(raw)))
-    _reseal(folder, "redis/dump.rdb.zst")
+    _reseal(stack, folder, "redis/dump.rdb.zst")
     problems = _problems(stack, folder)
     assert any("CRC-64 mismatch" in p for p in problems), problems
 
@@ -411,6 +420,10 @@ def test_truncated_extra_missing_and_edited_manifest_are_named(redis_backup):
     manifest = json.loads(original)
     manifest["services"]["redis"]["rdb"]["keys"] = 9999
     (folder / "manifest.json").write_text(json.dumps(manifest))
+    assert _problems(stack, folder) == [
+        f"{folder}/manifest.json: changed after it was sealed: its seal does not match its content"
+    ]
+    _write_sealed(stack, folder, manifest)  # behind the seal, the content is checked too
     assert any("keys is 500, the manifest says 9999" in p for p in _problems(stack, folder))
     (folder / "manifest.json").write_text(original)
 
@@ -473,7 +486,7 @@ def test_a_path_traversal_member_in_a_backup_is_named_by_validate(tmp_path, runn
     (folder / "nginx/conf.tar.zst").write_bytes(
         zstandard.ZstdCompressor().compress(buffer.getvalue())
     )
-    _reseal(folder, "nginx/conf.tar.zst")
+    _reseal(stack, folder, "nginx/conf.tar.zst")
     problems = backups.validate(stack, folder.name).problems
     assert any("'../../outside.conf'" in p and "refused" in p for p in problems), problems
 
@@ -498,7 +511,11 @@ def test_kill_9_during_a_backup_leaves_nothing_that_looks_complete(write_stack, 
         if i % 5000 == 0:
             pipe.execute()
     pipe.execute()
-    env = {"PATH": os.environ["PATH"], "OPSKIT_STACK": str(path)}
+    env = {
+        "PATH": os.environ["PATH"],
+        "OPSKIT_STACK": str(path),
+        "OPSKIT_BACKUP_KEY": stack.config.environ["OPSKIT_BACKUP_KEY"],
+    }
     process = subprocess.Popen(
         [
             sys.executable,

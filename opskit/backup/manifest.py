@@ -3,7 +3,9 @@
 Every stored file is listed with its size and SHA-256 (of the bytes on disk, as restic names
 its files by content hash), so bit rot, a truncated copy, an edited file, an extra or a missing
 one are all found by recomputing. Per service: the role that wrote it and its metadata (RDB
-version and key counts, Kong's configuration_hash, nginx's config root).
+version and key counts, Kong's configuration_hash, nginx's config root). The whole of it is
+sealed under the stack's key (:mod:`opskit.backup.seal`): a restore relies on no field a
+stranger could have edited.
 """
 
 from __future__ import annotations
@@ -45,6 +47,9 @@ class Manifest:
     services: dict[str, dict[str, Any]] = field(default_factory=dict)
     files: list[StoredFile] = field(default_factory=list)
     format: int = FORMAT
+    seal: dict[str, str] | None = None
+    #: manifest.json exactly as read (what the seal covers); None for one being written
+    document: dict[str, Any] | None = field(default=None, repr=False, compare=False)
 
     def file(self, path: str) -> StoredFile | None:
         return next((entry for entry in self.files if entry.path == path), None)
@@ -53,8 +58,28 @@ class Manifest:
     def size(self) -> int:
         return sum(entry.size for entry in self.files)
 
+    def as_document(self) -> dict[str, Any]:
+        document = asdict(self)
+        document.pop("document")
+        return document
+
+    def sealed(self, key: bytes) -> Manifest:
+        """This manifest with a seal under ``key`` over everything else it says."""
+        from opskit.backup.seal import seal
+
+        self.seal = None
+        self.seal = seal(self.as_document(), key)
+        self.document = self.as_document()
+        return self
+
+    def seal_problem(self, key: bytes | None) -> str | None:
+        """Why this manifest (as read from disk) is not sealed by ``key``; None when it is."""
+        from opskit.backup.seal import problem
+
+        return problem(self.document if self.document is not None else self.as_document(), key)
+
     def to_json(self) -> str:
-        return json.dumps(asdict(self), indent=2, sort_keys=True) + "\n"
+        return json.dumps(self.as_document(), indent=2, sort_keys=True) + "\n"
 
     @classmethod
     def read(cls, folder: Path) -> Manifest:
@@ -82,7 +107,12 @@ class Manifest:
         services = raw["services"]
         if not isinstance(services, dict):
             raise ValueError("services must be a mapping")
+        seal = raw.get("seal")
+        if seal is not None and not isinstance(seal, dict):
+            raise ValueError("seal must be a mapping")
         return cls(
+            seal=seal,
+            document=raw,
             id=str(raw["id"]),
             created=float(raw["created"]),
             opskit_version=str(raw["opskit_version"]),

@@ -23,6 +23,7 @@ from opskit.backup.artifacts import open_checked as open_stored
 from opskit.backup.attempts import BackupAttempt, record_attempt
 from opskit.backup.manifest import MANIFEST, Manifest, ManifestError, written_by_same_kind
 from opskit.backup.retention import Decision, apply_policy
+from opskit.backup.seal import KEY_VARIABLE, MIN_KEY_LENGTH
 from opskit.backup.store import BackupEntry, BackupState, BackupStore
 from opskit.errors import Interrupted, OpskitError, UsageError
 from opskit.files import atomic_write
@@ -65,6 +66,25 @@ def store_of(stack: Stack) -> BackupStore:
     return BackupStore(stack.config.backups_dir)
 
 
+def seal_key(stack: Stack) -> bytes | None:
+    """The key manifests are sealed with (``OPSKIT_BACKUP_KEY``), or None without one."""
+    value = stack.config.environ.get(KEY_VARIABLE, "")
+    return value.encode() if len(value) >= MIN_KEY_LENGTH else None
+
+
+def require_seal_key(stack: Stack) -> bytes:
+    key = seal_key(stack)
+    if key is None:
+        raise UsageError(
+            f"{stack.config.source}: {KEY_VARIABLE} is not set (or shorter than "
+            f"{MIN_KEY_LENGTH} characters): backups are sealed with it. Add a random one to the "
+            f"stack's .env, e.g. {KEY_VARIABLE}=$(python3 -c 'import secrets; "
+            "print(secrets.token_urlsafe(32))'), and keep a copy where you keep the backups' "
+            "other secrets (docs/backups.md)"
+        )
+    return key
+
+
 def backup(
     stack: Stack,
     services: Iterable[str] | None = None,
@@ -81,9 +101,10 @@ def backup(
     began = time.monotonic()
     store = store_of(stack)
     names = stack.resolve(services)
+    key = require_seal_key(stack)
     with mutation(stack, "backup"):
         try:
-            result = _backup(stack, store, names, tag, include_secrets, on_event, stop)
+            result = _backup(stack, store, names, tag, include_secrets, on_event, stop, key)
         except OpskitError as exc:
             seconds = time.monotonic() - began
             reason = Redactor(stack.secrets())(str(exc))
@@ -106,7 +127,8 @@ def _backup(
     tag: str | None,
     include_secrets: bool,
     on_event: EventSink,
-    stop: threading.Event | None = None,
+    stop: threading.Event | None,
+    key: bytes,
 ) -> BackupResult:
     backup_id = store.new_id(tag=tag)
     result = BackupResult("backup", [], backup_id=backup_id, includes_secrets=include_secrets)
@@ -147,7 +169,7 @@ def _backup(
             services=metadata,
             files=sorted(writer.files, key=lambda f: f.path),
         )
-        atomic_write(folder / MANIFEST, manifest.to_json())
+        atomic_write(folder / MANIFEST, manifest.sealed(key).to_json())
     result.path = store.root / backup_id
     result.size = manifest.size
     return result
@@ -200,9 +222,16 @@ class Validation:
 
 
 def validate(
-    stack: Stack, backup_id: str, *, deep: bool = False, services: Iterable[str] | None = None
+    stack: Stack,
+    backup_id: str,
+    *,
+    deep: bool = False,
+    services: Iterable[str] | None = None,
+    check_seal: bool = True,
 ) -> Validation:
-    """Every file against the manifest (present, nothing extra, size, SHA-256, a valid zstd
+    """The manifest's seal under the stack's key first (a manifest that was changed, is not
+    sealed, or was sealed with another key is one problem, and nothing else in it is trusted);
+    then every file against the manifest (present, nothing extra, size, SHA-256, a valid zstd
     stream), then each role's own check of its files (RDB header and CRC-64, Kong YAML,
     ``nginx -t``); ``deep`` loads the RDB into a throwaway redis-server."""
     began = time.monotonic()
@@ -213,6 +242,11 @@ def validate(
         manifest = Manifest.read(path)
     except ManifestError as exc:
         report.problems.append(str(exc))
+        return report
+    unsealed = manifest.seal_problem(seal_key(stack))
+    if unsealed and check_seal:
+        report.problems.append(f"{path / MANIFEST}: {unsealed}")  # nothing in it is trusted
+        report.seconds = time.monotonic() - began
         return report
     wanted = set(services) if services is not None else set(manifest.services)
     unknown = wanted - set(manifest.services)
@@ -249,6 +283,38 @@ def validate(
             report.problems.append(str(exc))
     report.seconds = time.monotonic() - began
     return report
+
+
+@dataclass
+class Vouched:
+    backup_id: str
+    was: str  # why it was not sealed by this stack's key
+    manifest: Manifest
+
+
+def vouch(stack: Stack, backup_id: str) -> Vouched:
+    """Seal a backup's manifest with this stack's key — an operator vouching for an old,
+    unsealed backup, or one sealed with a lost key. Its files must match the manifest and
+    pass their roles' checks first; what it records (paths included) is returned to be shown.
+    Restores still write only where the live stack says."""
+    key = require_seal_key(stack)
+    path = store_of(stack).path(backup_id)
+    with mutation(stack, "backup.seal"):
+        try:
+            manifest = Manifest.read(path)
+        except ManifestError as exc:
+            raise OpskitError(str(exc)) from None
+        was = manifest.seal_problem(key)
+        if was is None:
+            raise UsageError(f"backup {backup_id} is already sealed with this stack's key")
+        report = validate(stack, backup_id, check_seal=False)
+        if not report.ok:
+            raise OpskitError(
+                f"backup {backup_id} does not match its own manifest, not sealed: "
+                + "; ".join(report.problems)
+            )
+        atomic_write(path / MANIFEST, manifest.sealed(key).to_json())
+    return Vouched(backup_id, was, manifest)
 
 
 def _file_set_problems(path: Path, manifest: Manifest) -> list[str]:

@@ -372,7 +372,7 @@ class NginxRole(Role):
         """Nothing to place while stopped: the files go into the running unit, then HUP."""
 
     def apply_backup(self, artifacts: ArtifactReader, metadata: dict, plan: RestorePlan) -> Verdict:
-        return NginxBackup(self).apply(artifacts, metadata)
+        return NginxBackup(self).apply(artifacts, metadata, plan)
 
     # -- health ---------------------------------------------------------------------------------
 

@@ -138,20 +138,31 @@ class NginxBackup:
         return result.exit_code == 0, " | ".join(problems or lines[-2:])
 
     def plan(self, metadata: dict) -> RestorePlan:
+        """Where the files go comes from the running nginx (``nginx -T``), never from the
+        backup: what the backup recorded is only compared, and a difference refuses."""
+        live_root, live_main, _files, _outside = self.tree()
+        recorded = (metadata.get("root"), metadata.get("main"))
+        if recorded != (live_root, live_main):
+            raise OpskitError(
+                f"{self.role.spec.name}: the backup's configuration is {recorded[0]}/"
+                f"{recorded[1]} but nginx now loads {live_root}/{live_main}: refused (a restore "
+                "writes only where the running stack says)"
+            )
         count = len(metadata.get("files", []))
         return RestorePlan(
-            False, f"replace {count} files under {metadata.get('root')}, nginx -t, HUP"
+            False, f"replace {count} files under {live_root}, nginx -t, HUP", {"root": live_root}
         )
 
-    def apply(self, artifacts: ArtifactReader, metadata: dict) -> Verdict:
-        """Replace the files, ``nginx -t`` the result, HUP. A failed test returns the failure
-        (the restore operation rolls back to its safety backup); nginx keeps serving the
-        configuration it had, because it is never signalled."""
+    def apply(self, artifacts: ArtifactReader, metadata: dict, plan: RestorePlan) -> Verdict:
+        """Replace the files under the root the plan read from the running nginx, ``nginx -t``
+        the result, HUP. A failed test returns the failure (the restore operation rolls back to
+        its safety backup); nginx keeps serving the configuration it had, because it is never
+        signalled."""
         import io
         import signal
 
         role = self.role
-        root = PurePosixPath(metadata["root"])
+        root = PurePosixPath(plan.state["root"])
         files = artifacts.read_tree(TREE_ARTIFACT)
         for name, data in files.items():
             role.unit.write_file(str(root / name), io.BytesIO(data), len(data))

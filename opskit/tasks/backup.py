@@ -135,6 +135,31 @@ def validate(c, backup_id=None, all=False, deep=False, json=False, stack=None, r
         raise Exit(code=1)
 
 
+@task(
+    name="seal",
+    klass=common.OpskitTask,
+    positional=["backup_id"],
+    help=_help("stack", "runtime", backup_id="the backup to vouch for"),
+)
+@common.handles_errors
+def seal(c, backup_id=None, stack=None, runtime=None):
+    """Vouch for a backup whose manifest is not sealed by this stack's key (made before
+    sealing, or under a lost key): its files are checked against it, then it is sealed."""
+    from opskit.ops import backup as backups
+
+    if not backup_id:
+        raise common.UsageError("backup.seal needs a backup id (inv backup.list shows them)")
+    loaded = common.load(c, stack, runtime)
+    vouched = backups.vouch(loaded, backup_id)
+    manifest = vouched.manifest
+    print(f"{backup_id}: was {vouched.was}")
+    print(
+        f"{backup_id}: sealed with this stack's key: {len(manifest.files)} files of "
+        f"{', '.join(sorted(manifest.services))}, taken {manifest.stack_file} "
+        f"({manifest.runtime}); a restore still writes only where the running stack says"
+    )
+
+
 @task(name="list", klass=common.OpskitTask, help=_help("json", "stack", "runtime"))
 @common.handles_errors
 def list_(c, json=False, stack=None, runtime=None):
@@ -306,6 +331,6 @@ def restore(
 
 
 COLLECTIONS = [
-    common.collection("backup", backup, validate, list_, prune),
+    common.collection("backup", backup, validate, list_, prune, seal),
     common.collection("restore", restore),
 ]
