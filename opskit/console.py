@@ -254,6 +254,7 @@ def status_json(result: StatusResult) -> str:
         {
             "checked_at": result.checked_at,
             "ok": result.ok,
+            "interrupted_restore": result.interrupted_restore,
             "services": [
                 {
                     "service": row.service,

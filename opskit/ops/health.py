@@ -34,6 +34,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
+from opskit.backup.journal import JournalFile
 from opskit.config import HealthSettings
 from opskit.redact import Redactor
 from opskit.report import CheckResult, Report
@@ -44,6 +45,7 @@ from opskit.vocabulary import CheckStatus, UnitState
 
 HOST = "host"
 E2E = "e2e"
+RESTORE = "restore"
 DEPENDENCY_CHECK = "dependencies"
 _FAILING = (CheckStatus.CRITICAL, CheckStatus.UNKNOWN)
 
@@ -86,6 +88,10 @@ def run_health(
         planned.extend(_Planned(HOST, check) for check in _host_checks(stack, settings))
     if e2e:
         planned.append(_masking(stack, settings, allow_cost))
+    pending = JournalFile(stack.state_dir).interrupted()
+    if pending is not None:  # the stack is half-restored: no check of a service can say so
+        line = pending.describe()
+        results.append(CheckResult("interrupted", RESTORE, CheckStatus.CRITICAL, line))
     observed = _run(planned, settings, concurrent)
     hidden = {(item.service, item.check.name) for item in planned if not item.reported}
     results.extend(r for r in observed if (r.service, r.name) not in hidden)
@@ -97,7 +103,7 @@ def run_health(
     redact = Redactor(stack.secrets())
     for result in results:
         result.detail = redact(result.detail)
-    order = {name: index for index, name in enumerate([*stack.start_order(), HOST, E2E])}
+    order = {name: index for index, name in enumerate([RESTORE, *stack.start_order(), HOST, E2E])}
     results.sort(key=lambda r: order.get(r.service, len(order)))
     return Report(target=stack.name, checks=results)
 

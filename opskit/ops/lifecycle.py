@@ -17,6 +17,7 @@ import time
 from collections.abc import Iterable
 from dataclasses import dataclass
 
+from opskit.backup.journal import JournalFile
 from opskit.errors import PreflightError
 from opskit.ops.engine import (
     Event,
@@ -73,10 +74,11 @@ class StatusRow:
 class StatusResult:
     rows: list[StatusRow]
     checked_at: float
+    interrupted_restore: str | None = None  # a restore killed half-way: what it says to do
 
     @property
     def ok(self) -> bool:
-        return all(row.status.running for row in self.rows)
+        return all(row.status.running for row in self.rows) and not self.interrupted_restore
 
     @property
     def exit_code(self) -> int:
@@ -249,4 +251,5 @@ def status(stack: Stack, services: Iterable[str] | None = None) -> StatusResult:
         StatusRow(name, stack.services[name].role, stack.role(name).unit.status())
         for name in stack.start_order(names)
     ]
-    return StatusResult(rows, time.time())
+    pending = JournalFile(stack.state_dir).interrupted()
+    return StatusResult(rows, time.time(), pending.describe() if pending else None)

@@ -32,6 +32,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
 from opskit.alerts.dispatch import Delivery, Dispatcher
+from opskit.backup.journal import JournalFile
 from opskit.errors import LockBusyError, OpskitError
 from opskit.ops.engine import Event, EventSink, StepResult, ensure_ready, ignore_events, mutation
 from opskit.ops.health import DEPENDENCY_CHECK, E2E, run_e2e, run_health
@@ -84,6 +85,7 @@ class RecoverResult:
     busy: str = ""  # another operation held the lock: this pass did nothing
     problem: str = ""  # --watch: the stack file changed and does not load
     interrupted: bool = False  # SIGINT/SIGTERM: no restart began after it
+    blocked: str = ""  # a restore was killed half-way: nothing is restarted until it is settled
 
     @property
     def ok(self) -> bool:
@@ -93,6 +95,8 @@ class RecoverResult:
     def exit_code(self) -> int:
         if self.interrupted:
             return ExitCode.INTERRUPTED
+        if self.blocked:
+            return ExitCode.FAILED
         return ExitCode.OK if self.ok or self.busy else ExitCode.FAILED
 
     @property
@@ -100,6 +104,7 @@ class RecoverResult:
         """Nothing worth a line in the watcher's log: all healthy, nothing done or sent."""
         return (
             not self.busy
+            and not self.blocked
             and not self.deliveries
             and all(
                 row.action is RecoverAction.NOTHING or row.action is RecoverAction.LEFT_ALONE
@@ -128,6 +133,10 @@ def recover(
     began = time.monotonic()
     resets = stack.resolve(list(reset)) if reset else []
     with mutation(stack, "recover", wait=wait):
+        pending = JournalFile(stack.state_dir).interrupted()
+        if pending is not None:  # restarting now would bring back the old data, silently
+            blocked = f"{pending.describe()}; recover restarts nothing until then"
+            return RecoverResult([], dry_run=dry_run, blocked=blocked)
         state = RecoveryState(stack.state_dir)
         alerts = dispatcher or Dispatcher(
             stack.name, stack.config.alerts, stack.state_dir, Redactor(stack.secrets())

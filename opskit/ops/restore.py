@@ -11,9 +11,14 @@ Under the stack lock, in this order:
    service up through the engine's ``ensure_ready``, load and verify;
 5. on any failure, put the **safety backup** back the same way.
 
+Every step is first written to the journal (``restore.json``, :mod:`opskit.backup.journal`),
+so a restore killed half-way is found by the next ``status``, ``health``, ``recover`` or
+``restore`` and finished by :func:`resume` or undone by :func:`abort`, each verified like a
+restore.
+
 The result says which state the stack is in, and so does the exit code: 0 restored; 1 not
 restored and the stack as before (refused, or rolled back); 4 the rollback failed too — the
-message names the safety backup to restore by hand.
+message says how to finish (``inv restore --abort``); 130 interrupted and rolled back.
 """
 
 from __future__ import annotations
@@ -24,6 +29,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 from opskit.backup.artifacts import ArtifactReader
+from opskit.backup.journal import JournalFile, RestoreJournal
 from opskit.backup.manifest import Manifest, written_by_same_kind
 from opskit.errors import Interrupted, OpskitError, UsageError
 from opskit.ops import backup as backups
@@ -46,6 +52,7 @@ class RestoreState:
     REFUSED = "refused"  # nothing changed
     ROLLED_BACK = "rolled back"  # failed, and the safety backup is back
     INCONSISTENT = "inconsistent"  # failed, and so did the rollback
+    ABORTED = "aborted"  # --abort: an interrupted restore undone, as asked
 
 
 @dataclass
@@ -63,7 +70,7 @@ class RestoreResult:
     def exit_code(self) -> int:
         if self.interrupted and self.state in (RestoreState.REFUSED, RestoreState.ROLLED_BACK):
             return Interrupted.exit_code
-        if self.state in (RestoreState.RESTORED, RestoreState.PLANNED):
+        if self.state in (RestoreState.RESTORED, RestoreState.PLANNED, RestoreState.ABORTED):
             return ExitCode.OK
         if self.state == RestoreState.INCONSISTENT:
             return ExitCode.INCONSISTENT
@@ -82,15 +89,97 @@ def restore(
 ) -> RestoreResult:
     """Restore ``services`` from ``backup_id`` under the stack lock. Once ``stop`` is set
     (SIGINT/SIGTERM) no further service begins; if any was restored, the safety backup puts it
-    back — uninterruptibly — and the result says so (``interrupted``)."""
+    back — uninterruptibly — and the result says so (``interrupted``). Each step is journaled
+    (:mod:`opskit.backup.journal`); an interrupted earlier restore refuses a new one."""
     began = time.monotonic()
     store = backups.store_of(stack)
     path = store.path(backup_id)
     with mutation(stack, "restore"):
-        manifest = Manifest.read(path)
-        targets = _targets(stack, manifest, services)
-        result = _restore_locked(stack, path, manifest, targets, dry_run, deep, on_event, stop)
+        pending = JournalFile(stack.state_dir).interrupted()
+        if pending is not None and not dry_run:
+            detail = f"refused: {pending.describe()}"
+            result = RestoreResult(backup_id, RestoreState.REFUSED, detail)
+        else:
+            manifest = Manifest.read(path)
+            targets = _targets(stack, manifest, services)
+            result = _restore_locked(stack, path, manifest, targets, dry_run, deep, on_event, stop)
     result.interrupted = stop is not None and stop.is_set()
+    result.seconds = time.monotonic() - began
+    return result
+
+
+def interrupted(stack: Stack) -> str | None:
+    """One line about a restore that was killed half-way, with the two ways out; or None."""
+    pending = JournalFile(stack.state_dir).interrupted()
+    return pending.describe() if pending is not None else None
+
+
+def resume(
+    stack: Stack, *, on_event: EventSink = ignore_events, stop: threading.Event | None = None
+) -> RestoreResult:
+    """Finish an interrupted restore: the same backup into the same services, every one put
+    back again from the start (placing an RDB twice is harmless) and verified, against the
+    safety backup it had already taken; a failure rolls back to that safety backup."""
+    began = time.monotonic()
+    with mutation(stack, "restore --resume"):
+        journals = JournalFile(stack.state_dir)
+        pending = journals.interrupted()
+        if pending is None:
+            raise UsageError("no interrupted restore to resume (inv status would say so)")
+        path = backups.store_of(stack).path(pending.backup_id)
+        manifest = Manifest.read(path)
+        if pending.safety_backup is None:  # killed before anything changed: start over
+            journals.clear()
+            result = _restore_locked(
+                stack, path, manifest, pending.services, False, False, on_event, stop
+            )
+        else:
+            result = _resume_locked(stack, path, manifest, pending, on_event, stop)
+    result.interrupted = stop is not None and stop.is_set()
+    result.seconds = time.monotonic() - began
+    return result
+
+
+def abort(stack: Stack, *, on_event: EventSink = ignore_events) -> RestoreResult:
+    """Undo an interrupted restore: its safety backup put back into every service it was
+    restoring, verified like any restore (not interruptible: it is the way back)."""
+    began = time.monotonic()
+    with mutation(stack, "restore --abort"):
+        journals = JournalFile(stack.state_dir)
+        pending = journals.interrupted()
+        if pending is None:
+            raise UsageError("no interrupted restore to abort (inv status would say so)")
+        if pending.safety_backup is None:
+            journals.clear()
+            detail = "the interrupted restore had changed nothing; its journal is cleared"
+            return RestoreResult(pending.backup_id, RestoreState.ABORTED, detail)
+        journal = journals.begin(
+            RestoreJournal(
+                pending.backup_id,
+                pending.services,
+                safety_backup=pending.safety_backup,
+                step=f"aborting: putting safety backup {pending.safety_backup} back",
+            )
+        )
+        outcomes = _put_safety_back(stack, pending.safety_backup, pending.services, on_event)
+        result = RestoreResult(
+            pending.backup_id,
+            RestoreState.ABORTED,
+            "",
+            rollback=outcomes,
+            safety_backup=pending.safety_backup,
+        )
+        if all(o.ok for o in outcomes):
+            journals.clear()
+            result.detail = (
+                f"aborted: safety backup {pending.safety_backup} is back in "
+                f"{', '.join(pending.services)}, as before the interrupted restore"
+            )
+        else:
+            journals.step(journal, "aborting failed")
+            result.state = RestoreState.INCONSISTENT
+            broken = "; ".join(f"{o.service}: {o.detail}" for o in outcomes if not o.ok)
+            result.detail = f"the abort failed ({broken}); fix the cause, then inv restore --abort"
     result.seconds = time.monotonic() - began
     return result
 
@@ -123,61 +212,109 @@ def _restore_locked(
         detail = "the backup is not intact, nothing changed: " + "; ".join(check.problems)
         return RestoreResult(backup_id, RestoreState.REFUSED, detail)
     reader = ArtifactReader(path, manifest)
-    plans: dict[str, RestorePlan] = {}
-    for name in targets:
-        try:
-            plans[name] = stack.role(name).plan_restore(
-                reader.for_service(name), manifest.services[name]
-            )
-        except OpskitError as exc:
-            return RestoreResult(backup_id, RestoreState.REFUSED, f"{exc}; nothing changed")
+    try:
+        plans = _plans(stack, reader, manifest, targets)
+    except OpskitError as exc:
+        return RestoreResult(backup_id, RestoreState.REFUSED, f"{exc}; nothing changed")
     if dry_run:
         outcomes = [StepResult(n, StepOutcome.SKIPPED, f"would {plans[n].detail}") for n in targets]
         return RestoreResult(backup_id, RestoreState.PLANNED, "dry run: nothing changed", outcomes)
+    journals = JournalFile(stack.state_dir)
+    journal = journals.begin(RestoreJournal(backup_id, list(targets), step="safety backup"))
     try:
         safety = backups.backup(stack, targets, tag="pre-restore", include_secrets=False, stop=stop)
     except Interrupted:
+        journals.clear()
         return RestoreResult(backup_id, RestoreState.REFUSED, "interrupted: nothing changed")
     except OpskitError as exc:
+        journals.clear()
         detail = f"could not take the safety backup, nothing changed: {exc}"
         return RestoreResult(backup_id, RestoreState.REFUSED, detail)
+    journal.safety_backup = safety.backup_id
+    journals.step(journal, "safety backup taken")
     # The rollback below gets no stop: a second Ctrl-C must not cut it short.
-    outcomes = _put_back(stack, reader, manifest, plans, on_event, stop)
-    result = RestoreResult(
-        backup_id, RestoreState.RESTORED, "", outcomes, safety_backup=safety.backup_id
+    outcomes = _put_back(stack, reader, manifest, plans, on_event, stop, (journals, journal))
+    return _finish(stack, journals, journal, plans, outcomes, stop)
+
+
+def _resume_locked(stack, path, manifest, pending: RestoreJournal, on_event, stop):
+    backup_id = manifest.id
+    check = backups.validate(stack, backup_id, services=pending.services)
+    if not check.ok:
+        detail = "the backup is not intact, nothing resumed: " + "; ".join(check.problems)
+        return RestoreResult(backup_id, RestoreState.REFUSED, f"{detail}; {pending.describe()}")
+    reader = ArtifactReader(path, manifest)
+    plans = _plans(stack, reader, manifest, pending.services)
+    journals = JournalFile(stack.state_dir)
+    journal = journals.begin(
+        RestoreJournal(
+            backup_id,
+            pending.services,
+            safety_backup=pending.safety_backup,
+            step="resuming",
+        )
     )
+    outcomes = _put_back(stack, reader, manifest, plans, on_event, stop, (journals, journal))
+    return _finish(stack, journals, journal, plans, outcomes, stop)
+
+
+def _finish(stack, journals, journal, plans, outcomes, stop) -> RestoreResult:
+    """After the put-back: done, or the safety backup put back into what was touched."""
+    backup_id, safety_id = journal.backup_id, journal.safety_backup
+    targets = list(plans)
+    result = RestoreResult(backup_id, RestoreState.RESTORED, "", outcomes, safety_backup=safety_id)
     if all(o.ok for o in outcomes):
-        result.detail = f"restored {', '.join(targets)}; safety backup {safety.backup_id}"
+        journals.clear()
+        result.detail = f"restored {', '.join(targets)}; safety backup {safety_id}"
         return result
     failed = "; ".join(f"{o.service}: {o.detail}" for o in outcomes if not o.ok)
     if stop is not None and stop.is_set():
         failed = f"interrupted; {failed}"
     touched = [o.service for o in outcomes if o.state is not StepOutcome.SKIPPED]
-    if not touched:
+    if not touched and journal.step in ("safety backup taken", "resuming"):
+        journals.clear()
         result.state = RestoreState.REFUSED
         result.detail = f"restore failed before any service was changed ({failed}): nothing changed"
         return result
-    safety_path = backups.store_of(stack).path(safety.backup_id)
-    safety_manifest = Manifest.read(safety_path)
-    safety_reader = ArtifactReader(safety_path, safety_manifest)
-    # The same places as the failed restore's, planned while the services still ran: a
+    journals.step(journal, f"rolling back to safety backup {safety_id}")
+    # The places of the failed restore's own plans, made while the services still ran: a
     # stopped service may no longer be able to say where its data lives (Redis's CONFIG GET).
-    safety_plans = {name: plans[name] for name in touched}
-    result.rollback = _put_back(stack, safety_reader, safety_manifest, safety_plans, on_event)
+    result.rollback = _put_safety_back(stack, safety_id, touched or targets, ignore_events, plans)
     if all(o.ok for o in result.rollback):
+        journals.clear()
         result.state = RestoreState.ROLLED_BACK
         result.detail = (
-            f"restore failed ({failed}); rolled back to safety backup {safety.backup_id}: "
-            f"{', '.join(touched)} hold what they held before"
+            f"restore failed ({failed}); rolled back to safety backup {safety_id}: "
+            f"{', '.join(touched or targets)} hold what they held before"
         )
     else:
+        journals.step(journal, "rollback failed")
         result.state = RestoreState.INCONSISTENT
         broken = "; ".join(f"{o.service}: {o.detail}" for o in result.rollback if not o.ok)
         result.detail = (
             f"restore failed ({failed}) AND the rollback failed ({broken}); the stack is "
-            f"neither as before nor restored: fix the cause, then inv restore {safety.backup_id}"
+            f"neither as before nor restored: fix the cause, then inv restore --abort"
         )
     return result
+
+
+def _plans(stack, reader, manifest, targets) -> dict[str, RestorePlan]:
+    return {
+        name: stack.role(name).plan_restore(reader.for_service(name), manifest.services[name])
+        for name in targets
+    }
+
+
+def _put_safety_back(stack, safety_id, services, on_event, plans=None) -> list[StepResult]:
+    """The safety backup into ``services``, verified; with the given ``plans`` (where the
+    failed restore put things) or planned now from the live stack."""
+    safety_path = backups.store_of(stack).path(safety_id)
+    safety_manifest = Manifest.read(safety_path)
+    safety_reader = ArtifactReader(safety_path, safety_manifest)
+    if plans is None:
+        plans = _plans(stack, safety_reader, safety_manifest, services)
+    safety_plans = {name: plans[name] for name in services}
+    return _put_back(stack, safety_reader, safety_manifest, safety_plans, on_event)
 
 
 def _put_back(
@@ -187,19 +324,28 @@ def _put_back(
     plans: dict[str, RestorePlan],
     on_event: EventSink,
     stop: threading.Event | None = None,
+    journal: tuple[JournalFile, RestoreJournal] | None = None,
 ) -> list[StepResult]:
+    def note(step: str, done: str | None = None) -> None:
+        if journal is not None:
+            journal[0].step(journal[1], step, done)
+
     def step(name: str) -> StepResult:
         began = time.monotonic()
         role = stack.role(name)
         metadata = manifest.services[name]
         artifacts = reader.for_service(name)
         if plans[name].needs_stop:
+            note(f"{name}: stopping it and placing the backup's data")
             role.place_backup(artifacts, metadata, plans[name])
+        note(f"{name}: starting it and loading the backup")
         ready = ensure_ready(stack, name, emit=on_event)
         if not ready.ok:
             return StepResult(name, StepOutcome.FAILED, ready.detail, time.monotonic() - began)
         verdict = role.apply_backup(artifacts, metadata, plans[name])
         state = StepOutcome.DONE if verdict.ok else StepOutcome.FAILED
+        if verdict.ok:
+            note(f"{name}: restored", done=name)
         return StepResult(name, state, verdict.detail, time.monotonic() - began)
 
     return walk(

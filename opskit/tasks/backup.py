@@ -260,6 +260,8 @@ def prune(c, dry_run=False, json=False, stack=None, runtime=None):
         backup_id="the backup to restore (inv backup.list)",
         yes="do not ask for confirmation (required when stdin is not a terminal)",
         deep="validate with a throwaway redis-server first",
+        resume="finish a restore that was interrupted (killed) half-way",
+        abort="undo a restore that was interrupted: put its safety backup back",
     ),
 )
 @common.handles_errors
@@ -270,16 +272,23 @@ def restore(
     dry_run=False,
     yes=False,
     deep=False,
+    resume=False,
+    abort=False,
     json=False,
     stack=None,
     runtime=None,
 ):
-    """Restore a backup: validate, safety backup, put back, verify; roll back on failure."""
+    """Restore a backup: validate, safety backup, put back, verify; roll back on failure.
+    --resume / --abort finish or undo one that was killed half-way."""
     from opskit.console import Progress
-    from opskit.ops.restore import restore as run_restore
+    from opskit.ops import restore as restores
     from opskit.redact import Redactor
 
-    if not backup_id:
+    if resume and abort:
+        raise common.UsageError("restore: --resume or --abort, not both")
+    if (resume or abort) and (backup_id or service or dry_run):
+        raise common.UsageError("restore --resume/--abort take no backup id, -s or --dry-run")
+    if not backup_id and not (resume or abort):
         raise common.UsageError("restore needs a backup id (inv backup.list shows them)")
     names = common.services_option(service)
     loaded = common.load(c, stack, runtime)
@@ -288,7 +297,10 @@ def restore(
             raise common.UsageError(
                 "restore replaces the stack's data: pass --yes (stdin is not a terminal to ask)"
             )
-        answer = input(f"restore {backup_id} into stack {loaded.name}, replacing its data? [y/N] ")
+        what = "finish the interrupted restore" if resume else f"restore {backup_id}"
+        if abort:
+            what = "undo the interrupted restore"
+        answer = input(f"{what} in stack {loaded.name}, replacing its data? [y/N] ")
         if answer.strip().lower() not in ("y", "yes"):
             print("not restored")
             raise Exit(code=1)
@@ -297,9 +309,14 @@ def restore(
         common.finishing_on_signals() as stop,
         Progress(redact, loaded.start_order(loaded.resolve(names))) as progress,
     ):
-        result = run_restore(
-            loaded, backup_id, names, dry_run=dry_run, deep=deep, on_event=progress, stop=stop
-        )
+        if resume:
+            result = restores.resume(loaded, on_event=progress, stop=stop)
+        elif abort:
+            result = restores.abort(loaded, on_event=progress)
+        else:
+            result = restores.restore(
+                loaded, backup_id, names, dry_run=dry_run, deep=deep, on_event=progress, stop=stop
+            )
     if json:
         _dump(
             {

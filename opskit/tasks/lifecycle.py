@@ -5,6 +5,8 @@ Exit codes: 0 ok · 1 a service failed (or, for status, is not running) · 2 bad
 
 from __future__ import annotations
 
+import sys
+
 from invoke import Context, Exit, task
 
 from opskit.tasks import common
@@ -89,6 +91,8 @@ def status(c, service=None, stack=None, runtime=None, json=False):
         print(status_json(result))
     else:
         print_status(result)
+    if result.interrupted_restore:
+        print(f"opskit: {result.interrupted_restore}", file=sys.stderr)
     if result.exit_code:
         raise Exit(code=result.exit_code)
 

@@ -134,6 +134,9 @@ def _print(result, redact) -> None:
     if result.busy:
         print(f"{stamp} recover: {redact(result.busy)}; this run acted on nothing", flush=True)
         return
+    if result.blocked:
+        print(f"{stamp} recover: {redact(result.blocked)}", flush=True)
+        return
     prefix = "recover (dry run)" if result.dry_run else "recover"
     if result.problem:
         print(f"{stamp} {prefix}: {redact(result.problem)}", flush=True)
@@ -159,6 +162,7 @@ def _as_json(result, redact) -> dict:
     return {
         "ok": result.ok,
         "busy": redact(result.busy) or None,
+        "blocked": redact(result.blocked) or None,
         "problem": redact(result.problem) or None,
         "dry_run": result.dry_run,
         "seconds": round(result.seconds, 3),
