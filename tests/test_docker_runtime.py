@@ -302,3 +302,52 @@ def test_an_exec_whose_exit_the_engine_has_not_recorded_yet_is_waited_for(
     assert (ok.exit_code, ok.output.strip()) == (0, "done")
     failed = unit.exec(["sh", "-c", "exit 3"], timeout=10)
     assert failed.exit_code == 3
+
+
+def test_a_redis_container_with_appendonly_on_is_restored_with_aof_on(write_stack, stacks):
+    """The container's command keeps appendonly on, so opskit cannot start it once with it
+    off (it used to refuse): the restored RDB becomes the base of a new multi-part AOF, and
+    the restored data survives a restart, which loads that AOF."""
+    from opskit.ops import backup as backups
+    from opskit.ops.restore import RestoreState, restore
+
+    password = "pw-" + uuid.uuid4().hex[:8]
+    body = (
+        "  redis:\n"
+        f"    image: {SANDBOX_IMAGE}\n"
+        '    command: ["sh", "-c", "exec redis-server - <<EOF\\nrequirepass \\"$$REDIS_PASSWORD'
+        '\\"\\nappendonly yes\\ndir /data\\nEOF"]\n'
+        f"    environment: {{REDIS_PASSWORD: {password}}}\n"
+        f'    ports: ["{free_port()}:6379"]\n'
+        "    volumes: [redis-data:/data]\n"
+        f"    x-opskit: {{role: redis, password: {password}}}"
+    )
+    with_backups = 'state_dir: "{state}", backups: {dir: "{state}/b"}}'
+
+    def write(text: str):
+        return write_stack(text.replace('state_dir: "{state}"}', with_backups))
+
+    stack = single_service_stack(write, body, "aof")
+    stacks.append(stack)
+    assert lifecycle.start(stack).ok
+    client = stack.role("redis").client(timeout=5)
+    client.set("aws_masker:map:A", "i-0123456789abcdef0", ex=3000)
+    client.set("aws_masker:map:B", "vol-0123456789abcdef0")
+    made = backups.backup(stack)
+    client.flushall()
+    client.set("aws_masker:map:LATER", "x")  # in the AOF: would come back if the old AOF won
+
+    result = restore(stack, made.backup_id)
+
+    assert result.state == RestoreState.RESTORED, result.detail
+    assert "AOF on throughout" in result.outcomes[0].detail
+    client = stack.role("redis").client(timeout=5)
+    assert sorted(client.keys("aws_masker:*")) == [b"aws_masker:map:A", b"aws_masker:map:B"]
+    assert client.ttl("aws_masker:map:A") > 0
+    assert client.info("persistence")["aof_enabled"] == 1
+    assert lifecycle.restart(stack).ok  # a new container, the same volume: the AOF is loaded
+    client = stack.role("redis").client(timeout=5)
+    assert sorted(client.keys("aws_masker:*")) == [b"aws_masker:map:A", b"aws_masker:map:B"]
+    client.set("aws_masker:map:AFTER", "y")  # and the AOF keeps working
+    assert lifecycle.restart(stack).ok
+    assert stack.role("redis").client(timeout=5).get("aws_masker:map:AFTER") == b"y"

@@ -18,6 +18,7 @@
 from __future__ import annotations
 
 import contextlib
+import io
 import subprocess
 import tempfile
 import time
@@ -48,6 +49,17 @@ class RdbLocation:
     path: str  # as the unit sees it
     appendonly: bool
     source: str  # "CONFIG GET" or the option it came from
+    aof_dir: str | None = None  # Redis 7's multi-part AOF folder (appenddirname), if known
+    aof_name: str = "appendonly.aof"  # appendfilename: the prefix of its files
+
+    def aof_file(self, seq: int, kind: str) -> str:
+        """``appendonly.aof.<seq>.base.rdb`` / ``….incr.aof`` in the AOF folder."""
+        suffix = "base.rdb" if kind == "b" else "incr.aof"
+        return f"{self.aof_dir}/{self.aof_name}.{seq}.{suffix}"
+
+    @property
+    def aof_manifest(self) -> str | None:
+        return f"{self.aof_dir}/{self.aof_name}.manifest" if self.aof_dir else None
 
 
 @contextlib.contextmanager
@@ -76,7 +88,15 @@ class RedisBackup:
                 directory = _config_get(redis, "dir")
                 filename = _config_get(redis, "dbfilename")
                 appendonly = _config_get(redis, "appendonly") == "yes"
-            return RdbLocation(str(PurePosixPath(directory) / filename), appendonly, "CONFIG GET")
+                aof_dir, aof_name = None, "appendonly.aof"
+                if appendonly:
+                    with contextlib.suppress(RedisReplyError):  # Redis < 7: one AOF file
+                        aof_dir = str(
+                            PurePosixPath(directory) / _config_get(redis, "appenddirname")
+                        )
+                        aof_name = _config_get(redis, "appendfilename")
+            path = str(PurePosixPath(directory) / filename)
+            return RdbLocation(path, appendonly, "CONFIG GET", aof_dir, aof_name)
         except RedisReplyError as exc:  # CONFIG renamed away (rename-command CONFIG "")
             return self._configured_location(f"CONFIG refused ({exc})")
 
@@ -247,32 +267,76 @@ class RedisBackup:
             if self.role.unit.status().running
             else self._configured_location("redis is not running")
         )
-        if location.appendonly and not self.role.unit.runs_on_host:
+        as_aof_base = location.appendonly and not self.role.unit.runs_on_host
+        if as_aof_base and location.aof_dir is None:
             raise OpskitError(
-                f"{self.role.spec.name}: appendonly is on and its container's command sets it: "
-                "opskit cannot start it once with appendonly off, so Redis would load the old "
-                "AOF instead of the restored RDB; turn appendonly off for the restore, or "
-                "restore under the process runtime"
+                f"{self.role.spec.name}: appendonly is on and its container's command sets it, "
+                "and this Redis has a single-file AOF (before 7.0) that would win over the "
+                "restored RDB; turn appendonly off for the restore, or restore under the process "
+                "runtime"
             )
-        lost = self.role.unit.keeps_file(location.path)
-        if lost:
-            raise OpskitError(f"{self.role.spec.name}: cannot restore here: {lost}")
+        for path in (location.path, location.aof_manifest if as_aof_base else None):
+            lost = self.role.unit.keeps_file(path) if path else None
+            if lost:
+                raise OpskitError(f"{self.role.spec.name}: cannot restore here: {lost}")
         aof = "; AOF rewritten from it after start" if location.appendonly else ""
+        if as_aof_base:
+            # The container's command keeps appendonly on: Redis 7 loads its AOF, so the RDB
+            # becomes that AOF's base (a manifest naming only it), and the data is the restored
+            # data with AOF on from the first moment.
+            aof = f"; also the base of a new AOF in {location.aof_dir}"
         detail = f"stop, replace {location.path} ({location.source}), start{aof}"
         return RestorePlan(True, detail, location)
 
     def place(self, artifacts: ArtifactReader, location: RdbLocation) -> None:
         entry = artifacts.entry(RDB_ARTIFACT)
-        self.role.unit.create()
-        checker = RdbChecker()
-        with artifacts.open(RDB_ARTIFACT) as data:
-            self.role.unit.write_file(location.path, _Observed(data, checker.feed), entry.raw_size)
-        checker.finish()
+        unit = self.role.unit
+        unit.create()
+        as_aof_base = location.appendonly and not unit.runs_on_host and location.aof_dir
+        base_seq, incr_seq = self._next_aof_sequence(location) if as_aof_base else (0, 0)
+        targets = [location.path]
+        if as_aof_base:
+            targets.append(location.aof_file(base_seq, "b"))
+        for target in targets:
+            checker = RdbChecker()
+            with artifacts.open(RDB_ARTIFACT) as data:
+                unit.write_file(target, _Observed(data, checker.feed), entry.raw_size)
+            checker.finish()
+        if as_aof_base:
+            # New sequence numbers, above every file the old manifest names: Redis appends to
+            # the last incr file its manifest lists, and an old one of the same name would
+            # bring the pre-restore writes back at the next start. The manifest goes last:
+            # until it is replaced, the old AOF (and data) still rule.
+            incr = location.aof_file(incr_seq, "i")
+            unit.write_file(incr, io.BytesIO(b""), 0)
+            manifest = (
+                f"file {PurePosixPath(location.aof_file(base_seq, 'b')).name} seq {base_seq} "
+                f"type b\nfile {PurePosixPath(incr).name} seq {incr_seq} type i\n"
+            ).encode()
+            unit.write_file(location.aof_manifest, io.BytesIO(manifest), len(manifest))
+
+    def _next_aof_sequence(self, location: RdbLocation) -> tuple[int, int]:
+        """(base, incr) sequence numbers above those the current AOF manifest names."""
+        seqs = {"b": 0, "h": 0, "i": 0}
+        try:
+            with self.role.unit.open_file(location.aof_manifest) as handle:
+                text = handle.read(1 << 20).decode("utf-8", errors="replace")
+        except (OpskitError, OSError):
+            text = ""
+        for line in text.splitlines():
+            fields = line.split()
+            values = dict(zip(fields[0::2], fields[1::2], strict=False))
+            kind, seq = values.get("type"), values.get("seq", "")
+            if kind in seqs and seq.isdigit():
+                seqs[kind] = max(seqs[kind], int(seq))
+        return max(seqs["b"], seqs["h"]) + 1, seqs["i"] + 1
 
     def apply(self, location: RdbLocation, metadata: dict) -> Verdict:
         name = self.role.spec.name
         rewrite = ""
-        if location.appendonly:
+        if location.appendonly and not self.role.unit.runs_on_host and location.aof_dir:
+            rewrite = f"; AOF on throughout: the restored RDB is the base of {location.aof_dir}"
+        elif location.appendonly:
             with self.role.probe(timeout=10.0) as redis:
                 redis.call("CONFIG", "SET", "appendonly", "yes")  # rewrites the AOF from memory
 
