@@ -69,7 +69,7 @@ def tail_lines(path: Path, count: int, block: int = 8192) -> list[str]:
     return lines[-count:] if count else []
 
 
-def _fsync_dir(path: Path) -> None:
+def fsync_dir(path: Path) -> None:
     with contextlib.suppress(OSError):
         fd = os.open(path, os.O_RDONLY)
         try:
@@ -101,7 +101,7 @@ def write_stream_private(data: BinaryIO, destination: Path, mode: int = 0o600) -
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
         raise
-    _fsync_dir(destination.parent)
+    fsync_dir(destination.parent)
 
 
 def pid_alive(pid: int) -> bool:

@@ -59,9 +59,18 @@ class _HashingFile:
 class ArtifactWriter:
     """Files of one backup under construction (its folder is private and not yet final)."""
 
-    def __init__(self, root: Path, stop: threading.Event | None = None):
+    def __init__(
+        self,
+        root: Path,
+        stop: threading.Event | None = None,
+        *,
+        level: int = ZSTD_LEVEL,
+        count_prefixes: bool = False,
+    ):
         self.root = root
         self.stop = stop
+        self.level = level  # 1 for a restore's safety copy: it only has to be correct
+        self.count_prefixes = count_prefixes  # roles' optional second pass (Redis's SCAN)
         self.files: list[StoredFile] = []
 
     def for_service(self, service: str) -> ServiceArtifacts:
@@ -78,7 +87,7 @@ class ArtifactWriter:
         target = self.root / member
         private_dir(target.parent)
         raw_size = 0
-        compressor = zstandard.ZstdCompressor(level=ZSTD_LEVEL, threads=-1)
+        compressor = zstandard.ZstdCompressor(level=self.level, threads=-1)
         fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
         with os.fdopen(fd, "wb") as handle:
             hashed = _HashingFile(handle, self.stop)
@@ -103,6 +112,11 @@ class ServiceArtifacts:
 
     def __init__(self, writer: ArtifactWriter, service: str):
         self.writer, self.service = writer, service
+
+    @property
+    def count_prefixes(self) -> bool:
+        """Whether a role should also count its keys by prefix (a second pass: on request)."""
+        return self.writer.count_prefixes
 
     def add_stream(
         self, name: str, source: BinaryIO, observe: Callable[[bytes], None] | None = None

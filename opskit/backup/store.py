@@ -21,7 +21,7 @@ from pathlib import Path
 
 from opskit.backup.manifest import MANIFEST, Manifest, ManifestError
 from opskit.errors import OpskitError, UsageError
-from opskit.files import _fsync_dir, pid_alive, private_dir
+from opskit.files import fsync_dir, pid_alive, private_dir
 
 PARTIAL_PREFIX = ".partial-"
 _TAG = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,39}$")
@@ -90,12 +90,12 @@ class BackupStore:
         try:
             yield partial
             for folder, _dirs, _files in os.walk(partial):
-                _fsync_dir(Path(folder))
+                fsync_dir(Path(folder))
             final = self.root / backup_id
             if final.exists():
                 raise OpskitError(f"{final} appeared while this backup was built")
             os.rename(partial, final)
-            _fsync_dir(self.root)
+            fsync_dir(self.root)
         except BaseException:
             shutil.rmtree(partial, ignore_errors=True)
             raise

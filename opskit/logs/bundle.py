@@ -24,7 +24,7 @@ from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from opskit.files import _fsync_dir, pid_alive, private_dir
+from opskit.files import fsync_dir, pid_alive, private_dir
 from opskit.redact import Redactor
 
 BUNDLE_NAME = re.compile(r"^opskit-logs-\d{8}T\d{6}Z(?:\.\d+)?\.tar\.zst$")
@@ -126,7 +126,7 @@ class BundleWriter:
                 raw.flush()
                 os.fsync(raw.fileno())
             os.replace(partial, final)
-            _fsync_dir(self.out_dir)
+            fsync_dir(self.out_dir)
         except BaseException:
             with contextlib.suppress(FileNotFoundError):
                 partial.unlink()

@@ -18,7 +18,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from opskit import __version__
-from opskit.backup.artifacts import ArtifactError, ArtifactReader, ArtifactWriter, drain
+from opskit.backup.artifacts import (
+    ZSTD_LEVEL,
+    ArtifactError,
+    ArtifactReader,
+    ArtifactWriter,
+    drain,
+)
 from opskit.backup.artifacts import open_checked as open_stored
 from opskit.backup.attempts import BackupAttempt, record_attempt
 from opskit.backup.manifest import MANIFEST, Manifest, ManifestError, written_by_same_kind
@@ -93,8 +99,13 @@ def backup(
     include_secrets: bool = False,
     on_event: EventSink = ignore_events,
     stop: threading.Event | None = None,
+    count_prefixes: bool = False,
+    quick: bool = False,
 ) -> BackupResult:
-    """One backup of ``services`` (default: every service that can be backed up); its outcome
+    """``count_prefixes``: roles also count keys by prefix (a second pass over Redis's
+    keyspace). ``quick``: the fastest compression (a restore's safety copy).
+
+    One backup of ``services`` (default: every service that can be backed up); its outcome
     is recorded as the last attempt (:mod:`opskit.backup.attempts`), failed or not. Once
     ``stop`` is set the backup ends at the next chunk or step and keeps nothing
     (:class:`~opskit.errors.Interrupted`)."""
@@ -104,7 +115,10 @@ def backup(
     key = require_seal_key(stack)
     with mutation(stack, "backup"):
         try:
-            result = _backup(stack, store, names, tag, include_secrets, on_event, stop, key)
+            writer_options = {"level": 1 if quick else ZSTD_LEVEL, "count_prefixes": count_prefixes}
+            result = _backup(
+                stack, store, names, tag, include_secrets, on_event, stop, key, writer_options
+            )
         except OpskitError as exc:
             seconds = time.monotonic() - began
             reason = Redactor(stack.secrets())(str(exc))
@@ -129,11 +143,12 @@ def _backup(
     on_event: EventSink,
     stop: threading.Event | None,
     key: bytes,
+    writer_options: dict,
 ) -> BackupResult:
     backup_id = store.new_id(tag=tag)
     result = BackupResult("backup", [], backup_id=backup_id, includes_secrets=include_secrets)
     with store.building(backup_id) as folder:
-        writer = ArtifactWriter(folder, stop)
+        writer = ArtifactWriter(folder, stop, **writer_options)
         metadata: dict[str, dict] = {}
 
         def step(name: str, role: BackingUp) -> StepResult:

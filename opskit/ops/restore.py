@@ -222,7 +222,9 @@ def _restore_locked(
     journals = JournalFile(stack.state_dir)
     journal = journals.begin(RestoreJournal(backup_id, list(targets), step="safety backup"))
     try:
-        safety = backups.backup(stack, targets, tag="pre-restore", include_secrets=False, stop=stop)
+        safety = backups.backup(
+            stack, targets, tag="pre-restore", include_secrets=False, stop=stop, quick=True
+        )
     except Interrupted:
         journals.clear()
         return RestoreResult(backup_id, RestoreState.REFUSED, "interrupted: nothing changed")

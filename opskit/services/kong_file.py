@@ -27,7 +27,7 @@ import tempfile
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from opskit.files import atomic_write, atomic_write_json, private_dir, read_json
+from opskit.files import atomic_write, atomic_write_json, fsync_dir, private_dir, read_json
 from opskit.services.capabilities import Verdict
 
 if TYPE_CHECKING:
@@ -138,8 +138,4 @@ def write_host_file(target: HostFile, text: str) -> None:
     except BaseException:
         Path(temporary).unlink(missing_ok=True)
         raise
-    directory = os.open(path.parent, os.O_RDONLY)
-    try:
-        os.fsync(directory)
-    finally:
-        os.close(directory)
+    fsync_dir(path.parent)

@@ -290,12 +290,21 @@ class RedisRole(Role):
             return RedisBackup(self).plan(artifacts, metadata)
 
     def place_backup(self, artifacts: ArtifactReader, metadata: dict, plan: RestorePlan) -> None:
-        """Stop (NOSAVE: see :meth:`stop`), write the RDB where Redis reads it; the next start
-        runs with appendonly off when the AOF would otherwise win."""
+        """Stop (NOSAVE: see :meth:`stop`), put the RDB where Redis reads it; the next start
+        runs with appendonly off when the AOF would otherwise win.
+
+        Where the RDB is a host file, it is first decompressed and verified *beside* the data
+        file while Redis still serves, so the outage is only stop, rename, start and load
+        (by hand an operator decompresses while Redis is down)."""
         self._restoring = plan.state
-        if self.unit.status().running:
-            self.stop()
-        RedisBackup(self).place(artifacts, plan.state)
+        backup = RedisBackup(self)
+        with backup.staged_beside(artifacts, plan.state) as staged:
+            if self.unit.status().running:
+                self.stop()
+            if staged is not None:
+                staged.commit()
+            else:
+                backup.place(artifacts, plan.state)
 
     def apply_backup(self, artifacts: ArtifactReader, metadata: dict, plan: RestorePlan) -> Verdict:
         self._restoring = None  # the next start is a normal one

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import contextlib
 import io
+import os
 import subprocess
 import tempfile
 import time
@@ -30,6 +31,7 @@ from typing import TYPE_CHECKING, Any
 from opskit.backup.artifacts import ArtifactError, ArtifactReader, ServiceArtifacts, drain
 from opskit.backup.rdb import RdbChecker, RdbError
 from opskit.errors import OpskitError
+from opskit.files import fsync_dir, private_dir, write_stream_private
 from opskit.polling import deadline_in, poll_until
 from opskit.services.capabilities import RestorePlan, Verdict
 from opskit.services.probes import RedisAuthFailed, RedisProbeError, RedisReplyError
@@ -126,7 +128,7 @@ class RedisBackup:
             info = checker.finish()
         except RdbError as exc:
             raise OpskitError(f"{self.role.spec.name}: {location.path}: {exc}") from None
-        counts = self.count_keys()
+        counts = self.count_keys(by_prefix=artifacts.count_prefixes)
         return {
             "rdb": info.summary(),
             "rdb_path": location.path,
@@ -178,13 +180,17 @@ class RedisBackup:
             raise OpskitError(f"{self.role.spec.name}: {what} did not finish in {SAVE_TIMEOUT:g}s")
         return latest["info"]
 
-    def count_keys(self) -> dict[str, Any]:
-        """DBSIZE per database and keys per ``aws_masker:<kind>:`` prefix, by SCAN in batches:
-        no command holds the server longer than one batch. Each batch is counted inside Redis
-        (one small script per SCAN step) so gigabytes of key names never cross the socket;
-        where scripting is refused (ACL, renamed EVAL) the names are counted here instead."""
+    def count_keys(self, by_prefix: bool = True) -> dict[str, Any]:
+        """DBSIZE per database and, ``by_prefix``, keys per ``aws_masker:<kind>:`` prefix, by
+        SCAN in batches: no command holds the server longer than one batch. Each batch is
+        counted inside Redis (one small script per SCAN step) so gigabytes of key names never
+        cross the socket; where scripting is refused (ACL, renamed EVAL) the names are counted
+        here instead. The prefix pass walks the whole keyspace (≈ 20 % of a backup of 2 M
+        keys), so a backup makes it only on request (``--count-prefixes``)."""
         with self.role.probe(timeout=30.0) as redis:
             keyspace = _keyspace(redis.info("keyspace"))
+            if not by_prefix:
+                return {"keyspace": keyspace}
             try:
                 prefixes = _count_in_redis(redis)
             except RedisReplyError:
@@ -287,6 +293,31 @@ class RedisBackup:
             aof = f"; also the base of a new AOF in {location.aof_dir}"
         detail = f"stop, replace {location.path} ({location.source}), start{aof}"
         return RestorePlan(True, detail, location)
+
+    @contextlib.contextmanager
+    def staged_beside(
+        self, artifacts: ArtifactReader, location: RdbLocation
+    ) -> Iterator[_Staged | None]:
+        """The restored RDB decompressed and CRC-checked into a temp file in the data file's
+        folder (same filesystem: the swap is one rename), where that folder is a host
+        folder — or None (a container's own file, a file bind-mounted on its own, the AOF-base
+        restore): then :meth:`place` writes it while Redis is down. A staged file not
+        committed is removed."""
+        target = self.role.unit.host_file(location.path)
+        aof_base = location.appendonly and not self.role.unit.runs_on_host
+        if target is None or target.in_place or aof_base:
+            yield None
+            return
+        private_dir(target.path.parent)
+        staged = target.path.with_name(f".{target.path.name}.opskit-restore-{os.getpid()}")
+        try:
+            checker = RdbChecker()
+            with artifacts.open(RDB_ARTIFACT) as data:
+                write_stream_private(_Observed(data, checker.feed), staged)
+            checker.finish()
+            yield _Staged(staged, target.path)
+        finally:
+            staged.unlink(missing_ok=True)
 
     def place(self, artifacts: ArtifactReader, location: RdbLocation) -> None:
         entry = artifacts.entry(RDB_ARTIFACT)
@@ -451,6 +482,15 @@ def _moved_on(before: dict[str, str], after: dict[str, str]) -> bool:
             and after.get("rdb_last_bgsave_status") == "ok"
         )
     return int(after.get("rdb_last_save_time", 0)) > int(before.get("rdb_last_save_time", 0))
+
+
+class _Staged:
+    def __init__(self, staged: Path, target: Path):
+        self.staged, self.target = staged, target
+
+    def commit(self) -> None:
+        os.replace(self.staged, self.target)
+        fsync_dir(self.target.parent)
 
 
 class _Observed:

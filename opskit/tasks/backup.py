@@ -34,10 +34,27 @@ def _dump(value: object) -> None:
 @task(
     klass=common.OpskitTask,
     iterable=["service"],
-    help=_help("service", "tag", "include_secrets", "json", "stack", "runtime"),
+    help=_help(
+        "service",
+        "tag",
+        "include_secrets",
+        "json",
+        "stack",
+        "runtime",
+        count_prefixes="also count Redis's keys per aws_masker: prefix (a second pass)",
+    ),
 )
 @common.handles_errors
-def backup(c, service=None, tag=None, include_secrets=False, json=False, stack=None, runtime=None):
+def backup(
+    c,
+    service=None,
+    tag=None,
+    include_secrets=False,
+    count_prefixes=False,
+    json=False,
+    stack=None,
+    runtime=None,
+):
     """Back up Redis's data and Kong's and nginx's configuration into one verified folder."""
     from opskit.console import Progress, print_lifecycle
     from opskit.ops import backup as backups
@@ -58,6 +75,7 @@ def backup(c, service=None, tag=None, include_secrets=False, json=False, stack=N
                 include_secrets=include_secrets,
                 on_event=progress,
                 stop=stop,
+                count_prefixes=count_prefixes,
             )
         except backups.BackupFailed as exc:
             result = exc.result
