@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from opskit.errors import LockBusyError
-from opskit.files import private_dir
+from opskit.files import pid_alive, private_dir
 from opskit.polling import deadline_in, poll_until
 
 _RECORD_SIZE = 256
@@ -99,7 +99,7 @@ def read_holder(fd: int) -> Holder | None:
 
     def current() -> Holder | None:
         holder = _parse(fd)
-        return holder if holder is not None and _alive(holder.pid) else None
+        return holder if holder is not None and pid_alive(holder.pid) else None
 
     return poll_until(current, deadline_in(_REREAD)) or _parse(fd)
 
@@ -117,13 +117,3 @@ def _parse(fd: int) -> Holder | None:
         return Holder(int(pid), operation, float(since_text))
     except ValueError:  # a record written before "since" was
         return Holder(int(pid), rest)
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True

@@ -135,6 +135,39 @@ def sandbox_stack(request, sandbox_env, stacks):
     return stack
 
 
+@pytest.fixture
+def sandbox(sandbox_env, stacks):
+    """The sandbox stack on the process runtime, started; stopped at teardown."""
+    from opskit.ops import lifecycle
+    from opskit.stack import load_stack
+
+    env = dict(sandbox_env, OPSKIT_RUNTIME="process")
+    stack = load_stack(REPO / "sandbox" / "stack.yml", environ=env)
+    stacks.append(stack)
+    result = lifecycle.start(stack)
+    assert result.ok, [(o.service, o.detail, o.log_tail) for o in result.outcomes]
+    return stack
+
+
+@pytest.fixture
+def kong_stack(sandbox_env, stacks):
+    """The sandbox with Kong (and what it needs) started."""
+    from opskit.ops import lifecycle
+    from opskit.stack import load_stack
+
+    stack = load_stack(REPO / "sandbox" / "stack.yml", environ=sandbox_env)
+    stacks.append(stack)
+    assert lifecycle.start(stack, ["kong"]).ok
+    return stack
+
+
+def cli_env(stack) -> dict[str, str]:
+    """The stack's own environment for ``inv``, pointed at its stack file."""
+    env = dict(stack.config.environ)
+    env["OPSKIT_STACK"] = str(stack.config.source)
+    return env
+
+
 @pytest.fixture(scope="module")
 def running_sandbox(tmp_path_factory):
     """One started sandbox stack shared by a module's read-only tests."""

@@ -29,14 +29,6 @@ from .conftest import REPO, inv_process, run_inv
 pytestmark = pytest.mark.timeout(120)
 
 
-@pytest.fixture
-def kong_stack(sandbox_env, stacks):
-    stack = load_stack(REPO / "sandbox" / "stack.yml", environ=sandbox_env)
-    stacks.append(stack)
-    assert lifecycle.start(stack, ["kong"]).ok
-    return stack
-
-
 def _source(stack) -> str:
     return stack.role("kong").declarative_source()
 

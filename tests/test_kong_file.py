@@ -14,20 +14,11 @@ from opskit.ops import declarative, lifecycle
 from opskit.ops.health import run_health
 from opskit.runtime.base import HostFile
 from opskit.services.kong_file import write_host_file
-from opskit.stack import load_stack
 from opskit.vocabulary import CheckStatus
 
-from .conftest import REPO, run_inv
+from .conftest import run_inv
 
 pytestmark = pytest.mark.timeout(120)
-
-
-@pytest.fixture
-def kong_stack(sandbox_env, stacks):
-    stack = load_stack(REPO / "sandbox" / "stack.yml", environ=sandbox_env)
-    stacks.append(stack)
-    assert lifecycle.start(stack, ["kong"]).ok
-    return stack
 
 
 def _drift(stack):

@@ -11,30 +11,9 @@ import subprocess
 import time
 from pathlib import Path
 
-import pytest
-
 from opskit.ops import lifecycle
-from opskit.stack import load_stack
 
-from .conftest import PYTHON, REPO, inv_process, run_inv
-
-
-@pytest.fixture
-def sandbox(sandbox_env, stacks):
-    """The sandbox stack on the process runtime, started; stopped at teardown."""
-    env = dict(sandbox_env, OPSKIT_RUNTIME="process")
-    stack = load_stack(REPO / "sandbox" / "stack.yml", environ=env)
-    stacks.append(stack)
-    result = lifecycle.start(stack)
-    assert result.ok, [(o.service, o.detail, o.log_tail) for o in result.outcomes]
-    return stack
-
-
-def cli_env(stack) -> dict[str, str]:
-    env = dict(stack.config.environ)
-    env["OPSKIT_STACK"] = str(stack.config.source)
-    return env
-
+from .conftest import PYTHON, REPO, cli_env, inv_process, run_inv
 
 # -- 4. output that cron, CI and pipes can use ---------------------------------------------------
 

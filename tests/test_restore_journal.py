@@ -14,10 +14,8 @@ import subprocess
 import pytest
 
 from opskit.ops import backup as backups
-from opskit.ops import lifecycle
-from opskit.stack import load_stack
 
-from .conftest import PYTHON, REPO, run_inv
+from .conftest import PYTHON, REPO, cli_env, run_inv
 
 pytestmark = pytest.mark.timeout(240)
 
@@ -40,19 +38,6 @@ with finishing_on_signals() as stop:
 print(json.dumps({"state": result.state, "detail": result.detail}))
 sys.exit(result.exit_code)
 """
-
-
-@pytest.fixture
-def sandbox(sandbox_env, stacks):
-    env = dict(sandbox_env, OPSKIT_RUNTIME="process")
-    stack = load_stack(REPO / "sandbox" / "stack.yml", environ=env)
-    stacks.append(stack)
-    assert lifecycle.start(stack).ok
-    return stack
-
-
-def _env(stack) -> dict[str, str]:
-    return dict(stack.config.environ, OPSKIT_STACK=str(stack.config.source))
 
 
 def _marker(stack):
@@ -78,7 +63,7 @@ def _killed_restore(stack, service: str, phase: str) -> str:
     _set_marker(stack, "after")
     driver = subprocess.run(
         [PYTHON, "-c", DRIVER, made.backup_id, service, phase, "SIGKILL"],
-        env=_env(stack),
+        env=cli_env(stack),
         cwd=REPO,
         capture_output=True,
         text=True,
@@ -89,7 +74,7 @@ def _killed_restore(stack, service: str, phase: str) -> str:
 
 
 def _says_interrupted(stack, backup_id: str) -> None:
-    env = _env(stack)
+    env = cli_env(stack)
     status = run_inv(env, "status")
     assert status.returncode == 1 and f"a restore of backup {backup_id}" in status.stderr
     assert "inv restore --resume" in status.stderr and "inv restore --abort" in status.stderr
@@ -108,15 +93,15 @@ def test_a_killed_restore_is_reported_and_resumed(sandbox, service, phase, redis
     backup_id = _killed_restore(sandbox, service, phase)
     assert sandbox.role("redis").unit.status().running is redis_up
     _says_interrupted(sandbox, backup_id)
-    recovered = run_inv(_env(sandbox), "recover")
+    recovered = run_inv(cli_env(sandbox), "recover")
     assert recovered.returncode == 1 and "recover restarts nothing" in recovered.stdout
     assert sandbox.role("redis").unit.status().running is redis_up  # not "repaired"
 
-    done = run_inv(_env(sandbox), "restore", "--resume", "--yes", "--json")
+    done = run_inv(cli_env(sandbox), "restore", "--resume", "--yes", "--json")
     assert done.returncode == 0, done.stdout + done.stderr
     assert json.loads(done.stdout)["state"] == "restored"
     assert _marker(sandbox) == "backup"
-    assert run_inv(_env(sandbox), "status").returncode == 0
+    assert run_inv(cli_env(sandbox), "status").returncode == 0
 
 
 def test_a_killed_restore_is_aborted_back_to_its_safety_backup(sandbox):
@@ -124,13 +109,13 @@ def test_a_killed_restore_is_aborted_back_to_its_safety_backup(sandbox):
     backup_id = _killed_restore(sandbox, "redis", "ready")
     assert _marker(sandbox) == "backup"  # half-restored: Redis has the new data
     _says_interrupted(sandbox, backup_id)
-    done = run_inv(_env(sandbox), "restore", "--abort", "--yes")
+    done = run_inv(cli_env(sandbox), "restore", "--abort", "--yes")
     assert done.returncode == 0, done.stdout + done.stderr
     assert "aborted: safety backup" in done.stdout
     assert _marker(sandbox) == "after"  # what it held before the restore began
     assert _kong_hash(sandbox) == kong_before
-    assert run_inv(_env(sandbox), "status").returncode == 0
-    nothing = run_inv(_env(sandbox), "restore", "--abort", "--yes")
+    assert run_inv(cli_env(sandbox), "status").returncode == 0
+    nothing = run_inv(cli_env(sandbox), "restore", "--abort", "--yes")
     assert nothing.returncode == 2 and "no interrupted restore" in nothing.stderr
 
 
@@ -140,7 +125,7 @@ def test_sigterm_mid_restore_rolls_back_and_exits_130(sandbox):
     _set_marker(sandbox, "after")
     driver = subprocess.run(
         [PYTHON, "-c", DRIVER, made.backup_id, "redis", "starting", "SIGTERM"],
-        env=_env(sandbox),
+        env=cli_env(sandbox),
         cwd=REPO,
         capture_output=True,
         text=True,
@@ -150,4 +135,4 @@ def test_sigterm_mid_restore_rolls_back_and_exits_130(sandbox):
     outcome = json.loads(driver.stdout)
     assert outcome["state"] == "rolled back" and "interrupted" in outcome["detail"], outcome
     assert _marker(sandbox) == "after"
-    assert run_inv(_env(sandbox), "status").returncode == 0  # no journal left behind
+    assert run_inv(cli_env(sandbox), "status").returncode == 0  # no journal left behind
