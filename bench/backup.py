@@ -53,7 +53,13 @@ while True:
     try:
         with socket.create_connection(("127.0.0.1", port), timeout=0.5) as s:
             s.sendall(auth + b"*1\\r\\n$4\\r\\nPING\\r\\n")
-            ok = b"PONG" in s.recv(64) or b"PONG" in s.recv(64)
+            reply = b""
+            while reply.count(b"\\r\\n") < 2:  # AUTH's reply, then PING's
+                chunk = s.recv(64)
+                if not chunk:
+                    break
+                reply += chunk
+            ok = b"PONG" in reply
     except OSError:
         pass
     now = time.monotonic()
@@ -107,7 +113,9 @@ class Downtime:
         return self
 
     def __exit__(self, *_exc) -> None:
-        time.sleep(0.3)  # a PONG after the last step ends the measured gap
+        deadline = time.monotonic() + 5  # the loop's own PONG ends the gap it measures
+        while not self.out.exists() and time.monotonic() < deadline:
+            time.sleep(0.01)
         self.process.kill()
         self.process.wait()
 
