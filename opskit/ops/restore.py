@@ -26,11 +26,12 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Iterable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 from opskit.backup.artifacts import ArtifactReader
 from opskit.backup.journal import JournalFile, RestoreJournal
-from opskit.backup.manifest import Manifest, written_by_same_kind
+from opskit.backup.manifest import MANIFEST, Manifest, written_by_same_kind
 from opskit.errors import Interrupted, OpskitError, UsageError
 from opskit.ops import backup as backups
 from opskit.ops.engine import (
@@ -207,9 +208,9 @@ def _restore_locked(
     stack, path, manifest, targets, dry_run, deep, on_event, stop=None
 ) -> RestoreResult:
     backup_id = manifest.id
-    check = backups.validate(stack, backup_id, deep=deep, services=targets)
-    if not check.ok:
-        detail = "the backup is not intact, nothing changed: " + "; ".join(check.problems)
+    unsealed = manifest.seal_problem(backups.seal_key(stack))
+    if unsealed:  # first, and alone: nothing a changed manifest says is used, not even to plan
+        detail = f"the backup is not intact, nothing changed: {path / MANIFEST}: {unsealed}"
         return RestoreResult(backup_id, RestoreState.REFUSED, detail)
     reader = ArtifactReader(path, manifest)
     try:
@@ -217,20 +218,37 @@ def _restore_locked(
     except OpskitError as exc:
         return RestoreResult(backup_id, RestoreState.REFUSED, f"{exc}; nothing changed")
     if dry_run:
+        check = backups.validate(stack, backup_id, deep=deep, services=targets)
+        if not check.ok:
+            detail = "the backup is not intact, nothing changed: " + "; ".join(check.problems)
+            return RestoreResult(backup_id, RestoreState.REFUSED, detail)
         outcomes = [StepResult(n, StepOutcome.SKIPPED, f"would {plans[n].detail}") for n in targets]
         return RestoreResult(backup_id, RestoreState.PLANNED, "dry run: nothing changed", outcomes)
     journals = JournalFile(stack.state_dir)
     journal = journals.begin(RestoreJournal(backup_id, list(targets), step="safety backup"))
-    try:
-        safety = backups.backup(
-            stack, targets, tag="pre-restore", include_secrets=False, stop=stop, quick=True
-        )
-    except Interrupted:
+    # The backup's content is checked while the safety backup is taken (one reads the backup's
+    # files, the other Redis's save): neither changes the stack, so a failed check still
+    # refuses with nothing changed — and the safety backup it made is removed again.
+    with ThreadPoolExecutor(1, thread_name_prefix="opskit-validate") as pool:
+        checking = pool.submit(backups.validate, stack, backup_id, deep=deep, services=targets)
+        try:
+            safety = backups.backup(
+                stack, targets, tag="pre-restore", include_secrets=False, stop=stop, quick=True
+            )
+        except Interrupted:
+            safety = None
+            refusal = "interrupted: nothing changed"
+        except OpskitError as exc:
+            safety = None
+            refusal = f"could not take the safety backup, nothing changed: {exc}"
+        check = checking.result()
+    if safety is not None and not check.ok:
+        _discard(stack, safety.backup_id)
+    if safety is None or not check.ok:
         journals.clear()
-        return RestoreResult(backup_id, RestoreState.REFUSED, "interrupted: nothing changed")
-    except OpskitError as exc:
-        journals.clear()
-        detail = f"could not take the safety backup, nothing changed: {exc}"
+        if check.ok:
+            return RestoreResult(backup_id, RestoreState.REFUSED, refusal)
+        detail = "the backup is not intact, nothing changed: " + "; ".join(check.problems)
         return RestoreResult(backup_id, RestoreState.REFUSED, detail)
     journal.safety_backup = safety.backup_id
     journals.step(journal, "safety backup taken")
@@ -298,6 +316,14 @@ def _finish(stack, journals, journal, plans, outcomes, stop) -> RestoreResult:
             f"neither as before nor restored: fix the cause, then inv restore --abort"
         )
     return result
+
+
+def _discard(stack: Stack, backup_id: str) -> None:
+    """Remove a safety backup no restore came to need."""
+    store = backups.store_of(stack)
+    for entry in store.entries():
+        if entry.id == backup_id:
+            store.remove(entry)
 
 
 def _plans(stack, reader, manifest, targets) -> dict[str, RestorePlan]:
