@@ -25,14 +25,32 @@ from __future__ import annotations
 import os
 import tempfile
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
 
 from opskit.files import atomic_write, atomic_write_json, fsync_dir, private_dir, read_json
 from opskit.services.capabilities import Verdict
 
 if TYPE_CHECKING:
-    from opskit.runtime.base import HostFile
-    from opskit.services.kong import KongRole
+    from opskit.config import ServiceSpec
+    from opskit.runtime.base import HostFile, Unit
+
+
+class KongFileOwner(Protocol):
+    """What :func:`persist` needs of the kong role (no import of it: no circle)."""
+
+    spec: ServiceSpec
+    unit: Unit
+    rendered_config: Path
+
+    @property
+    def renders_on_host(self) -> bool: ...
+
+    @property
+    def pin(self) -> TemplatePin: ...
+
+    def render_template_text(self) -> str: ...
+
+    def declarative_path(self) -> str | None: ...
 
 
 def _md5(text: str) -> str:
@@ -69,7 +87,7 @@ class TemplatePin:
             path.unlink(missing_ok=True)
 
 
-def persist(role: KongRole, text: str) -> Verdict:
+def persist(role: KongFileOwner, text: str) -> Verdict:
     """Make the file ``role``'s Kong loads at start hold ``text``; say where, or why not."""
     if role.renders_on_host:
         rendered = role.render_template_text()
