@@ -351,3 +351,28 @@ def test_a_redis_container_with_appendonly_on_is_restored_with_aof_on(write_stac
     client.set("aws_masker:map:AFTER", "y")  # and the AOF keeps working
     assert lifecycle.restart(stack).ok
     assert stack.role("redis").client(timeout=5).get("aws_masker:map:AFTER") == b"y"
+
+
+def test_an_execs_stdout_lines_stay_whole_whatever_it_writes_to_stderr(write_stack, stacks):
+    """The engine multiplexes stdout and stderr frame by frame: a stderr line written between
+    two halves of a stdout line used to land inside it (nginx -T's "# configuration file …:"
+    marker was cut that way, and a backup failed with "nginx -T failed: } | }")."""
+    body = (
+        "  idle:\n"
+        f"    image: {SANDBOX_IMAGE}\n"
+        "    command: [python3, -c, 'import time; time.sleep(600)']\n"
+        "    x-opskit: {role: http}"
+    )
+    stack = single_service_stack(write_stack, body, "execmux")
+    stacks.append(stack)
+    assert lifecycle.start(stack).ok
+    # Half a line, a pause (the engine reads what is there), a stderr line, the other half.
+    script = (
+        "for i in $(seq 1 20); do printf '# configuration '; sleep 0.02;"
+        " printf 'nginx: note %s\\n' $i >&2; sleep 0.02; printf 'file /etc/x/%s:\\n' $i; done"
+    )
+    result = stack.role("idle").unit.exec(["sh", "-c", script], timeout=30)
+    assert result.exit_code == 0
+    lines = result.output.splitlines()
+    markers = [line for line in lines if line.startswith("# configuration file /etc/x/")]
+    assert len(markers) == 20, [line for line in lines if "configuration" in line][:3]

@@ -494,7 +494,11 @@ class DockerUnit(Unit):
 
         def run() -> None:
             try:
-                finished["output"] = api.exec_start(exec_id)
+                # Demultiplexed: the engine interleaves stdout and stderr frames wherever its
+                # reads of the two pipes fall, which can cut a stdout line in two around a
+                # stderr line (nginx -T's "# configuration file …:" marker was lost that way).
+                out, err = api.exec_start(exec_id, demux=True)
+                finished["output"] = (out or b"") + (err or b"")
             except Exception as exc:  # reported below; a thread must not die silently
                 finished["error"] = exc
 

@@ -49,6 +49,15 @@ def split_dump(output: str) -> dict[str, str]:
     return files
 
 
+def _why(result) -> str:
+    """nginx's own complaint ("[emerg] host not found in upstream …"), wherever docker's
+    multiplexing put it in the dump, with the exit code; else the output's last lines."""
+    lines = result.output.strip().splitlines()
+    said = [line for line in lines if line.startswith(_OWN_MESSAGE) and "[" in line]
+    shown = " | ".join(said[-3:] or lines[-2:]) or "no output"
+    return f"{shown} (exit {result.exit_code})"
+
+
 def _drop_dump_newline(text: str) -> str:
     return text[:-1] if text.endswith("\n") else text
 
@@ -64,8 +73,7 @@ class NginxBackup:
         result = role.unit.exec(argv, timeout=15)
         dumped = split_dump(result.output)
         if result.exit_code != 0 or not dumped:
-            tail = " | ".join(result.output.strip().splitlines()[-2:])
-            raise OpskitError(f"{role.spec.name}: nginx -T failed: {tail or result.exit_code}")
+            raise OpskitError(f"{role.spec.name}: nginx -T failed: {_why(result)}")
         main = PurePosixPath(next(iter(dumped)))
         root = main.parent
         inside: dict[str, bytes] = {}
