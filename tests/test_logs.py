@@ -145,7 +145,10 @@ def test_follow_prints_new_lines_of_every_service_until_interrupted(running_sand
         os.set_blocking(watcher.stdout.fileno(), False)
         buffer = ""
         while time.monotonic() < deadline and not {"front", "backend", "nginx", "kong"} <= seen:
-            chunk = watcher.stdout.read() or ""
+            try:  # a text stream's read() on an empty non-blocking pipe raises TypeError
+                chunk = os.read(watcher.stdout.fileno(), 1 << 16).decode(errors="replace")
+            except BlockingIOError:
+                chunk = ""
             buffer += chunk
             for line in buffer.splitlines():
                 if head in line:
