@@ -270,22 +270,27 @@ def test_an_unhealthy_container_fails_the_start_gate_at_once(write_stack, stacks
     assert outcome.seconds < 20  # not the 60 s start timeout
 
 
-def test_an_exec_whose_exit_the_engine_has_not_recorded_yet_is_waited_for(
-    write_stack, stacks, monkeypatch
-):
-    """The engine can close an exec's output stream a moment before it records the exit
-    (``Running`` true, ``ExitCode`` null): that instant, injected here on a real container's
-    real exec, must read as the exec's real exit code, not as a failure."""
+def _idle_unit(write_stack, stacks, project: str):
+    """The unit of one started container that only sleeps: something to exec in."""
     body = (
         "  idle:\n"
         f"    image: {SANDBOX_IMAGE}\n"
         "    command: [python3, -c, 'import time; time.sleep(600)']\n"
         "    x-opskit: {role: http}"
     )
-    stack = single_service_stack(write_stack, body, "execrace")
+    stack = single_service_stack(write_stack, body, project)
     stacks.append(stack)
     assert lifecycle.start(stack).ok
-    unit = stack.role("idle").unit
+    return stack.role("idle").unit
+
+
+def test_an_exec_whose_exit_the_engine_has_not_recorded_yet_is_waited_for(
+    write_stack, stacks, monkeypatch
+):
+    """The engine can close an exec's output stream a moment before it records the exit
+    (``Running`` true, ``ExitCode`` null): that instant, injected here on a real container's
+    real exec, must read as the exec's real exit code, not as a failure."""
+    unit = _idle_unit(write_stack, stacks, "execrace")
     api = unit.runtime.client.api
     real_inspect = api.exec_inspect
     lagging: dict[str, int] = {}
@@ -357,21 +362,13 @@ def test_an_execs_stdout_lines_stay_whole_whatever_it_writes_to_stderr(write_sta
     """The engine multiplexes stdout and stderr frame by frame: a stderr line written between
     two halves of a stdout line used to land inside it (nginx -T's "# configuration file …:"
     marker was cut that way, and a backup failed with "nginx -T failed: } | }")."""
-    body = (
-        "  idle:\n"
-        f"    image: {SANDBOX_IMAGE}\n"
-        "    command: [python3, -c, 'import time; time.sleep(600)']\n"
-        "    x-opskit: {role: http}"
-    )
-    stack = single_service_stack(write_stack, body, "execmux")
-    stacks.append(stack)
-    assert lifecycle.start(stack).ok
+    unit = _idle_unit(write_stack, stacks, "execmux")
     # Half a line, a pause (the engine reads what is there), a stderr line, the other half.
     script = (
         "for i in $(seq 1 20); do printf '# configuration '; sleep 0.02;"
         " printf 'nginx: note %s\\n' $i >&2; sleep 0.02; printf 'file /etc/x/%s:\\n' $i; done"
     )
-    result = stack.role("idle").unit.exec(["sh", "-c", script], timeout=30)
+    result = unit.exec(["sh", "-c", script], timeout=30)
     assert result.exit_code == 0
     lines = result.output.splitlines()
     markers = [line for line in lines if line.startswith("# configuration file /etc/x/")]

@@ -179,7 +179,7 @@ def abort(stack: Stack, *, on_event: EventSink = ignore_events) -> RestoreResult
         else:
             journals.step(journal, "aborting failed")
             result.state = RestoreState.INCONSISTENT
-            broken = "; ".join(f"{o.service}: {o.detail}" for o in outcomes if not o.ok)
+            broken = _failures(outcomes)
             result.detail = f"the abort failed ({broken}); fix the cause, then inv restore --abort"
     result.seconds = time.monotonic() - began
     return result
@@ -287,7 +287,7 @@ def _finish(stack, journals, journal, plans, outcomes, stop) -> RestoreResult:
         journals.clear()
         result.detail = f"restored {', '.join(targets)}; safety backup {safety_id}"
         return result
-    failed = "; ".join(f"{o.service}: {o.detail}" for o in outcomes if not o.ok)
+    failed = _failures(outcomes)
     if stop is not None and stop.is_set():
         failed = f"interrupted; {failed}"
     touched = [o.service for o in outcomes if o.state is not StepOutcome.SKIPPED]
@@ -310,12 +310,17 @@ def _finish(stack, journals, journal, plans, outcomes, stop) -> RestoreResult:
     else:
         journals.step(journal, "rollback failed")
         result.state = RestoreState.INCONSISTENT
-        broken = "; ".join(f"{o.service}: {o.detail}" for o in result.rollback if not o.ok)
+        broken = _failures(result.rollback)
         result.detail = (
             f"restore failed ({failed}) AND the rollback failed ({broken}); the stack is "
             f"neither as before nor restored: fix the cause, then inv restore --abort"
         )
     return result
+
+
+def _failures(outcomes: list[StepResult]) -> str:
+    """``service: why`` of each step that did not succeed, for one line."""
+    return "; ".join(f"{o.service}: {o.detail}" for o in outcomes if not o.ok)
 
 
 def _discard(stack: Stack, backup_id: str) -> None:
