@@ -456,6 +456,49 @@ def test_a_restore_of_a_damaged_backup_changes_nothing(redis_backup):
     assert _client(stack).get("aws_masker:map:K0") == b"changed"
 
 
+def _staged_leftovers(stack) -> list[Path]:
+    rdb = Path(stack.role("redis").data_dir) / "dump.rdb"
+    return sorted(rdb.parent.glob(".dump.rdb.opskit-restore-*"))
+
+
+def _safety_backups(stack) -> list[str]:
+    return [e.id for e in backups.store_of(stack).entries() if "pre-restore" in e.id]
+
+
+def test_a_staged_rdb_that_fails_its_crc_refuses_with_nothing_left_behind(redis_backup):
+    """The restore stages the RDB beside Redis's file while Redis serves, checking it on the
+    way instead of a separate validation pass: a bad CRC behind a matching hash must still
+    refuse before Redis stops, and neither the staged file nor the safety backup remain."""
+    stack, folder = redis_backup
+    client = _client(stack)
+    client.set("aws_masker:map:K0", "changed")
+    target = folder / "redis/dump.rdb.zst"
+    raw = bytearray(zstandard.ZstdDecompressor().stream_reader(target.open("rb")).read())
+    raw[len(raw) // 2] ^= 0x01
+    target.write_bytes(zstandard.ZstdCompressor().compress(bytes(raw)))
+    _reseal(stack, folder, "redis/dump.rdb.zst")
+    pid = stack.role("redis").unit.status().pid
+    result = restore(stack, folder.name)
+    assert result.state == RestoreState.REFUSED, result.detail
+    assert "CRC-64 mismatch" in result.detail and "nothing changed" in result.detail
+    assert stack.role("redis").unit.status().pid == pid  # never stopped
+    assert _client(stack).get("aws_masker:map:K0") == b"changed"
+    assert _staged_leftovers(stack) == []
+    assert _safety_backups(stack) == []
+
+
+def test_a_staged_rdb_a_killed_restore_left_is_removed_by_the_next(redis_backup):
+    stack, folder = redis_backup
+    rdb = Path(stack.role("redis").data_dir) / "dump.rdb"
+    leftover = rdb.with_name(".dump.rdb.opskit-restore-999999")
+    leftover.write_bytes(b"half of an RDB from a restore killed with kill -9")
+    _client(stack).flushall()
+    result = restore(stack, folder.name)
+    assert result.state == RestoreState.RESTORED, result.detail
+    assert _client(stack).dbsize() == 500
+    assert _staged_leftovers(stack) == []
+
+
 def test_archive_members_leaving_the_target_are_refused():
     for name, kind in (
         ("../evil", tarfile.REGTYPE),

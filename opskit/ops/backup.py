@@ -13,7 +13,7 @@ from __future__ import annotations
 import os
 import threading
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -243,12 +243,15 @@ def validate(
     deep: bool = False,
     services: Iterable[str] | None = None,
     check_seal: bool = True,
+    checked: Mapping[str, Sequence[str]] | None = None,
 ) -> Validation:
     """The manifest's seal under the stack's key first (a manifest that was changed, is not
     sealed, or was sealed with another key is one problem, and nothing else in it is trusted);
     then every file against the manifest (present, nothing extra, size, SHA-256, a valid zstd
     stream), then each role's own check of its files (RDB header and CRC-64, Kong YAML,
-    ``nginx -t``); ``deep`` loads the RDB into a throwaway redis-server."""
+    ``nginx -t``); ``deep`` loads the RDB into a throwaway redis-server. ``checked`` holds the
+    problems of role checks the caller already made (a restore staging an RDB reads it through
+    the same checks): those services' files are not read again."""
     began = time.monotonic()
     store = store_of(stack)
     path = store.path(backup_id)
@@ -280,7 +283,10 @@ def validate(
         if any(not (path / f.path).is_file() for f in present):
             continue  # reported as missing already
         try:
-            report.problems += role.check_backup(reader.for_service(name), metadata, deep)
+            if checked is not None and name in checked:
+                report.problems += checked[name]
+            else:
+                report.problems += role.check_backup(reader.for_service(name), metadata, deep)
         except (ArtifactError, OpskitError) as exc:
             report.problems.append(str(exc))
         checked_by_role.update(f.path for f in present)

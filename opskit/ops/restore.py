@@ -27,7 +27,7 @@ import threading
 import time
 from collections.abc import Iterable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from opskit.backup.artifacts import ArtifactReader
 from opskit.backup.journal import JournalFile, RestoreJournal
@@ -42,7 +42,7 @@ from opskit.ops.engine import (
     mutation,
     walk,
 )
-from opskit.services.capabilities import Restorable, RestorePlan
+from opskit.services.capabilities import Restorable, RestorePlan, Staged, StagingRestorable
 from opskit.stack import Stack
 from opskit.vocabulary import Direction, ExitCode, StepOutcome
 
@@ -226,35 +226,62 @@ def _restore_locked(
         return RestoreResult(backup_id, RestoreState.PLANNED, "dry run: nothing changed", outcomes)
     journals = JournalFile(stack.state_dir)
     journal = journals.begin(RestoreJournal(backup_id, list(targets), step="safety backup"))
-    # The backup's content is checked while the safety backup is taken (one reads the backup's
-    # files, the other Redis's save): neither changes the stack, so a failed check still
-    # refuses with nothing changed — and the safety backup it made is removed again.
-    with ThreadPoolExecutor(1, thread_name_prefix="opskit-validate") as pool:
-        checking = pool.submit(backups.validate, stack, backup_id, deep=deep, services=targets)
+    staged: dict[str, Staged] = {}
+    try:
+        # While the safety backup is taken, the backup's data is staged beside the live data
+        # (an RDB decompressed next to Redis's file) and checked on the way, and the rest is
+        # validated: none of it changes the stack, so a failed check still refuses with
+        # nothing changed — and the safety backup it made is removed again.
+        with ThreadPoolExecutor(1, thread_name_prefix="opskit-stage") as pool:
+            checking = pool.submit(_stage_and_check, stack, reader, manifest, plans, deep, staged)
+            try:
+                safety = backups.backup(
+                    stack, targets, tag="pre-restore", include_secrets=False, stop=stop, quick=True
+                )
+            except Interrupted:
+                safety = None
+                refusal = "interrupted: nothing changed"
+            except OpskitError as exc:
+                safety = None
+                refusal = f"could not take the safety backup, nothing changed: {exc}"
+            check = checking.result()
+        if safety is not None and not check.ok:
+            _discard(stack, safety.backup_id)
+        if safety is None or not check.ok:
+            journals.clear()
+            if check.ok:
+                return RestoreResult(backup_id, RestoreState.REFUSED, refusal)
+            detail = "the backup is not intact, nothing changed: " + "; ".join(check.problems)
+            return RestoreResult(backup_id, RestoreState.REFUSED, detail)
+        journal.safety_backup = safety.backup_id
+        journals.step(journal, "safety backup taken")
+        plans = {name: replace(plan, staged=staged.get(name)) for name, plan in plans.items()}
+        # The rollback in _finish gets no stop: a second Ctrl-C must not cut it short.
+        outcomes = _put_back(stack, reader, manifest, plans, on_event, stop, (journals, journal))
+        return _finish(stack, journals, journal, plans, outcomes, stop)
+    finally:
+        for data in staged.values():
+            data.discard()
+
+
+def _stage_and_check(stack, reader, manifest, plans, deep, staged: dict) -> backups.Validation:
+    """Stage what the roles can stage (into ``staged``), then validate the backup for the
+    planned services without reading the staged files a second time. ``deep`` (an RDB loaded
+    into a throwaway server) is validate's own: nothing is staged then."""
+    checked: dict[str, list[str]] = {}
+    for name, plan in plans.items() if not deep else ():
+        role = stack.role(name)
+        if not plan.needs_stop or not isinstance(role, StagingRestorable):
+            continue
         try:
-            safety = backups.backup(
-                stack, targets, tag="pre-restore", include_secrets=False, stop=stop, quick=True
-            )
-        except Interrupted:
-            safety = None
-            refusal = "interrupted: nothing changed"
+            data = role.stage_backup(reader.for_service(name), manifest.services[name], plan)
         except OpskitError as exc:
-            safety = None
-            refusal = f"could not take the safety backup, nothing changed: {exc}"
-        check = checking.result()
-    if safety is not None and not check.ok:
-        _discard(stack, safety.backup_id)
-    if safety is None or not check.ok:
-        journals.clear()
-        if check.ok:
-            return RestoreResult(backup_id, RestoreState.REFUSED, refusal)
-        detail = "the backup is not intact, nothing changed: " + "; ".join(check.problems)
-        return RestoreResult(backup_id, RestoreState.REFUSED, detail)
-    journal.safety_backup = safety.backup_id
-    journals.step(journal, "safety backup taken")
-    # The rollback below gets no stop: a second Ctrl-C must not cut it short.
-    outcomes = _put_back(stack, reader, manifest, plans, on_event, stop, (journals, journal))
-    return _finish(stack, journals, journal, plans, outcomes, stop)
+            checked[name] = [str(exc)]
+            continue
+        if data is not None:
+            staged[name] = data
+            checked[name] = list(data.problems)
+    return backups.validate(stack, manifest.id, deep=deep, services=list(plans), checked=checked)
 
 
 def _resume_locked(stack, path, manifest, pending: RestoreJournal, on_event, stop):
@@ -346,7 +373,8 @@ def _put_safety_back(stack, safety_id, services, on_event, plans=None) -> list[S
     safety_reader = ArtifactReader(safety_path, safety_manifest)
     if plans is None:
         plans = _plans(stack, safety_reader, safety_manifest, services)
-    safety_plans = {name: plans[name] for name in services}
+    # Never what the failed restore staged: the safety backup's own data goes back.
+    safety_plans = {name: replace(plans[name], staged=None) for name in services}
     return _put_back(stack, safety_reader, safety_manifest, safety_plans, on_event)
 
 

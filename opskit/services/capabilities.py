@@ -15,6 +15,7 @@ redis is the :class:`MaskingStore`, kong the :class:`MaskingGateway` and nginx t
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from enum import Enum
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
@@ -161,6 +162,22 @@ class RestorePlan:
     needs_stop: bool
     detail: str
     state: Any = None  # the role's own notes from planning (e.g. where the RDB lives)
+    staged: Staged | None = None  # what :class:`StagingRestorable` prepared, if anything
+
+
+@dataclass(frozen=True)
+class Staged:
+    """A backup's data a role prepared while its service still served (an RDB decompressed
+    and verified beside the live file), so the outage is only the swap.
+
+    Staging reads the role's files through the same checks as ``check_backup``; ``problems``
+    are that check's findings, so a restore that staged need not read those files again.
+    ``commit`` swaps the data in (the role calls it from ``place_backup``, service stopped);
+    ``discard`` removes what is still staged and is harmless after a commit or twice."""
+
+    problems: tuple[str, ...]
+    commit: Callable[[], None]
+    discard: Callable[[], None]
 
 
 @runtime_checkable
@@ -183,6 +200,19 @@ class Restorable(Protocol):
     def apply_backup(
         self, artifacts: ArtifactReader, metadata: dict, plan: RestorePlan
     ) -> Verdict: ...
+
+
+@runtime_checkable
+class StagingRestorable(Restorable, Protocol):
+    """A :class:`Restorable` that can prepare the backup's data before its service stops.
+
+    ``stage_backup`` runs while the service still serves, beside the safety backup; it returns
+    None where nothing can be staged (the data lives inside a container: ``place_backup`` then
+    writes it while the service is down, as before)."""
+
+    def stage_backup(
+        self, artifacts: ArtifactReader, metadata: dict, plan: RestorePlan
+    ) -> Staged | None: ...
 
 
 @runtime_checkable

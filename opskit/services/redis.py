@@ -23,10 +23,11 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from opskit.config import ServiceSpec, StackConfig
+from opskit.errors import OpskitError
 from opskit.files import private_dir
 from opskit.options import OptionReader
 from opskit.services.base import Check, CheckOutcome, Probe, Role
-from opskit.services.capabilities import MetricValue, RestorePlan, Verdict
+from opskit.services.capabilities import MetricValue, RestorePlan, Staged, Verdict
 from opskit.services.probes import (
     RedisAuthFailed,
     RedisLoading,
@@ -289,22 +290,34 @@ class RedisRole(Role):
         with redis_failures(self.spec.name):
             return RedisBackup(self).plan(artifacts, metadata)
 
+    def stage_backup(
+        self, artifacts: ArtifactReader, metadata: dict, plan: RestorePlan
+    ) -> Staged | None:
+        """Where the RDB is a host file: decompressed and verified *beside* the data file
+        while Redis still serves (by hand an operator decompresses while Redis is down)."""
+        with redis_failures(self.spec.name):
+            return RedisBackup(self).stage(artifacts, metadata, plan.state)
+
     def place_backup(self, artifacts: ArtifactReader, metadata: dict, plan: RestorePlan) -> None:
         """Stop (NOSAVE: see :meth:`stop`), put the RDB where Redis reads it; the next start
-        runs with appendonly off when the AOF would otherwise win.
-
-        Where the RDB is a host file, it is first decompressed and verified *beside* the data
-        file while Redis still serves, so the outage is only stop, rename, start and load
-        (by hand an operator decompresses while Redis is down)."""
-        self._restoring = plan.state
+        runs with appendonly off when the AOF would otherwise win. The outage is stop, rename,
+        start and load where the RDB was staged (by the restore beforehand, or here while
+        Redis still runs); a staged RDB that failed its checks stops nothing."""
         backup = RedisBackup(self)
-        with backup.staged_beside(artifacts, plan.state) as staged:
+        staged = plan.staged or self.stage_backup(artifacts, metadata, plan)
+        try:
+            if staged is not None and staged.problems:
+                raise OpskitError(f"{self.spec.name}: {'; '.join(staged.problems)}")
+            self._restoring = plan.state
             if self.unit.status().running:
                 self.stop()
             if staged is not None:
                 staged.commit()
             else:
                 backup.place(artifacts, plan.state)
+        finally:
+            if staged is not None and staged is not plan.staged:
+                staged.discard()
 
     def apply_backup(self, artifacts: ArtifactReader, metadata: dict, plan: RestorePlan) -> Verdict:
         self._restoring = None  # the next start is a normal one

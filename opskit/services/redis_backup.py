@@ -33,13 +33,14 @@ from opskit.backup.rdb import RdbChecker, RdbError
 from opskit.errors import OpskitError
 from opskit.files import fsync_dir, private_dir, write_stream_private
 from opskit.polling import deadline_in, poll_until
-from opskit.services.capabilities import RestorePlan, Verdict
+from opskit.services.capabilities import RestorePlan, Staged, Verdict
 from opskit.services.probes import RedisAuthFailed, RedisProbeError, RedisReplyError
 
 if TYPE_CHECKING:
     from opskit.services.redis import RedisRole
 
 RDB_ARTIFACT = "dump.rdb"
+_STAGED_SUFFIX = ".opskit-restore-"
 MASKER_PREFIX = "aws_masker:"
 SCAN_BATCH = 5000
 SAVE_TIMEOUT = 3600.0  # a save of many gigabytes on a slow disk still finishes
@@ -200,7 +201,6 @@ class RedisBackup:
     # -- checking a stored copy ----------------------------------------------------------------
 
     def check(self, artifacts: ArtifactReader, metadata: dict, deep: bool) -> list[str]:
-        problems: list[str] = []
         entry = artifacts.entry(RDB_ARTIFACT)
         checker = RdbChecker()
         try:
@@ -208,14 +208,8 @@ class RedisBackup:
                 drain(data, checker.feed)
             info = checker.finish()
         except (ArtifactError, RdbError) as exc:
-            return [f"{entry.path}: {exc}" if isinstance(exc, RdbError) else str(exc)]
-        recorded = metadata.get("rdb", {})
-        for key in ("crc64", "rdb_version", "keys"):
-            if recorded.get(key) != info.summary()[key]:
-                problems.append(
-                    f"{entry.path}: {key} is {info.summary()[key]}, the manifest says "
-                    f"{recorded.get(key)}"
-                )
+            return [_artifact_problem(entry.path, exc)]
+        problems = _against_manifest(entry.path, info.summary(), metadata)
         if deep and not problems:
             problems += self._deep_check(artifacts, info.summary(), metadata)
         return problems
@@ -294,30 +288,40 @@ class RedisBackup:
         detail = f"stop, replace {location.path} ({location.source}), start{aof}"
         return RestorePlan(True, detail, location)
 
-    @contextlib.contextmanager
-    def staged_beside(
-        self, artifacts: ArtifactReader, location: RdbLocation
-    ) -> Iterator[_Staged | None]:
-        """The restored RDB decompressed and CRC-checked into a temp file in the data file's
-        folder (same filesystem: the swap is one rename), where that folder is a host
-        folder — or None (a container's own file, a file bind-mounted on its own, the AOF-base
-        restore): then :meth:`place` writes it while Redis is down. A staged file not
-        committed is removed."""
+    def stage(
+        self, artifacts: ArtifactReader, metadata: dict, location: RdbLocation
+    ) -> Staged | None:
+        """The backup's RDB decompressed into a temp file in the data file's folder (same
+        filesystem: the swap is one rename) while Redis still serves, checked on the way as
+        :meth:`check` checks it (size, SHA-256, CRC-64, the manifest's figures) — where that
+        folder is a host folder; None where it is not (a container's own file, a file
+        bind-mounted on its own, the AOF-base restore): :meth:`place` then writes it while
+        Redis is down. Staged files an earlier, killed restore left are removed first (the
+        stack lock is held: no other restore of this stack is running)."""
         target = self.role.unit.host_file(location.path)
         aof_base = location.appendonly and not self.role.unit.runs_on_host
         if target is None or target.in_place or aof_base:
-            yield None
-            return
+            return None
         private_dir(target.path.parent)
-        staged = target.path.with_name(f".{target.path.name}.opskit-restore-{os.getpid()}")
+        prefix = f".{target.path.name}{_STAGED_SUFFIX}"
+        for leftover in target.path.parent.glob(f"{prefix}*"):
+            leftover.unlink(missing_ok=True)
+        staged = target.path.with_name(f"{prefix}{os.getpid()}")
+        entry = artifacts.entry(RDB_ARTIFACT)
+        checker = RdbChecker()
         try:
-            checker = RdbChecker()
             with artifacts.open(RDB_ARTIFACT) as data:
                 write_stream_private(_Observed(data, checker.feed), staged)
-            checker.finish()
-            yield _Staged(staged, target.path)
-        finally:
+            problems = _against_manifest(entry.path, checker.finish().summary(), metadata)
+        except (ArtifactError, RdbError) as exc:
+            problems = [_artifact_problem(entry.path, exc)]
+        except BaseException:
             staged.unlink(missing_ok=True)
+            raise
+        if problems:
+            staged.unlink(missing_ok=True)
+        swap = _Swap(staged, target.path)
+        return Staged(tuple(problems), swap.commit, swap.discard)
 
     def place(self, artifacts: ArtifactReader, location: RdbLocation) -> None:
         entry = artifacts.entry(RDB_ARTIFACT)
@@ -484,13 +488,32 @@ def _moved_on(before: dict[str, str], after: dict[str, str]) -> bool:
     return int(after.get("rdb_last_save_time", 0)) > int(before.get("rdb_last_save_time", 0))
 
 
-class _Staged:
+class _Swap:
+    """A staged RDB and the data file it replaces."""
+
     def __init__(self, staged: Path, target: Path):
         self.staged, self.target = staged, target
 
     def commit(self) -> None:
         os.replace(self.staged, self.target)
         fsync_dir(self.target.parent)
+
+    def discard(self) -> None:
+        self.staged.unlink(missing_ok=True)
+
+
+def _against_manifest(path: str, found: dict, metadata: dict) -> list[str]:
+    """What the RDB's own header and trailer say against what the manifest recorded."""
+    recorded = metadata.get("rdb", {})
+    return [
+        f"{path}: {key} is {found[key]}, the manifest says {recorded.get(key)}"
+        for key in ("crc64", "rdb_version", "keys")
+        if recorded.get(key) != found[key]
+    ]
+
+
+def _artifact_problem(path: str, exc: Exception) -> str:
+    return f"{path}: {exc}" if isinstance(exc, RdbError) else str(exc)
 
 
 class _Observed:
