@@ -10,10 +10,12 @@ the directory it runs in).
 
 from __future__ import annotations
 
-from importlib.metadata import PackageNotFoundError, version
+import os
+import sys
 
 from invoke import Program
 
+from opskit import __version__
 from opskit.tasks import ns
 from opskit.tasks.parsing import opskit_parsing
 
@@ -22,19 +24,18 @@ class OpskitProgram(Program):
     """invoke's Program whose task parsing has opskit's two fixes (:mod:`opskit.tasks.parsing`)
     for the length of that parse only."""
 
+    def parse_core(self, argv: list[str] | None) -> None:
+        super().parse_core(argv)
+        # invoke turns bytecode writing off here (for a tasks.py beside the user's files);
+        # opskit's lazily imported modules are cached as any installed package's are.
+        sys.dont_write_bytecode = bool(os.environ.get("PYTHONDONTWRITEBYTECODE"))
+
     def parse_tasks(self) -> None:
         with opskit_parsing():
             super().parse_tasks()
 
 
-def _version() -> str:
-    try:
-        return version("opskit")
-    except PackageNotFoundError:
-        return "unknown"
-
-
-program = OpskitProgram(namespace=ns, name="opskit", binary="opskit", version=_version())
+program = OpskitProgram(namespace=ns, name="opskit", binary="opskit", version=__version__)
 
 
 def main() -> None:

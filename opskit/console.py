@@ -69,45 +69,50 @@ def log_line(level: str, message: str, stream: IO[str] | None = None) -> None:
     print(f"[{level}] {timestamp()} {message}", file=stream or sys.stderr, flush=True)
 
 
+@dataclass(frozen=True)
+class Styled:
+    """Text shown in a rich style (``"green"``) on a terminal and as itself elsewhere."""
+
+    text: str
+    style: str
+
+
+Cell = str | Styled  # a str is literal text: a "[WARN]" in a detail is never markup
+
+
 @dataclass
 class Grid:
-    """A result table, written by :func:`print_grid` for a person or for a pipe. Cells may
-    carry rich markup (``[green]OK[/]``); the plain form drops it."""
+    """A result table, written by :func:`print_grid` for a person or for a pipe. Cells are
+    literal text or :class:`Styled` text; the title may be a tuple of them."""
 
     columns: tuple[str, ...]
-    title: str | None = None
+    title: Cell | tuple[Cell, ...] | None = None
     right_aligned: frozenset[str] = frozenset()
-    rows: list[tuple[str, ...]] = field(default_factory=list)
+    rows: list[tuple[Cell, ...]] = field(default_factory=list)
 
-    def add_row(self, *cells: str) -> None:
+    def add_row(self, *cells: Cell) -> None:
         self.rows.append(cells)
 
 
 def print_grid(grid: Grid, stream: IO[str] | None = None) -> None:
     """A rich table on a terminal; elsewhere a title line, a header line and one line per
     row, columns padded to their widest cell, the last never padded, nothing wrapped or cut
-    (a newline inside a cell becomes `` / ``)."""
+    (a newline inside a cell becomes `` / ``). rich is imported only for a terminal: a
+    command run from cron or a pipe does not pay for it."""
     stream = stream or sys.stdout
     if stream.isatty():
-        from rich.console import Console
-        from rich.table import Table
-
-        table = Table(title=grid.title)
-        for column in grid.columns:
-            table.add_column(column, justify="right" if column in grid.right_aligned else "left")
-        for row in grid.rows:
-            table.add_row(*row)
-        Console(file=stream, highlight=False, soft_wrap=True).print(table)
+        _print_rich_grid(grid, stream)
         return
-    from rich.text import Text
 
-    def plain(cell: str) -> str:
-        return " / ".join(Text.from_markup(cell).plain.splitlines())
+    def plain(cell: Cell) -> str:
+        text = cell.text if isinstance(cell, Styled) else cell
+        return " / ".join(text.splitlines())
 
     rows = [tuple(grid.columns), *(tuple(plain(c) for c in row) for row in grid.rows)]
     widths = [max(len(row[i]) for row in rows) for i in range(len(grid.columns))]
     if grid.title:
-        print(plain(grid.title), file=stream)
+        title = grid.title if isinstance(grid.title, tuple) else (grid.title,)
+        print("".join(plain(piece) for piece in title), file=stream)
     for row in rows:
         cells = [
             cell.rjust(width) if column in grid.right_aligned else cell.ljust(width)
@@ -116,6 +121,26 @@ def print_grid(grid: Grid, stream: IO[str] | None = None) -> None:
         cells[-1] = row[-1]
         print("  ".join(cells).rstrip(), file=stream)
     stream.flush()
+
+
+def _print_rich_grid(grid: Grid, stream: IO[str]) -> None:
+    from rich.console import Console
+    from rich.table import Table
+    from rich.text import Text
+
+    def text(cell: Cell) -> Text:
+        return Text(cell.text, style=cell.style) if isinstance(cell, Styled) else Text(cell)
+
+    title = None
+    if grid.title:
+        pieces = grid.title if isinstance(grid.title, tuple) else (grid.title,)
+        title = Text.assemble(*(text(piece) for piece in pieces))
+    table = Table(title=title)
+    for column in grid.columns:
+        table.add_column(column, justify="right" if column in grid.right_aligned else "left")
+    for row in grid.rows:
+        table.add_row(*(text(cell) for cell in row))
+    Console(file=stream, highlight=False, soft_wrap=True).print(table)
 
 
 class Progress:
@@ -165,13 +190,14 @@ class Progress:
     def _table(self):
         from rich.spinner import Spinner
         from rich.table import Table
+        from rich.text import Text
 
         table = Table(show_header=False, box=None, padding=(0, 1))
         for name, (phase, detail) in self.rows.items():
             marker = Spinner("dots") if phase is not None and phase.busy else ""
             style = _PHASE_STYLE.get(phase, "cyan" if phase is not None else "dim")
             label = phase.value if phase is not None else "pending"
-            table.add_row(marker, name, f"[{style}]{label}[/]", detail)
+            table.add_row(marker, name, Text(label, style=style), Text(detail))
         return table
 
 
@@ -188,9 +214,9 @@ def print_lifecycle(
         style = _STEP_STYLE.get(outcome.state, "")
         grid.add_row(
             outcome.service,
-            f"[{style}]{outcome.state.value}[/]",
+            Styled(outcome.state.value, style),
             f"{outcome.seconds:.2f}s",
-            _escape(redact(outcome.detail)),
+            redact(outcome.detail),
         )
     print_grid(grid, stream)
     for outcome in result.outcomes:
@@ -206,19 +232,20 @@ def print_report(report: Report, stream: IO[str] | None = None) -> None:
     summary = report.summary
     style = _REPORT_STYLE[report.status]
     title = (
-        f"health of {report.target}: [{style}]{report.status.value}[/] — "
-        f"{summary['total']} checks, "
+        f"health of {report.target}: ",
+        Styled(report.status.value, style),
+        f" — {summary['total']} checks, "
         f"{summary['OK']} OK, {summary['WARNING']} warning, {summary['CRITICAL']} critical, "
-        f"{summary['UNKNOWN']} unknown"
+        f"{summary['UNKNOWN']} unknown",
     )
     grid = Grid(("service", "check", "status", "ms", "detail"), title, frozenset({"ms"}))
     for check in report.checks:
         grid.add_row(
             check.service,
             check.name,
-            f"[{_REPORT_STYLE[check.status]}]{check.status.value}[/]",
+            Styled(check.status.value, _REPORT_STYLE[check.status]),
             f"{check.duration_ms:.0f}",
-            _escape(check.detail),
+            check.detail,
         )
     print_grid(grid, stream)
 
@@ -234,19 +261,12 @@ def print_status(result: StatusResult, stream: IO[str] | None = None) -> None:
         grid.add_row(
             row.service,
             str(row.role),
-            f"[{_UNIT_STYLE.get(status.state, '')}]{state}[/]",
+            Styled(state, _UNIT_STYLE.get(status.state, "")),
             str(status.pid or "-") if status.running else "-",
             _duration(uptime) if uptime is not None else "-",
-            _escape(status.detail),
+            status.detail,
         )
     print_grid(grid, stream)
-
-
-def _escape(text: str) -> str:
-    """A detail as literal text inside a markup cell (a ``[WARN]`` in it is not a style)."""
-    from rich.markup import escape
-
-    return escape(text)
 
 
 def status_json(result: StatusResult) -> str:

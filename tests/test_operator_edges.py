@@ -5,6 +5,7 @@ Each test here failed on the release before it.
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import subprocess
@@ -38,6 +39,42 @@ def test_piped_output_is_one_record_per_line_never_wrapped(sandbox):
 
     status = run_inv(env, "status").stdout.splitlines()
     assert len(status) == 1 + len(sandbox.services), status
+
+
+class _Terminal(io.StringIO):
+    def isatty(self) -> bool:
+        return True
+
+
+def test_grid_cells_are_literal_text_and_styles_show_only_on_a_terminal():
+    """A detail such as "[WARN] disk [/] 91%" is text, never markup (rich swallowed the
+    bracketed words); styled cells are coloured on a terminal and plain in a pipe, where rich
+    is not imported at all."""
+    import sys
+
+    from opskit.console import Grid, Styled, print_grid
+
+    detail = "[WARN] disk [/] at [bold]91%"
+    grid = Grid(("check", "status", "detail"), title=("health: ", Styled("CRITICAL", "red")))
+    grid.add_row("disk", Styled("CRITICAL", "red"), detail)
+    piped = io.StringIO()
+    print_grid(grid, piped)
+    lines = piped.getvalue().splitlines()
+    assert lines[0] == "health: CRITICAL"
+    assert lines[2].split(None, 2) == ["disk", "CRITICAL", detail]
+
+    terminal = _Terminal()
+    print_grid(grid, terminal)
+    shown = terminal.getvalue()
+    assert detail in shown and "health: \x1b[31mCRITICAL\x1b[0m" in shown  # red on a terminal
+
+    script = (
+        "import io, sys; from opskit.console import Grid, Styled, print_grid; "
+        "g = Grid(('a', 'b')); g.add_row('x', Styled('y', 'red')); print_grid(g, io.StringIO()); "
+        "print(any(m == 'rich' or m.startswith('rich.') for m in sys.modules))"
+    )
+    found = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, cwd=REPO)
+    assert found.stdout.strip() == "False", found.stdout + found.stderr
 
 
 # -- 7. the lock says who holds it, at once ------------------------------------------------------

@@ -30,7 +30,6 @@ from opskit.ops.engine import (
     mutation,
     walk,
 )
-from opskit.ops.relief import stop_relief
 from opskit.recovery import intent
 from opskit.recovery.intent import Wanted
 from opskit.redact import Redactor
@@ -203,6 +202,8 @@ def _stop_one(stack: Stack, name: str, emit: EventSink) -> StepResult:
         grace = role.spec.stop_grace_period
         emit(Event(name, Phase.STOPPING, f"{role.stop_method}, grace {grace:g}s"))
     result = role.stop()
+    from opskit.ops.relief import stop_relief  # only stop needs it: status and health do not
+
     relief = stop_relief(stack, name)  # left by an interrupted graceful restart
     detail = f"{result.detail}; {relief}" if relief else result.detail
     seconds = time.monotonic() - began
