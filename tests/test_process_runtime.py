@@ -66,6 +66,33 @@ def test_graceful_stop_does_not_wait_for_the_grace_period(write_stack, load):
     assert result.outcome("polite").seconds < 3
 
 
+def test_a_stop_sleeps_until_the_exit_instead_of_polling(write_stack, load, mocker):
+    """200 services stopping at once were CPU-bound on threads asking every 5-25 ms. The wait
+    is a pidfd now, woken by the exit; and once the group is empty, no walk over every
+    process on the host looks for leftovers."""
+    from opskit.runtime import process as process_module
+    from opskit.runtime.process import ProcessUnit
+
+    slow = script_service(
+        "slow",
+        "import signal, sys, time\n"
+        "signal.signal(signal.SIGTERM, lambda *_: (time.sleep(0.6), sys.exit(0)))\n"
+        "print('ready', flush=True)\n"
+        "time.sleep(600)",
+        stop_grace_period="10s",
+    )
+    stack = load(write_stack(stack_text(slow)))
+    assert lifecycle.start(stack).ok
+    wait_for_log_line(stack.role("slow").unit, "ready")
+    looks = mocker.spy(ProcessUnit, "status")
+    walks = mocker.spy(process_module, "_group_members")
+    result = lifecycle.stop(stack)
+    assert result.outcome("slow").state == lifecycle.STOPPED
+    assert result.outcome("slow").seconds >= 0.6
+    assert looks.call_count <= 4, looks.call_count  # polling: one every 5-25 ms, ≈ 30 here
+    assert walks.call_count == 0
+
+
 def test_stop_kills_the_whole_process_group(write_stack, load):
     parent = script_service(
         "parent",

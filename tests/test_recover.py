@@ -54,12 +54,13 @@ def _sandbox(runtime: str, env: dict, stacks: list, **extra: str):
 
 
 def kill9(stack, name: str) -> int:
-    """``kill -9`` the service's main process as the host sees it; wait until it is gone."""
+    """``kill -9`` the service's main process as the host sees it; wait until it is gone (or
+    already replaced: a watcher restarts a dead process within milliseconds)."""
     status = stack.role(name).unit.status()
     assert status.running and status.pid, status
     os.kill(status.pid, signal.SIGKILL)
     deadline = time.monotonic() + 15
-    while stack.role(name).unit.status().running:
+    while (now := stack.role(name).unit.status()).running and now.pid == status.pid:
         assert time.monotonic() < deadline, f"{name} still running after kill -9"
         time.sleep(0.02)
     return status.pid
@@ -544,3 +545,32 @@ def test_a_service_that_keeps_dying_after_good_restarts_gives_up_at_the_budget(w
     assert _row(recover(stack), "web").action is RecoverAction.NOTHING
     kill9(stack, "web")
     assert _row(recover(stack), "web").action is RecoverAction.RESTARTED
+
+
+@pytest.mark.parametrize("engine_may_restart", [False, True])
+def test_a_dead_process_opskit_started_is_restarted_without_a_second_look(
+    write_stack, load, mocker, engine_may_restart
+):
+    """Nothing but opskit brings back a process it started: its "not running" cannot be wrong a
+    moment later, so recovery restarts it at once (its own cold start + the pass). Where an
+    engine may restart the unit by itself (a restart policy, Swarm), the confirming looks
+    stay."""
+    from opskit.ops import recover as recover_module
+    from opskit.runtime.process import ProcessUnit
+
+    web, _ = http_service("web")
+    stack = load(
+        write_stack(
+            stack_text(web).replace("x-opskit: {", "x-opskit: {recover: {failures: 3}, ", 1)
+        )
+    )
+    assert lifecycle.start(stack).ok
+    mocker.patch.object(ProcessUnit, "may_come_back", return_value=engine_may_restart)
+    looks = mocker.spy(recover_module, "_observe_one")
+    kill9(stack, "web")
+    result = recover(stack)
+    row = _row(result, "web")
+    assert row.action is RecoverAction.RESTARTED, row.detail
+    # the pass's own look, then (failures - 1) confirming ones where the engine may restart it
+    assert looks.call_count == (3 if engine_may_restart else 1)
+    assert stack.role("web").unit.status().running

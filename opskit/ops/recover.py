@@ -9,7 +9,9 @@ One pass (``inv recover``, from cron every minute, or each turn of ``--watch``):
 2. **Confirm** (monit's ``FOR n CYCLES``): a failure counts once it has been seen on
    ``recover.failures`` consecutive observations. The pass takes the extra observations itself —
    ``recover.recheck`` apart for a running service whose checks fail, 0.1 s apart for a unit
-   that is not running — so cron need not wait a minute per observation.
+   that is not running but that an engine may restart by itself (a restart policy, Swarm) —
+   so cron need not wait a minute per observation. A process opskit started that is not
+   running is down for certain (nothing else brings it back): it is not looked at again.
 3. **Act** in dependency order: the failed dependency first, through the engine's
    :func:`~opskit.ops.engine.ensure_ready`; a dependent only if it is *still* unhealthy once
    its dependencies are back, and never while one of them is still failing. Each attempt is
@@ -247,6 +249,8 @@ class _Pass:
             if self.stack.with_dependencies([name]) - {name} & failed:
                 continue
             if seen.verdict.failed and self.state.record(name).failures < self.settings.failures:
+                if self._certain(name, seen):
+                    continue
                 due[name] = time.monotonic() + self._spacing(seen)
         while due and not self.stop.is_set():
             name = min(due, key=due.__getitem__)
@@ -256,6 +260,14 @@ class _Pass:
             self._count(name, again)
             if again.verdict.failed and self.state.record(name).failures < self.settings.failures:
                 due[name] = time.monotonic() + self._spacing(again)
+
+    def _certain(self, name: str, seen: Observation) -> bool:
+        """A unit that is down and that nothing but opskit brings back (a process opskit
+        started) is down for certain: a second look 0.1 s later could only say the same, so it
+        is not waited for. Health failures, and units an engine may restart by itself, are."""
+        return (
+            seen.verdict is ServiceVerdict.DOWN and not self.stack.role(name).unit.may_come_back()
+        )
 
     def _spacing(self, seen: Observation) -> float:
         return DOWN_RECHECK if seen.verdict is ServiceVerdict.DOWN else self.settings.recheck

@@ -16,6 +16,8 @@ import select
 import time
 from collections.abc import Callable
 
+from opskit.runtime.exits import pidfd
+
 #: How often units without a pidfd are asked whether they still run.
 FALLBACK_POLL = 0.2
 
@@ -40,7 +42,7 @@ class ExitWatch:
         self._close_pidfds()
         self._fallback = []
         for name, pid in pids.items():
-            fd = _pidfd(pid) if pid else None
+            fd = pidfd(pid) if pid else None
             if fd is None:
                 self._fallback.append(name)
             else:
@@ -90,13 +92,3 @@ class ExitWatch:
 
     def __exit__(self, *_exc: object) -> None:
         self.close()
-
-
-def _pidfd(pid: int) -> int | None:
-    opener = getattr(os, "pidfd_open", None)
-    if opener is None:
-        return None
-    try:
-        return opener(pid)
-    except OSError:  # gone already, not visible, or no pidfd support in this kernel
-        return None

@@ -150,6 +150,13 @@ class Unit(ABC):
     #: an old one stops (:meth:`replace_rolling`): a stateless service restarts without a gap.
     rolls_replicas: bool = False
 
+    def may_come_back(self) -> bool:
+        """Whether something other than opskit may start the unit again after it died (an
+        engine's restart policy, Swarm's orchestrator): then one "not running" observation can
+        be wrong a moment later and recovery confirms it. A process opskit started comes back
+        only when opskit starts it."""
+        return False
+
     def settling(self) -> str | None:
         """What the runtime is still doing to bring the unit to its desired state (replicas
         starting, an update rolling); None once settled. A single process is settled when

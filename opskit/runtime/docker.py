@@ -253,6 +253,9 @@ class DockerUnit(Unit):
     def container_name(self) -> str:
         return self.spec.container_name or f"{self.runtime.project}-{self.spec.name}-1"
 
+    def may_come_back(self) -> bool:
+        return bool(self.spec.restart) and self.spec.restart != "no"  # the engine's policy
+
     def container(self) -> Container | None:
         """Ours (opskit labels), else Compose's (project/service labels), else by name."""
         import docker

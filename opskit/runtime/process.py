@@ -47,6 +47,7 @@ from opskit.runtime.base import (
     UnitStats,
     UnitStatus,
 )
+from opskit.runtime.exits import pidfd, wait_exit
 from opskit.runtime.logfiles import follow_lines, log_files
 from opskit.runtime.ports import describe_taken_port, port_is_free
 from opskit.vocabulary import UnitState
@@ -248,6 +249,24 @@ class ProcessUnit(Unit):
         except psutil.Error:
             return False
 
+    def wait_stopped(self, timeout: float) -> bool:
+        """Sleep on a pidfd of the recorded process, woken by the kernel the moment it exits,
+        instead of asking every few milliseconds; without pidfds, poll as every unit does."""
+        record = self._record()
+        if record is None:
+            return not self.status().running
+        fd = pidfd(record["pid"])
+        if fd is None:
+            return super().wait_stopped(timeout)
+        try:
+            # The pid may have been reused between the record's check and pidfd_open: the fd
+            # is only ours if the process still is.
+            if self._alive(record["pid"], record.get("create_time", 0.0)):
+                wait_exit(fd, timeout)
+        finally:
+            os.close(fd)
+        return not self.status().running
+
     def _reap(self, pid: int) -> int | None:
         """Exit code of ``pid`` if it was our child (and collect the zombie)."""
         if self._child is not None and self._child.pid == pid:
@@ -305,6 +324,13 @@ class ProcessUnit(Unit):
         if not isinstance(record, dict) or not isinstance(record.get("pid"), int):
             return []
         pgid = record["pid"]  # start_new_session makes the leader's pid the group id
+        try:
+            os.killpg(pgid, 0)  # one syscall, not a walk over every process on the host
+        except ProcessLookupError:
+            self._reap(pgid)
+            return []  # nobody is left in the group
+        except PermissionError:
+            pass  # a group of another user's: _group_members leaves it alone
         members = _group_members(pgid, record.get("create_time"))
         killed: list[tuple[int, str]] = []
         for process in members:

@@ -287,6 +287,9 @@ class SwarmUnit(DockerUnit):
     runs_on_host = False
     rolls_replicas = True
 
+    def may_come_back(self) -> bool:
+        return True  # Swarm's orchestrator replaces a finished task by itself
+
     def __init__(self, spec: ServiceSpec, runtime: SwarmRuntime):
         super().__init__(spec, runtime)
         self.runtime: SwarmRuntime = runtime
