@@ -23,3 +23,28 @@ def median(values: list[float]) -> float:
 
 def ms(seconds: float) -> str:
     return f"{seconds * 1000:7.1f} ms"
+
+
+def spread(values: list[float]) -> str:
+    """Median and range, for a line an outside reviewer can judge the noise from."""
+    low, mid, high = (ms(v).strip() for v in (min(values), median(values), max(values)))
+    return f"{mid} (min {low}, max {high})"
+
+
+def verdict(ok: bool) -> str:
+    return "met" if ok else "NOT MET"
+
+
+def cli_environ(environ: dict[str, str]) -> dict[str, str]:
+    """The environment of an ``inv`` run as an operator's shell has it: bytecode cached (this
+    workplace sets PYTHONDONTWRITEBYTECODE; an operator's machine does not)."""
+    env = dict(environ)
+    env.pop("PYTHONDONTWRITEBYTECODE", None)
+    return env
+
+
+def inv_argv(*args: str) -> list[str]:
+    """``inv ARGS`` from the checkout, as an operator types it (the same interpreter)."""
+    import sys
+
+    return [sys.executable, "-m", "invoke", "--search-root", str(REPO), *args]

@@ -129,33 +129,47 @@ def walk(
     wanted = set(targets)
     order = _ordered(stack, wanted, direction)
     waits_on = {name: _predecessors(stack, name, direction) & wanted for name in wanted}
+    # Each finished step tells only the steps waiting on it (a count each): the walk costs the
+    # graph's edges, not services × services at every completion (500 services stopped
+    # seconds slower on that bookkeeping alone).
+    successors: dict[str, list[str]] = {name: [] for name in wanted}
+    for name in order:
+        for before in waits_on[name]:
+            successors[before].append(name)
+    remaining = {name: len(waits_on[name]) for name in wanted}
+    position = {name: index for index, name in enumerate(order)}
     results: dict[str, StepResult] = {}
     blocked: dict[str, set[str]] = {}
     if wanted:
         with ThreadPoolExecutor(max_workers=len(wanted), thread_name_prefix="opskit") as pool:
             pending: dict[Future[StepResult], str] = {}
 
-            def launch_ready() -> None:
-                if stop is not None and stop.is_set():
-                    return
-                for name in order:
-                    if name in results or name in blocked or name in pending.values():
-                        continue
-                    failed = {p for p in waits_on[name] if p in blocked or _failed(results, p)}
-                    if failed:
-                        blocked[name] = failed
-                        continue
-                    if all(p in results for p in waits_on[name]):
-                        pending[pool.submit(_guarded, step, name)] = name
+            def launch(name: str) -> None:
+                if stop is None or not stop.is_set():
+                    pending[pool.submit(_guarded, step, name)] = name
 
-            launch_ready()
+            def settled(name: str, ok: bool) -> None:
+                """``name`` succeeded, failed or was skipped: the steps waiting on it hear."""
+                for after in successors[name]:
+                    if after in blocked:
+                        continue
+                    if not ok:
+                        blocked[after] = {name}
+                        settled(after, False)
+                        continue
+                    remaining[after] -= 1
+                    if remaining[after] == 0:
+                        launch(after)
+
+            for name in order:
+                if remaining[name] == 0:
+                    launch(name)
             while pending:
                 done, _ = wait(pending, return_when=FIRST_COMPLETED)
-                for future in done:
+                for future in sorted(done, key=lambda f: position[pending[f]]):
                     name = pending.pop(future)
                     results[name] = future.result()
-                launch_ready()
-                _propagate_blocks(wanted, waits_on, results, blocked)
+                    settled(name, results[name].ok)
     never_ran = [name for name in order if name not in results]
     reasons = {name: sorted(_root_failures(name, waits_on, results, blocked)) for name in never_ran}
     for name in never_ran:
@@ -192,19 +206,6 @@ def _ordered(stack: Stack, names: set[str], direction: Direction | None) -> list
 
 def _failed(results: dict[str, StepResult], name: str) -> bool:
     return name in results and not results[name].ok
-
-
-def _propagate_blocks(wanted, waits_on, results, blocked) -> None:
-    changed = True
-    while changed:
-        changed = False
-        for name in wanted:
-            if name in results or name in blocked:
-                continue
-            failed = {p for p in waits_on[name] if p in blocked or _failed(results, p)}
-            if failed:
-                blocked[name] = failed
-                changed = True
 
 
 def _root_failures(name, waits_on, results, blocked) -> set[str]:

@@ -243,9 +243,10 @@ class ProcessUnit(Unit):
 
         try:
             process = psutil.Process(pid)
-            if abs(process.create_time() - create_time) > _CREATE_TIME_TOLERANCE:
-                return False  # pid reused by another process
-            return process.status() != psutil.STATUS_ZOMBIE
+            with process.oneshot():  # one read of /proc/PID/stat for both answers
+                if abs(process.create_time() - create_time) > _CREATE_TIME_TOLERANCE:
+                    return False  # pid reused by another process
+                return process.status() != psutil.STATUS_ZOMBIE
         except psutil.Error:
             return False
 
@@ -470,23 +471,30 @@ def _group_members(pgid: int, leader_create_time: float | None) -> list:
     import psutil
 
     members = []
-    for process in psutil.process_iter(["pid"]):
+    for pid in _host_pids():
         try:
-            if os.getpgid(process.pid) != pgid:
+            if os.getpgid(pid) != pgid:  # one syscall: no /proc file read for other groups
                 continue
-            created = process.create_time()
-            if leader_create_time is not None:
-                drift = created - leader_create_time
-                if process.pid == pgid and abs(drift) > _CREATE_TIME_TOLERANCE:
-                    return []  # the pid was reused: this group is not ours
-                if drift < -_CREATE_TIME_TOLERANCE:
-                    continue  # older than our leader: cannot be of our run
-            if process.status() == psutil.STATUS_ZOMBIE:
-                continue  # already dead; nothing to kill or to wait for
+            process = psutil.Process(pid)
+            with process.oneshot():
+                created = process.create_time()
+                if leader_create_time is not None:
+                    drift = created - leader_create_time
+                    if process.pid == pgid and abs(drift) > _CREATE_TIME_TOLERANCE:
+                        return []  # the pid was reused: this group is not ours
+                    if drift < -_CREATE_TIME_TOLERANCE:
+                        continue  # older than our leader: cannot be of our run
+                if process.status() == psutil.STATUS_ZOMBIE:
+                    continue  # already dead; nothing to kill or to wait for
             members.append(process)
         except (ProcessLookupError, psutil.Error):
             continue
     return members
+
+
+def _host_pids() -> list[int]:
+    """Every pid on the host (this pid namespace), read from /proc's listing alone."""
+    return [int(entry) for entry in os.listdir("/proc") if entry.isdigit()]
 
 
 def rotate_log(path: Path, max_bytes: int, keep: int) -> None:
