@@ -8,12 +8,14 @@
    beside it. Pairs alternate (baseline first, then opskit first); medians and ranges.
 2. **Scale**: generated stacks of ``--sizes`` services (default 50, 200, 500) in 10 levels,
    each depending on 1-3 services of lower levels, each a shell loop that takes a random
-   0-200 ms to exit after SIGTERM. Stop's floor is the *reverse critical path*: the longest
-   chain of exit delays that must run one after another. Start's floor is the same stack
-   started by hand (Popen in dependency order, each level once the level below runs).
-   ``lifecycle.start``/``lifecycle.stop`` in-process (the CLI's start-up is section 1's
-   business), and the CLI ``inv stop`` once at the middle size. The cost per service above
-   the floor is printed as a curve.
+   0-200 ms to exit after SIGTERM (and reaps its own ``sleep`` first, as a real service leaves
+   no process behind: this host's PID 1 reaps no orphans, so stragglers would pile up as
+   zombies and lengthen every later walk of /proc; the straggler path has its own tests).
+   Stop's floor is the *reverse critical path*: the longest chain of exit delays that must
+   run one after another. Start's floor is the same stack started by hand (Popen in
+   dependency order, each level once the level below runs). ``lifecycle.start``/``stop``
+   in-process (the CLI's start-up is section 1's business), and the CLI ``inv stop`` once at
+   the middle size. The cost per service above the floor is printed as a curve.
 
     .venv/bin/python bench/stop.py [--pairs 5] [--sizes 50,200,500]
 
@@ -183,7 +185,8 @@ def generated_dag(directory: Path, size: int, seed: int = 8) -> tuple[Path, floa
             delays[name] = round(rng.uniform(0.0, 0.2), 3)
             depends[name] = rng.sample(lower, k=min(len(lower), rng.randint(1, 3))) if lower else []
             script = (
-                f"trap 'sleep {delays[name]}; exit 0' TERM; while :; do sleep 30 & wait $!; done"
+                f"trap 'kill $! 2>/dev/null; wait $!; sleep {delays[name]}; exit 0' TERM; "
+                "while :; do sleep 30 & wait $!; done"
             )
             extension = {"role": "http", "process": {"command": ["sh", "-c", script]}}
             lines += [f"  {name}:", "    image: bench/sh", "    stop_grace_period: 10s"]

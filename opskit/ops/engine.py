@@ -25,10 +25,11 @@ Nothing here prints: progress goes to an :data:`EventSink`, results come back as
 from __future__ import annotations
 
 import contextlib
+import queue
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
-from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, TypeVar
 
@@ -137,16 +138,20 @@ def walk(
         for before in waits_on[name]:
             successors[before].append(name)
     remaining = {name: len(waits_on[name]) for name in wanted}
-    position = {name: index for index, name in enumerate(order)}
     results: dict[str, StepResult] = {}
     blocked: dict[str, set[str]] = {}
     if wanted:
         with ThreadPoolExecutor(max_workers=len(wanted), thread_name_prefix="opskit") as pool:
             pending: dict[Future[StepResult], str] = {}
+            # Finished futures arrive here one by one: waiting on all pending futures at once
+            # (concurrent.futures.wait) locks every one of them at every completion.
+            finished: queue.SimpleQueue[Future[StepResult]] = queue.SimpleQueue()
 
             def launch(name: str) -> None:
                 if stop is None or not stop.is_set():
-                    pending[pool.submit(_guarded, step, name)] = name
+                    future = pool.submit(_guarded, step, name)
+                    pending[future] = name
+                    future.add_done_callback(finished.put)
 
             def settled(name: str, ok: bool) -> None:
                 """``name`` succeeded, failed or was skipped: the steps waiting on it hear."""
@@ -165,11 +170,10 @@ def walk(
                 if remaining[name] == 0:
                     launch(name)
             while pending:
-                done, _ = wait(pending, return_when=FIRST_COMPLETED)
-                for future in sorted(done, key=lambda f: position[pending[f]]):
-                    name = pending.pop(future)
-                    results[name] = future.result()
-                    settled(name, results[name].ok)
+                future = finished.get()
+                name = pending.pop(future)
+                results[name] = future.result()
+                settled(name, results[name].ok)
     never_ran = [name for name in order if name not in results]
     reasons = {name: sorted(_root_failures(name, waits_on, results, blocked)) for name in never_ran}
     for name in never_ran:

@@ -305,6 +305,12 @@ class ProcessUnit(Unit):
         """SIGKILL every live process of the unit's group that is provably ours."""
         self._kill_group()
 
+    def clear_stragglers(self) -> None:
+        """After a clean stop: what the leader left in its group (a child it did not wait
+        for), killed by one signal to the group."""
+        if self._record() is None:
+            self._kill_group(describe=False)
+
     def clear_leftovers(self) -> list[str]:
         """After the leader died (``kill -9`` of nginx's master): its group's survivors.
 
@@ -318,7 +324,10 @@ class ProcessUnit(Unit):
             for pid, name in self._kill_group()
         ]
 
-    def _kill_group(self) -> list[tuple[int, str]]:
+    def _kill_group(self, describe: bool = True) -> list[tuple[int, str]]:
+        """SIGKILL what is left of the unit's process group: (pid, name) of each process
+        killed, or — not ``describe`` — the one signal to the group where it is provably ours
+        (nothing is named then)."""
         import psutil
 
         record = read_json(self.pidfile) or read_json(self.exitfile)
@@ -332,6 +341,16 @@ class ProcessUnit(Unit):
             return []  # nobody is left in the group
         except PermissionError:
             pass  # a group of another user's: _group_members leaves it alone
+        else:
+            if not describe and _group_is_ours(pgid, record.get("create_time")):
+                # One signal to the whole group, no walk over the host's processes (with 500
+                # services that walk was most of a stop). Zombies nobody reaps keep a group
+                # alive: then the members are judged one by one below.
+                with contextlib.suppress(ProcessLookupError):  # emptied since: as well
+                    os.killpg(pgid, signal.SIGKILL)
+                self._reap(pgid)
+                if poll_until(lambda: _group_empty(pgid), deadline_in(0.05)):
+                    return []
         members = _group_members(pgid, record.get("create_time"))
         killed: list[tuple[int, str]] = []
         for process in members:
@@ -460,6 +479,35 @@ def _alive_not_zombie(process) -> bool:
         return False
 
 
+def _group_is_ours(pgid: int, leader_create_time: float | None) -> bool:
+    """Whether process group ``pgid`` is the one our leader created. Linux keeps a pid
+    allocated while any process has it as its group id, so a group with members whose leader
+    is gone cannot have been handed to anyone else; a live process with the leader's pid is
+    ours only with the leader's create time."""
+    import psutil
+
+    try:
+        created = psutil.Process(pgid).create_time()
+    except psutil.NoSuchProcess:
+        return True
+    except psutil.Error:
+        return False
+    if leader_create_time is None:
+        return False
+    return abs(created - leader_create_time) <= _CREATE_TIME_TOLERANCE
+
+
+def _group_empty(pgid: int) -> bool | None:
+    """True once no process (a zombie included) is left in group ``pgid``."""
+    try:
+        os.killpg(pgid, 0)
+    except ProcessLookupError:
+        return True
+    except PermissionError:
+        return None
+    return None
+
+
 def _group_members(pgid: int, leader_create_time: float | None) -> list:
     """Processes in group ``pgid`` that belong to our run, never to a reused pid.
 
@@ -471,10 +519,8 @@ def _group_members(pgid: int, leader_create_time: float | None) -> list:
     import psutil
 
     members = []
-    for pid in _host_pids():
+    for pid in _GROUPS.members(pgid):
         try:
-            if os.getpgid(pid) != pgid:  # one syscall: no /proc file read for other groups
-                continue
             process = psutil.Process(pid)
             with process.oneshot():
                 created = process.create_time()
@@ -492,9 +538,39 @@ def _group_members(pgid: int, leader_create_time: float | None) -> list:
     return members
 
 
-def _host_pids() -> list[int]:
-    """Every pid on the host (this pid namespace), read from /proc's listing alone."""
-    return [int(entry) for entry in os.listdir("/proc") if entry.isdigit()]
+class _ProcessGroups:
+    """Which pids are in which process group: one walk of /proc shared by concurrent callers.
+
+    Stopping 500 services, each walking every process on the host for its leftovers, cost
+    services × processes. A walk that *began* after a caller asked answers that caller as well
+    as its own walk would, so callers that arrive while a walk runs wait for the next one and
+    share it: a wave of stops costs a couple of walks. Each walk is ``getpgid`` over /proc's
+    listing — a syscall per pid, no file read."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._walked_at = float("-inf")
+        self._groups: dict[int, list[int]] = {}
+
+    def members(self, pgid: int) -> list[int]:
+        asked = time.monotonic()
+        with self._lock:
+            if self._walked_at < asked:
+                self._walked_at = time.monotonic()
+                self._groups = _walk_groups()
+            return list(self._groups.get(pgid, ()))
+
+
+def _walk_groups() -> dict[int, list[int]]:
+    groups: dict[int, list[int]] = {}
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                groups.setdefault(os.getpgid(int(entry)), []).append(int(entry))
+    return groups
+
+
+_GROUPS = _ProcessGroups()
 
 
 def rotate_log(path: Path, max_bytes: int, keep: int) -> None:
