@@ -173,11 +173,6 @@ class Unit(ABC):
         gone = poll_until(lambda: True if not self.status().running else None, deadline_in(timeout))
         return bool(gone)
 
-    def clear_stragglers(self) -> None:
-        """After a clean stop: kill what the unit's main process left behind, without naming
-        each (nobody reads it). Default: :meth:`clear_leftovers`."""
-        self.clear_leftovers()
-
     def clear_leftovers(self) -> list[str]:
         """Kill what a previous run of this unit left behind (e.g. nginx workers whose master
         was ``kill -9``-ed and that still hold its port); describe each. Only what is provably
@@ -301,7 +296,7 @@ class Unit(ABC):
     def finish_stop(self, grace: float, how: str) -> StopResult:
         """After a stop was requested: wait out the grace period, then escalate to SIGKILL."""
         if self.wait_stopped(grace):
-            self.clear_stragglers()  # left in the group (a child the leader did not wait for)
+            self.clear_leftovers()  # stragglers left in the group (workers of a dead master)
             self.forget()
             return StopResult(self.name, was_running=True, detail=f"stopped by {how}")
         self.kill()

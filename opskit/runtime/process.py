@@ -305,12 +305,6 @@ class ProcessUnit(Unit):
         """SIGKILL every live process of the unit's group that is provably ours."""
         self._kill_group()
 
-    def clear_stragglers(self) -> None:
-        """After a clean stop: what the leader left in its group (a child it did not wait
-        for), killed by one signal to the group."""
-        if self._record() is None:
-            self._kill_group(describe=False)
-
     def clear_leftovers(self) -> list[str]:
         """After the leader died (``kill -9`` of nginx's master): its group's survivors.
 
@@ -324,10 +318,7 @@ class ProcessUnit(Unit):
             for pid, name in self._kill_group()
         ]
 
-    def _kill_group(self, describe: bool = True) -> list[tuple[int, str]]:
-        """SIGKILL what is left of the unit's process group: (pid, name) of each process
-        killed, or — not ``describe`` — the one signal to the group where it is provably ours
-        (nothing is named then)."""
+    def _kill_group(self) -> list[tuple[int, str]]:
         import psutil
 
         record = read_json(self.pidfile) or read_json(self.exitfile)
@@ -341,16 +332,6 @@ class ProcessUnit(Unit):
             return []  # nobody is left in the group
         except PermissionError:
             pass  # a group of another user's: _group_members leaves it alone
-        else:
-            if not describe and _group_is_ours(pgid, record.get("create_time")):
-                # One signal to the whole group, no walk over the host's processes (with 500
-                # services that walk was most of a stop). Zombies nobody reaps keep a group
-                # alive: then the members are judged one by one below.
-                with contextlib.suppress(ProcessLookupError):  # emptied since: as well
-                    os.killpg(pgid, signal.SIGKILL)
-                self._reap(pgid)
-                if poll_until(lambda: _group_empty(pgid), deadline_in(0.05)):
-                    return []
         members = _group_members(pgid, record.get("create_time"))
         killed: list[tuple[int, str]] = []
         for process in members:
@@ -477,35 +458,6 @@ def _alive_not_zombie(process) -> bool:
         return process.status() != psutil.STATUS_ZOMBIE
     except psutil.Error:
         return False
-
-
-def _group_is_ours(pgid: int, leader_create_time: float | None) -> bool:
-    """Whether process group ``pgid`` is the one our leader created. Linux keeps a pid
-    allocated while any process has it as its group id, so a group with members whose leader
-    is gone cannot have been handed to anyone else; a live process with the leader's pid is
-    ours only with the leader's create time."""
-    import psutil
-
-    try:
-        created = psutil.Process(pgid).create_time()
-    except psutil.NoSuchProcess:
-        return True
-    except psutil.Error:
-        return False
-    if leader_create_time is None:
-        return False
-    return abs(created - leader_create_time) <= _CREATE_TIME_TOLERANCE
-
-
-def _group_empty(pgid: int) -> bool | None:
-    """True once no process (a zombie included) is left in group ``pgid``."""
-    try:
-        os.killpg(pgid, 0)
-    except ProcessLookupError:
-        return True
-    except PermissionError:
-        return None
-    return None
 
 
 def _group_members(pgid: int, leader_create_time: float | None) -> list:
