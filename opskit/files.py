@@ -32,15 +32,16 @@ def private_dir(path: Path) -> Path:
     return path
 
 
-def atomic_write(path: Path, data: bytes | str, mode: int = 0o600) -> None:
-    """Write ``data`` to ``path`` atomically with permissions ``mode``."""
+def atomic_write(path: Path, data: bytes | str, mode: int = 0o600, *, durable: bool = True) -> None:
+    """Write ``data`` to ``path`` atomically with permissions ``mode`` (see
+    :func:`write_stream_private` for ``durable``)."""
     if isinstance(data, str):
         data = data.encode("utf-8")
-    write_stream_private(io.BytesIO(data), path, mode)
+    write_stream_private(io.BytesIO(data), path, mode, durable=durable)
 
 
-def atomic_write_json(path: Path, value: Any) -> None:
-    atomic_write(path, json.dumps(value, indent=2, sort_keys=True) + "\n")
+def atomic_write_json(path: Path, value: Any, *, durable: bool = True) -> None:
+    atomic_write(path, json.dumps(value, indent=2, sort_keys=True) + "\n", durable=durable)
 
 
 def read_json(path: Path) -> Any | None:
@@ -85,9 +86,15 @@ def copy_private(source: Path, destination: Path) -> None:
         write_stream_private(data, destination)
 
 
-def write_stream_private(data: BinaryIO, destination: Path, mode: int = 0o600) -> None:
+def write_stream_private(
+    data: BinaryIO, destination: Path, mode: int = 0o600, *, durable: bool = True
+) -> None:
     """Write what ``data`` yields to ``destination``: temp file, ``mode``, fsync, rename — a
-    crash or a full disk never leaves a half-written file where a whole one is expected."""
+    crash or a full disk never leaves a half-written file where a whole one is expected.
+
+    Not ``durable``: no fsync, only the rename — for files that describe running processes
+    (pidfiles), which a power loss makes meaningless anyway: readers treat an empty or torn
+    one as unknown. Four fsyncs were most of starting a service on a slow disk."""
     fd, tmp = tempfile.mkstemp(dir=destination.parent, prefix=f".{destination.name}.")
     try:
         os.fchmod(fd, mode)
@@ -95,13 +102,15 @@ def write_stream_private(data: BinaryIO, destination: Path, mode: int = 0o600) -
             while chunk := data.read(1 << 20):
                 out.write(chunk)
             out.flush()
-            os.fsync(out.fileno())
+            if durable:
+                os.fsync(out.fileno())
         os.replace(tmp, destination)
     except BaseException:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
         raise
-    fsync_dir(destination.parent)
+    if durable:
+        fsync_dir(destination.parent)
 
 
 def pid_alive(pid: int) -> bool:

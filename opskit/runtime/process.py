@@ -174,7 +174,9 @@ class ProcessUnit(Unit):
             self.exitfile.unlink()
         starts = read_json(self.startsfile)
         count = starts.get("starts", 0) if isinstance(starts, dict) else 0
-        atomic_write_json(self.startsfile, {"starts": count + 1})
+        # Run state, not data: a power loss ends the processes these files describe, so they
+        # are written atomically but not fsync'ed (see write_stream_private).
+        atomic_write_json(self.startsfile, {"starts": count + 1}, durable=False)
         atomic_write_json(
             self.pidfile,
             {
@@ -184,6 +186,7 @@ class ProcessUnit(Unit):
                 "argv0": launch.argv[0],
                 "started_at": time.time(),
             },
+            durable=False,
         )
         return self.status()
 
@@ -224,6 +227,7 @@ class ProcessUnit(Unit):
                 "exit_code": code,
                 "seen_at": time.time(),
             },
+            durable=False,
         )
         self.pidfile.unlink(missing_ok=True)
         return self._last_exit()
