@@ -275,3 +275,20 @@ def test_ctrl_c_during_a_backup_keeps_nothing_and_exits_130(sandbox):
     assert running.returncode == 130, output
     assert "backup interrupted: nothing was kept" in output
     assert set(backups.iterdir()) == before  # no backup, no partial
+
+
+def test_inv_caches_opskits_bytecode_although_invoke_turns_writing_off(tmp_path):
+    """invoke sets sys.dont_write_bytecode before it loads tasks.py; opskit was compiled again
+    at every command (≈ 0.15 s of each). Its modules are cached like an installed package's,
+    unless the operator asked for no bytecode."""
+    import importlib.util
+
+    module = REPO / "opskit" / "tasks" / "health.py"
+    cached = Path(importlib.util.cache_from_source(str(module)))
+    env = {"PATH": os.environ["PATH"], "PYTHONDONTWRITEBYTECODE": "1"}
+    cached.unlink(missing_ok=True)
+    assert run_inv(env, "--list").returncode == 0
+    assert not cached.exists()  # asked for none: none written
+    del env["PYTHONDONTWRITEBYTECODE"]
+    assert run_inv(env, "--list").returncode == 0
+    assert cached.exists()
