@@ -149,6 +149,43 @@ def test_stale_and_torn_pidfiles_are_cleaned(write_stack, load):
     assert not unit.pidfile.exists()
 
 
+def test_a_reader_never_deletes_the_pidfile_a_concurrent_start_just_wrote(
+    write_stack, load, mocker
+):
+    """``inv status`` (or health, or the watcher) finds a dead process's pidfile and cleans it
+    up; a start in another process writes the new pidfile in between. The reader deleted the
+    new one and the new process ran untracked: the next start failed on the port it held. The
+    cleanup now happens under the unit's file lock and only if the pidfile still names the
+    dead process. The concurrent start is injected at the moment the reader has judged the old
+    process dead (a real race, too narrow to hit on demand)."""
+    from opskit.runtime.process import ProcessUnit
+
+    stack = load(write_stack(stack_text(script_service("app", "import time\ntime.sleep(600)"))))
+    unit = stack.role("app").unit
+    stack.runtime.ensure_dirs()
+    dead = subprocess.Popen([PYTHON, "-c", "pass"])
+    dead.wait()
+    atomic_write_json(unit.pidfile, {"pid": dead.pid, "create_time": 1.0})
+    fresh = subprocess.Popen([PYTHON, "-c", "import time; time.sleep(600)"])
+    try:
+        new_record = {"pid": fresh.pid, "create_time": psutil.Process(fresh.pid).create_time()}
+        alive = ProcessUnit._alive
+
+        def judged_dead_then_restarted(self, pid, create_time):
+            answer = alive(self, pid, create_time)
+            if pid == dead.pid:  # the other process's start lands right now
+                atomic_write_json(self.pidfile, new_record)
+            return answer
+
+        mocker.patch.object(ProcessUnit, "_alive", judged_dead_then_restarted)
+        status = unit.status()
+        assert unit.pidfile.exists(), "the reader deleted the pidfile of the new process"
+        assert status.running and status.pid == fresh.pid
+    finally:
+        fresh.kill()
+        fresh.wait()
+
+
 def test_status_reports_running_pid_and_uptime(write_stack, load):
     stack = load(write_stack(stack_text(script_service("app", "import time\ntime.sleep(600)"))))
     assert lifecycle.status(stack).rows[0].status.state == "absent"

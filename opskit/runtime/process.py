@@ -15,6 +15,7 @@ once ``stop_grace_period`` has passed (see :meth:`Unit.finish_stop`).
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import os
 import shutil
 import signal
@@ -128,9 +129,25 @@ class ProcessUnit(Unit):
         self.pidfile = runtime.run_dir / f"{spec.name}.pid"
         self.exitfile = runtime.run_dir / f"{spec.name}.exit"
         self.startsfile = runtime.run_dir / f"{spec.name}.starts"
+        self.lockfile = runtime.run_dir / f"{spec.name}.lock"
         self.logfile = runtime.log_dir / f"{spec.name}.log"
         self._child: subprocess.Popen | None = None
         self._lock = threading.Lock()
+
+    @contextlib.contextmanager
+    def _files_locked(self) -> Iterator[None]:
+        """The unit's run files (pidfile, exit record, start count) change under one process
+        at a time (``flock`` on ``run/NAME.lock``). Any command may find a dead process's
+        pidfile and clean it up — ``inv status``, ``health``, the recovery watcher — and none of
+        them holds the stack lock to read: without this, a reader could delete the pidfile a
+        concurrent start had just written, leaving the new process running untracked (seen
+        under ``recover --watch``: the next start failed on the port that orphan held)."""
+        fd = os.open(self.lockfile, os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            yield
+        finally:
+            os.close(fd)
 
     # -- start -------------------------------------------------------------------------------
 
@@ -170,24 +187,25 @@ class ProcessUnit(Unit):
         except psutil.Error:  # already gone; status() will report how it ended
             create_time = 0.0
         self._child = child
-        with contextlib.suppress(FileNotFoundError):
-            self.exitfile.unlink()
-        starts = read_json(self.startsfile)
-        count = starts.get("starts", 0) if isinstance(starts, dict) else 0
-        # Run state, not data: a power loss ends the processes these files describe, so they
-        # are written atomically but not fsync'ed (see write_stream_private).
-        atomic_write_json(self.startsfile, {"starts": count + 1}, durable=False)
-        atomic_write_json(
-            self.pidfile,
-            {
-                "service": self.name,
-                "pid": child.pid,
-                "create_time": create_time,
-                "argv0": launch.argv[0],
-                "started_at": time.time(),
-            },
-            durable=False,
-        )
+        with self._files_locked():
+            with contextlib.suppress(FileNotFoundError):
+                self.exitfile.unlink()
+            starts = read_json(self.startsfile)
+            count = starts.get("starts", 0) if isinstance(starts, dict) else 0
+            # Run state, not data: a power loss ends the processes these files describe, so
+            # they are written atomically but not fsync'ed (see write_stream_private).
+            atomic_write_json(self.startsfile, {"starts": count + 1}, durable=False)
+            atomic_write_json(
+                self.pidfile,
+                {
+                    "service": self.name,
+                    "pid": child.pid,
+                    "create_time": create_time,
+                    "argv0": launch.argv[0],
+                    "started_at": time.time(),
+                },
+                durable=False,
+            )
         return self.status()
 
     # -- inspection ------------------------------------------------------------------------
@@ -203,8 +221,13 @@ class ProcessUnit(Unit):
     def _status(self) -> UnitStatus:
         record = read_json(self.pidfile)
         if not isinstance(record, dict) or not isinstance(record.get("pid"), int):
-            if self.pidfile.exists():  # torn or foreign content: not ours to trust
-                self.pidfile.unlink(missing_ok=True)
+            if self.pidfile.exists():  # foreign content: not ours to trust
+                with self._files_locked():
+                    again = read_json(self.pidfile)
+                    if not isinstance(again, dict) or not isinstance(again.get("pid"), int):
+                        self.pidfile.unlink(missing_ok=True)
+                if again is not None and again != record:
+                    return self._status()  # a start wrote it meanwhile
             return self._last_exit()
         pid = record["pid"]
         if self._alive(pid, record.get("create_time", 0.0)):
@@ -217,19 +240,25 @@ class ProcessUnit(Unit):
                 started_at=record.get("started_at"),
                 restarts=max(count - 1, 0) if isinstance(count, int) else None,
             )
-        # The recorded process is gone (or the pid now belongs to someone else): clean up.
-        code = self._reap(pid)
-        atomic_write_json(
-            self.exitfile,
-            {
-                "pid": pid,
-                "create_time": record.get("create_time"),
-                "exit_code": code,
-                "seen_at": time.time(),
-            },
-            durable=False,
-        )
-        self.pidfile.unlink(missing_ok=True)
+        # The recorded process is gone (or the pid now belongs to someone else): record how it
+        # ended — unless a start has replaced the pidfile since it was read.
+        with self._files_locked():
+            replaced = read_json(self.pidfile) != record
+            if not replaced:
+                code = self._reap(pid)
+                atomic_write_json(
+                    self.exitfile,
+                    {
+                        "pid": pid,
+                        "create_time": record.get("create_time"),
+                        "exit_code": code,
+                        "seen_at": time.time(),
+                    },
+                    durable=False,
+                )
+                self.pidfile.unlink(missing_ok=True)
+        if replaced:
+            return self._status()
         return self._last_exit()
 
     def _last_exit(self) -> UnitStatus:
@@ -354,9 +383,14 @@ class ProcessUnit(Unit):
 
     def forget(self) -> None:
         """After a clean stop: no pidfile, no exit record, and the restart count starts over."""
-        self.pidfile.unlink(missing_ok=True)
-        self.exitfile.unlink(missing_ok=True)
-        self.startsfile.unlink(missing_ok=True)
+        if not self.runtime.run_dir.is_dir():
+            return
+        with self._files_locked():
+            if self._record() is not None:
+                return  # started again meanwhile (it is running): its files are its own
+            self.pidfile.unlink(missing_ok=True)
+            self.exitfile.unlink(missing_ok=True)
+            self.startsfile.unlink(missing_ok=True)
 
     def exec(self, argv: list[str], timeout: float = 15.0) -> ExecResult:
         """Run ``argv`` in its own process group; on timeout the whole group is killed, so a
