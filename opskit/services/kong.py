@@ -19,7 +19,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
-from opskit.backup.artifacts import ArtifactError
 from opskit.config import ServiceSpec, StackConfig
 from opskit.errors import OpskitError
 from opskit.files import atomic_write, private_dir
@@ -642,7 +641,7 @@ class KongRole(Role):
                 continue
             try:
                 _parse_declarative(artifacts.read_bytes(name).decode("utf-8"), name)
-            except (ArtifactError, OpskitError, UnicodeDecodeError) as exc:
+            except (OpskitError, UnicodeDecodeError) as exc:  # ArtifactError is an OpskitError
                 problems.append(f"{artifacts.entry(name).path}: {exc}")
         return problems
 

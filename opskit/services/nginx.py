@@ -29,7 +29,6 @@ from opskit.services.capabilities import (
     Traffic,
     Verdict,
 )
-from opskit.services.nginx_backup import TREE_ARTIFACT, NginxBackup
 from opskit.services.nginx_upstream import UpstreamEditor
 from opskit.services.probes import ProbeError
 from opskit.services.template import render_template
@@ -38,6 +37,7 @@ from opskit.vocabulary import CheckStatus
 if TYPE_CHECKING:
     from opskit.backup.artifacts import ArtifactReader, ServiceArtifacts
     from opskit.runtime.base import Launch, UnitProcess
+    from opskit.services.nginx_backup import NginxBackup
 
 # "2026/11/24 00:45:21 [emerg] 13111#13111: unknown directive" -> "[emerg] unknown directive"
 _LOG_PREFIX = re.compile(r"^\d{4}/\d\d/\d\d \d\d:\d\d:\d\d (\[\w+\]) \d+#\d+: ")
@@ -358,21 +358,30 @@ class NginxRole(Role):
 
     # -- backup and restore (capabilities.BackingUp, Restorable) -----------------------------------
 
+    def _backup(self) -> NginxBackup:
+        """The backup and restore code, imported by what uses it only (status, health and
+        start do not)."""
+        from opskit.services.nginx_backup import NginxBackup
+
+        return NginxBackup(self)
+
     def back_up(self, artifacts: ServiceArtifacts) -> dict[str, Any]:
-        return NginxBackup(self).back_up(artifacts)
+        return self._backup().back_up(artifacts)
 
     def check_backup(self, artifacts: ArtifactReader, metadata: dict, deep: bool) -> list[str]:
-        return NginxBackup(self).check(artifacts, metadata, deep)
+        return self._backup().check(artifacts, metadata, deep)
 
     def plan_restore(self, artifacts: ArtifactReader, metadata: dict) -> RestorePlan:
+        from opskit.services.nginx_backup import TREE_ARTIFACT
+
         artifacts.entry(TREE_ARTIFACT)
-        return NginxBackup(self).plan(metadata)
+        return self._backup().plan(metadata)
 
     def place_backup(self, artifacts: ArtifactReader, metadata: dict, plan: RestorePlan) -> None:
         """Nothing to place while stopped: the files go into the running unit, then HUP."""
 
     def apply_backup(self, artifacts: ArtifactReader, metadata: dict, plan: RestorePlan) -> Verdict:
-        return NginxBackup(self).apply(artifacts, metadata, plan)
+        return self._backup().apply(artifacts, metadata, plan)
 
     # -- health ---------------------------------------------------------------------------------
 
