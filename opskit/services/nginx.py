@@ -29,7 +29,6 @@ from opskit.services.capabilities import (
     Traffic,
     Verdict,
 )
-from opskit.services.nginx_upstream import UpstreamEditor
 from opskit.services.probes import ProbeError
 from opskit.services.template import render_template
 from opskit.vocabulary import CheckStatus
@@ -38,6 +37,7 @@ if TYPE_CHECKING:
     from opskit.backup.artifacts import ArtifactReader, ServiceArtifacts
     from opskit.runtime.base import Launch, UnitProcess
     from opskit.services.nginx_backup import NginxBackup
+    from opskit.services.nginx_upstream import UpstreamEditor
 
 # "2026/11/24 00:45:21 [emerg] 13111#13111: unknown directive" -> "[emerg] unknown directive"
 _LOG_PREFIX = re.compile(r"^\d{4}/\d\d/\d\d \d\d:\d\d:\d\d (\[\w+\]) \d+#\d+: ")
@@ -234,6 +234,8 @@ class NginxRole(Role):
         return self.options.fronts
 
     def upstream_editor(self) -> UpstreamEditor:
+        from opskit.services.nginx_upstream import UpstreamEditor  # graceful restarts only
+
         assert self.options.fronts_upstream is not None
         return UpstreamEditor(
             self.unit, self.options.fronts_upstream, self.prefix / "edits", self.dump_config

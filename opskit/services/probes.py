@@ -11,7 +11,6 @@ round trip, Redis SHUTDOWN and pub/sub, backups) keeps httpx and redis-py, impor
 
 from __future__ import annotations
 
-import http.client
 import json
 import socket
 from dataclasses import dataclass, field
@@ -44,7 +43,10 @@ class HttpAnswer:
 
 
 def http_get(url: str, timeout: float = HTTP_TIMEOUT) -> HttpAnswer:
-    """GET ``url`` (http or https) with ``timeout`` for connect and each read."""
+    """GET ``url`` (http or https) with ``timeout`` for connect and each read. http.client
+    (and with it ssl, ≈ 10 ms) is imported by the first probe, not by every command."""
+    import http.client
+
     parts = urlsplit(url)
     connection_class = (
         http.client.HTTPSConnection if parts.scheme == "https" else http.client.HTTPConnection

@@ -12,10 +12,10 @@ from __future__ import annotations
 
 import base64
 import contextlib
+import os
 import signal
 import threading
 import time
-import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from enum import Enum
@@ -441,7 +441,7 @@ class RedisHealth:
         _info, skipped = self._needs_info()
         if skipped:
             return skipped
-        key, value = PROBE_KEY_PREFIX + uuid.uuid4().hex, uuid.uuid4().hex
+        key, value = PROBE_KEY_PREFIX + os.urandom(16).hex(), os.urandom(16).hex()
         try:
             with self.role.probe(timeout=2.0) as connection:
                 connection.call("SET", key, value, "PX", 10_000)
