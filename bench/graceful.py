@@ -167,6 +167,7 @@ def main() -> None:
     finally:
         lifecycle.stop(stack)
         shutil.rmtree(environ["OPSKIT_STATE_DIR"], ignore_errors=True)
+        shutil.rmtree(script.parent, ignore_errors=True)  # holds a copy of Kong's config
 
 
 if __name__ == "__main__":
