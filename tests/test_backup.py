@@ -499,6 +499,30 @@ def test_a_staged_rdb_a_killed_restore_left_is_removed_by_the_next(redis_backup)
     assert _staged_leftovers(stack) == []
 
 
+def test_a_restore_killed_while_staging_is_aborted_and_its_staged_rdb_removed(redis_backup):
+    """What ``kill -9`` during staging leaves (tried by hand on a 0.2 GB RDB): Redis untouched
+    and serving, a journal without a safety backup, and the half-written RDB beside the data
+    file. The next command says nothing was changed yet; ``--abort`` forgets the restore and
+    removes what it staged."""
+    from opskit.backup.journal import JournalFile, RestoreJournal
+    from opskit.ops.restore import abort, interrupted
+
+    stack, folder = redis_backup
+    rdb = Path(stack.role("redis").data_dir) / "dump.rdb"
+    leftover = rdb.with_name(".dump.rdb.opskit-restore-999999")
+    leftover.write_bytes(b"half of an RDB")
+    JournalFile(stack.state_dir).begin(
+        RestoreJournal(folder.name, ["redis"], pid=999999, step="safety backup")
+    )
+    said = interrupted(stack)
+    assert "before anything was changed" in said and "--abort forgets it" in said, said
+    result = abort(stack)
+    assert result.state == RestoreState.ABORTED and result.exit_code == 0, result.detail
+    assert str(leftover) in result.detail
+    assert _staged_leftovers(stack) == [] and interrupted(stack) is None
+    assert _client(stack).dbsize() == 500  # untouched
+
+
 def test_archive_members_leaving_the_target_are_refused():
     for name, kind in (
         ("../evil", tarfile.REGTYPE),

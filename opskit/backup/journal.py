@@ -40,11 +40,18 @@ class RestoreJournal:
     def describe(self) -> str:
         when = time.strftime("%Y-%m-%d %H:%M:%SZ", time.gmtime(self.started_at))
         done = f"; done: {', '.join(self.done)}" if self.done else ""
-        return (
+        head = (
             f"a restore of backup {self.backup_id} ({', '.join(self.services)}; started {when}, "
-            f"pid {self.pid}) was interrupted at: {self.step}{done}. Safety backup "
-            f"{self.safety_backup}: inv restore --resume finishes it; inv restore --abort puts "
-            "the safety backup back"
+            f"pid {self.pid}) was interrupted at: {self.step}{done}"
+        )
+        if self.safety_backup is None:  # killed before its safety backup was complete
+            return (
+                f"{head}, before anything was changed: inv restore --resume runs it again; "
+                "inv restore --abort forgets it"
+            )
+        return (
+            f"{head}. Safety backup {self.safety_backup}: inv restore --resume finishes it; "
+            "inv restore --abort puts the safety backup back"
         )
 
 

@@ -23,6 +23,7 @@ message says how to finish (``inv restore --abort``); 130 interrupted and rolled
 
 from __future__ import annotations
 
+import contextlib
 import threading
 import time
 from collections.abc import Iterable
@@ -150,9 +151,12 @@ def abort(stack: Stack, *, on_event: EventSink = ignore_events) -> RestoreResult
         pending = journals.interrupted()
         if pending is None:
             raise UsageError("no interrupted restore to abort (inv status would say so)")
+        removed = _discard_staged(stack, pending.services)
         if pending.safety_backup is None:
             journals.clear()
-            detail = "the interrupted restore had changed nothing; its journal is cleared"
+            detail = "the interrupted restore had changed nothing; its journal is cleared" + (
+                f"; removed what it had staged: {', '.join(removed)}" if removed else ""
+            )
             return RestoreResult(pending.backup_id, RestoreState.ABORTED, detail)
         journal = journals.begin(
             RestoreJournal(
@@ -348,6 +352,18 @@ def _finish(stack, journals, journal, plans, outcomes, stop) -> RestoreResult:
 def _failures(outcomes: list[StepResult]) -> str:
     """``service: why`` of each step that did not succeed, for one line."""
     return "; ".join(f"{o.service}: {o.detail}" for o in outcomes if not o.ok)
+
+
+def _discard_staged(stack: Stack, services: list[str]) -> list[str]:
+    """What an interrupted restore staged for ``services``, removed (best effort: a service
+    that cannot say where its data lives now keeps it until the next restore stages)."""
+    removed: list[str] = []
+    for name in services:
+        role = stack.role(name) if name in stack.config.services else None
+        if isinstance(role, StagingRestorable):
+            with contextlib.suppress(OpskitError):
+                removed += role.discard_staged()
+    return removed
 
 
 def _discard(stack: Stack, backup_id: str) -> None:

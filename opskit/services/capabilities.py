@@ -214,6 +214,10 @@ class StagingRestorable(Restorable, Protocol):
         self, artifacts: ArtifactReader, metadata: dict, plan: RestorePlan
     ) -> Staged | None: ...
 
+    def discard_staged(self) -> list[str]:
+        """Remove what an interrupted restore staged (a resumed one stages anew); the paths."""
+        ...
+
 
 @runtime_checkable
 class EntryPoint(Protocol):

@@ -307,6 +307,10 @@ class RedisRole(Role):
         with self._backup() as backup:
             return backup.stage(artifacts, metadata, plan.state)
 
+    def discard_staged(self) -> list[str]:
+        with self._backup() as backup:
+            return backup.discard_staged()
+
     def place_backup(self, artifacts: ArtifactReader, metadata: dict, plan: RestorePlan) -> None:
         """Stop (NOSAVE: see :meth:`stop`), put the RDB where Redis reads it; the next start
         runs with appendonly off when the AOF would otherwise win. The outage is stop, rename,

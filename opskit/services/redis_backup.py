@@ -303,10 +303,8 @@ class RedisBackup:
         if target is None or target.in_place or aof_base:
             return None
         private_dir(target.path.parent)
-        prefix = f".{target.path.name}{_STAGED_SUFFIX}"
-        for leftover in target.path.parent.glob(f"{prefix}*"):
-            leftover.unlink(missing_ok=True)
-        staged = target.path.with_name(f"{prefix}{os.getpid()}")
+        _remove_staged(target.path)
+        staged = target.path.with_name(f".{target.path.name}{_STAGED_SUFFIX}{os.getpid()}")
         entry = artifacts.entry(RDB_ARTIFACT)
         checker = RdbChecker()
         try:
@@ -322,6 +320,11 @@ class RedisBackup:
             staged.unlink(missing_ok=True)
         swap = _Swap(staged, target.path)
         return Staged(tuple(problems), swap.commit, swap.discard)
+
+    def discard_staged(self) -> list[str]:
+        """Remove the RDBs interrupted restores staged beside the data file; their paths."""
+        target = self.role.unit.host_file(self.location().path)
+        return [] if target is None or target.in_place else _remove_staged(target.path)
 
     def place(self, artifacts: ArtifactReader, location: RdbLocation) -> None:
         entry = artifacts.entry(RDB_ARTIFACT)
@@ -500,6 +503,15 @@ class _Swap:
 
     def discard(self) -> None:
         self.staged.unlink(missing_ok=True)
+
+
+def _remove_staged(data_file: Path) -> list[str]:
+    """Remove what restores staged beside ``data_file``; the paths removed."""
+    removed = []
+    for leftover in data_file.parent.glob(f".{data_file.name}{_STAGED_SUFFIX}*"):
+        leftover.unlink(missing_ok=True)
+        removed.append(str(leftover))
+    return removed
 
 
 def _against_manifest(path: str, found: dict, metadata: dict) -> list[str]:
