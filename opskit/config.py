@@ -26,10 +26,10 @@ from opskit.errors import ConfigError
 from opskit.interpolate import InterpolationError, interpolate_tree
 from opskit.options import OptionReader
 from opskit.redact import MIN_SECRET_LENGTH, is_secret_name
-from opskit.vocabulary import EndpointMode, Environment, PublishMode, RoleKind
+from opskit.vocabulary import EndpointMode, Environment, PublishMode, RoleKind, RuntimeKind
 
-RUNTIMES = ("process", "docker", "swarm")
-DEFAULT_RUNTIME = "docker"
+RUNTIMES = tuple(kind.value for kind in RuntimeKind)
+DEFAULT_RUNTIME = RuntimeKind.DOCKER
 DEPENDENCY_CONDITIONS = ("service_started", "service_healthy")
 DEFAULT_START_TIMEOUT = 60.0
 DEFAULT_GRACE_PERIOD = 10.0
@@ -250,7 +250,7 @@ class StackConfig:
     name: str
     source: Path
     project_dir: Path
-    runtime: str
+    runtime: RuntimeKind
     state_dir: Path
     services: Mapping[str, ServiceSpec]
     environ: Mapping[str, str]
@@ -426,6 +426,7 @@ class _Reader:
         runtime_key = "x-opskit.runtime" if not runtime_override else "--runtime"
         if runtime not in RUNTIMES:
             raise self.fail(runtime_key, f"expected one of {', '.join(RUNTIMES)}, got {runtime!r}")
+        runtime = RuntimeKind(runtime)
 
         # Compose's project name: `name:`, else COMPOSE_PROJECT_NAME, else the folder name.
         name = (
@@ -562,7 +563,7 @@ class _Reader:
         except ValueError as exc:
             raise self.fail(key, str(exc)) from None
 
-    def service(self, name: str, body: Any, runtime: str) -> ServiceSpec:
+    def service(self, name: str, body: Any, runtime: RuntimeKind) -> ServiceSpec:
         key = f"services.{name}"
         body = self.mapping(body, key)
         extension = self.mapping(body.get("x-opskit"), f"{key}.x-opskit")
@@ -616,7 +617,7 @@ class _Reader:
             start_timeout_option=start_timeout,
         )
 
-    def process(self, value: Any, key: str, runtime: str) -> ProcessSettings:
+    def process(self, value: Any, key: str, runtime: RuntimeKind) -> ProcessSettings:
         raw = self.mapping(value, key)
         for name in raw:
             if name not in ("command", "cwd", "environment"):
@@ -627,7 +628,7 @@ class _Reader:
                 )
         environment = self.mapping(raw.get("environment"), f"{key}.environment")
         cwd = self.path(raw["cwd"], f"{key}.cwd") if raw.get("cwd") else None
-        if cwd is not None and runtime == "process" and not cwd.is_dir():
+        if cwd is not None and runtime.follows_launch and not cwd.is_dir():
             raise self.fail(f"{key}.cwd", f"directory {cwd} not found")
         return ProcessSettings(
             command=self.command(raw.get("command"), f"{key}.command"),

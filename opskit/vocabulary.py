@@ -132,6 +132,25 @@ class Direction(str, Enum):
     DEPENDENTS_FIRST = "dependents first"  # stop: a service after what needs it
 
 
+class RuntimeKind(str, Enum):
+    """Where services run (``x-opskit.runtime``); :mod:`opskit.runtime` maps each to code."""
+
+    PROCESS = "process"
+    DOCKER = "docker"
+    SWARM = "swarm"
+    FAKE = "fake"  # in memory, for tests (opskit.runtime.fake)
+
+    def __str__(self) -> str:
+        return self.value
+
+    @property
+    def follows_launch(self) -> bool:
+        """Its units run the role's launch (argv, environment, rendered files); a container
+        runs its image's command instead. Known before any unit exists, for the stack file's
+        checks (a process service needs a command)."""
+        return self in (RuntimeKind.PROCESS, RuntimeKind.FAKE)
+
+
 class RoleKind(str, Enum):
     """The roles opskit knows (``x-opskit.role``); :mod:`opskit.services` maps each to code."""
 

@@ -126,7 +126,7 @@ def test_compose_fields_are_parsed(write_stack):
         (
             "x-opskit: {runtime: podman}\nservices: {app: {image: x}}",
             "x-opskit.runtime",
-            "expected one of process, docker, swarm, got 'podman'",
+            "expected one of process, docker, swarm, fake, got 'podman'",
         ),
         (
             "x-opskit: {swarm: {publish: mesh}}\nservices: {app: {image: x}}",

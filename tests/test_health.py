@@ -169,7 +169,7 @@ def test_kong_with_an_empty_config_is_not_ready(started):
 
 def test_invalid_nginx_config_is_critical(started):
     nginx = started.role("nginx")
-    conf = str(nginx.conf_path) if nginx.unit.runs_on_host else "/etc/nginx/nginx.conf"
+    conf = str(nginx.conf_path) if nginx.unit.follows_launch else "/etc/nginx/nginx.conf"
     broken = nginx.unit.exec(["sed", "-i", "s/worker_connections 1024;/worker_connections;/", conf])
     assert broken.exit_code == 0, broken.output
     check = by_key(run_health(started, ["nginx"]))[("nginx", "config")]

@@ -151,7 +151,7 @@ def test_sigterm_stops_fast_without_waiting_for_requests(sandbox_stack):
 def test_sighup_rereads_the_declarative_file_and_keeps_it_when_invalid(sandbox_stack):
     assert lifecycle.start(sandbox_stack, ["kong"]).ok
     kong = sandbox_stack.role("kong")
-    path = str(kong.rendered_config) if kong.unit.runs_on_host else "/tmp/kong.yml"
+    path = str(kong.rendered_config) if kong.unit.follows_launch else "/tmp/kong.yml"
 
     def write(text: str) -> None:  # where Kong reads it: on the host or in the container
         code = "import sys; open(sys.argv[1], 'w').write(sys.argv[2])"

@@ -297,7 +297,7 @@ def test_the_sandbox_backend_restarts_behind_its_front_on_both_runtimes(sandbox_
     stack = sandbox_stack
     assert lifecycle.start(stack).ok
     front = stack.role("front")
-    conf = str(front.conf_path) if front.unit.runs_on_host else "/etc/nginx/nginx.conf"
+    conf = str(front.conf_path) if front.unit.follows_launch else "/etc/nginx/nginx.conf"
     with front.unit.open_file(conf) as handle:
         before = handle.read()
     old = stack.role("backend").unit.status().pid
@@ -312,5 +312,5 @@ def test_the_sandbox_backend_restarts_behind_its_front_on_both_runtimes(sandbox_
         assert handle.read() == before
     relief = stack.role_for(stack.role("backend").relief_spec(1), None).unit
     assert not relief.status().running
-    if not relief.runs_on_host:  # the relief container is removed, not left stopped
+    if not relief.follows_launch:  # the relief container is removed, not left stopped
         assert relief.container() is None

@@ -78,7 +78,7 @@ def test_copy_out_and_back_in(redis_unit, tmp_path):
 
     marker = tmp_path / "marker.txt"
     marker.write_text("copied in by opskit\n")
-    inside = "/tmp/opskit-copy-in-test.txt" if not unit.runs_on_host else str(tmp_path / "in.txt")
+    inside = "/tmp/opskit-copy-in-test.txt" if not unit.follows_launch else str(tmp_path / "in.txt")
     unit.copy_in(marker, inside)
     back = tmp_path / "back.txt"
     unit.copy_out(inside, back)

@@ -20,7 +20,6 @@ has no line to find; and the Claude API's own logs are not ours.
 
 from __future__ import annotations
 
-import contextlib
 import queue
 import re
 import threading
@@ -34,7 +33,6 @@ from opskit.errors import OpskitError, UsageError
 from opskit.logs.bundle import BundleManifest, BundleWriter, prune_bundles
 from opskit.logs.timestamps import stamp_stream, zone_from_tz
 from opskit.redact import Redactor
-from opskit.runtime.logfiles import follow_lines, log_files
 from opskit.services.capabilities import LogSource, LogSources
 from opskit.stack import Stack
 
@@ -107,19 +105,8 @@ def _raw_lines(
         for line in unit.logs(since=since):
             yield line.timestamp, line.text
         return
-    if unit.runs_on_host:
-        for path in log_files(Path(source.path), since):
-            with contextlib.suppress(OSError), path.open("rb") as handle:
-                for raw in handle:
-                    yield None, raw.decode("utf-8", errors="replace").rstrip("\n")
-        return
-    for path in (f"{source.path}.1", source.path):
-        try:
-            with unit.open_file(path) as handle:
-                for raw in handle:
-                    yield None, raw.decode("utf-8", errors="replace").rstrip("\n")
-        except (OpskitError, OSError):  # absent (no rotation yet), or the unit is gone
-            continue
+    for text in unit.file_lines(source.path, since):
+        yield None, text
 
 
 # -- collect ---------------------------------------------------------------------------------------
@@ -227,9 +214,8 @@ def follow_source(stack: Stack, service: str, source: LogSource) -> Iterator[str
     if source.path is None:
         for line in unit.logs(since=time.time(), follow=True):
             yield line.text
-    elif unit.runs_on_host:
-        yield from follow_lines(Path(source.path))
-    # A file inside a container cannot be followed through the archive API: its output can.
+    else:
+        yield from unit.follow_file(source.path)
 
 
 def trace(

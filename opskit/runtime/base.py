@@ -9,11 +9,12 @@ from __future__ import annotations
 import contextlib
 import signal
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING, BinaryIO
 
+from opskit.errors import OpskitError
 from opskit.polling import deadline_in, poll_until
 from opskit.vocabulary import UnitState
 
@@ -123,10 +124,16 @@ class StopResult:
 
 
 class Unit(ABC):
-    """One service's unit in a runtime."""
+    """One service's unit in a runtime.
 
-    #: The service runs as a host process and sees host paths (rendered configs, data dirs).
-    runs_on_host: bool = True
+    Every difference between runtimes is a question a unit answers (what environment its
+    processes get, where a scratch file can live, how a log file is read or followed, which
+    processes it has): a role asks; it never asks *where* the unit runs."""
+
+    #: :meth:`start` runs the role's :class:`Launch` (argv, environment, stdin), so what the
+    #: role renders for it (a config file, a data folder) is what the service loads. A
+    #: container runs its image's command with its Compose settings instead.
+    follows_launch: bool = True
 
     def __init__(self, spec: ServiceSpec):
         self.spec = spec
@@ -267,8 +274,55 @@ class Unit(ABC):
     def host_pid(self) -> int | None:
         """The pid of the unit's main process *on this host*, for watching it exit (a pidfd);
         None when it does not run or runs elsewhere."""
-        status = self.status()
-        return status.pid if status.running and self.runs_on_host else None
+        return None
+
+    def environment(self) -> dict[str, str]:
+        """The environment the service's processes get from the stack: Compose's
+        ``environment`` (a process also gets ``x-opskit.process.environment`` on top).
+        Templates render from it; checks read listener settings from it."""
+        return dict(self.spec.environment)
+
+    @contextlib.contextmanager
+    def scratch(self, files: Mapping[str, bytes], dirs: Iterable[str] = ()) -> Iterator[str]:
+        """A private folder the unit's processes can read, holding ``files`` (relative names)
+        and the empty ``dirs``; yields its path as the unit sees it and removes it after —
+        for a check run by the unit's own binary (``nginx -t`` on a tree, ``kong config
+        parse``). Default: made inside the running unit by :meth:`exec` and
+        :meth:`write_file`; the files may hold credentials and never touch this host's disk."""
+        import io
+        import secrets
+
+        folder = f"/tmp/opskit-scratch-{secrets.token_hex(6)}"
+        parents = {str(PurePosixPath(folder, name).parent) for name in files}
+        made = self.exec(["mkdir", "-p", "-m", "700", folder, *sorted(parents)])
+        if made.exit_code != 0:
+            raise OpskitError(f"{self.name}: cannot make a scratch folder: {made.output.strip()}")
+        try:
+            for name, data in files.items():
+                self.write_file(f"{folder}/{name}", io.BytesIO(data), len(data))
+            if dirs:
+                self.exec(["mkdir", "-p", *(f"{folder}/{name}" for name in dirs)])
+            yield folder
+        finally:
+            self.exec(["rm", "-rf", folder])
+
+    def file_lines(self, path: str, since: float | None = None) -> Iterator[str]:
+        """The lines of a log file the unit writes at ``path``, its last rotation
+        (``path.1``) first; a file last written before ``since`` may be skipped. Default:
+        read through :meth:`open_file`; a missing file yields nothing."""
+        for name in (f"{path}.1", path):
+            try:
+                with self.open_file(name) as handle:
+                    for raw in handle:
+                        yield raw.decode("utf-8", errors="replace").rstrip("\n")
+            except (OpskitError, OSError):
+                continue
+
+    def follow_file(self, path: str) -> Iterator[str]:
+        """Lines appended to the log file ``path`` from now on (``tail -F``), until the
+        caller stops iterating. Default: nothing — a file inside a container cannot be
+        followed through the engine's archive API (its output can, with :meth:`logs`)."""
+        return iter(())
 
     @abstractmethod
     def address(self, container_port: int) -> tuple[str, int]:

@@ -242,7 +242,7 @@ def connect() -> docker.DockerClient:
 
 
 class DockerUnit(Unit):
-    runs_on_host = False
+    follows_launch = False  # the container runs its image's command
 
     def __init__(self, spec: ServiceSpec, runtime: DockerRuntime):
         super().__init__(spec)

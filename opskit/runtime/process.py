@@ -20,15 +20,17 @@ import os
 import shutil
 import signal
 import subprocess
+import tempfile
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import BinaryIO
 
 from opskit.config import INHERITED_VARIABLES, ServiceSpec, StackConfig
 from opskit.errors import OpskitError, RuntimeUnavailableError
 from opskit.files import (
+    atomic_write,
     atomic_write_json,
     private_dir,
     read_json,
@@ -476,6 +478,35 @@ class ProcessUnit(Unit):
 
     def host_file(self, path: str) -> HostFile | None:
         return HostFile(Path(path))  # a process reads host paths
+
+    def host_pid(self) -> int | None:
+        status = self.status()
+        return status.pid if status.running else None
+
+    def environment(self) -> dict[str, str]:
+        return {**self.spec.environment, **self.spec.process.environment}
+
+    @contextlib.contextmanager
+    def scratch(self, files: Mapping[str, bytes], dirs: Iterable[str] = ()) -> Iterator[str]:
+        """A 0700 temp folder on this host (the process reads host paths)."""
+        with tempfile.TemporaryDirectory(prefix="opskit-scratch-") as folder:
+            for name in dirs:
+                private_dir(Path(folder) / name)
+            for name, data in files.items():
+                target = Path(folder) / name
+                private_dir(target.parent)
+                atomic_write(target, data, durable=False)
+            yield folder
+
+    def file_lines(self, path: str, since: float | None = None) -> Iterator[str]:
+        """Every rotation (``path.N`` …, oldest first), then ``path``, read from the host."""
+        for name in log_files(self._host_path(path), since):
+            with contextlib.suppress(OSError), name.open("rb") as handle:
+                for raw in handle:
+                    yield raw.decode("utf-8", errors="replace").rstrip("\n")
+
+    def follow_file(self, path: str) -> Iterator[str]:
+        return follow_lines(self._host_path(path))
 
     def time_zone(self) -> str | None:
         """What the process is started with: the stack's TZ (``.env``) is inherited."""

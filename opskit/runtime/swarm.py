@@ -284,7 +284,7 @@ class SwarmUnit(DockerUnit):
     """A Swarm service. Container-level operations (exec, files, signals) act on its task
     containers on this node; everything else asks Swarm."""
 
-    runs_on_host = False
+    follows_launch = False  # the container runs its image's command
     rolls_replicas = True
 
     def may_come_back(self) -> bool:

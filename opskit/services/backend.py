@@ -52,7 +52,7 @@ class BackendRole(Role):
         first = spec.port()
         inside = first.container_port if first else port
         process = spec.process
-        if self.unit.runs_on_host:
+        if self.unit.follows_launch:  # its launch's environment picks the port it listens on
             inside = port
             environment = {**spec.process.environment, self.options.port_env: str(port)}
             process = replace(spec.process, environment=environment)

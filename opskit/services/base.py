@@ -85,12 +85,12 @@ class Role:
     @classmethod
     def parse_options(cls, spec: ServiceSpec, config: StackConfig) -> Any:
         """Read and validate the role's ``x-opskit`` keys; ConfigError names the bad key."""
-        needs_command = config.runtime == "process" and not cls.provides_process_command
+        needs_command = config.runtime.follows_launch and not cls.provides_process_command
         if needs_command and not spec.process.command:
             raise ConfigError(
                 config.source,
                 f"services.{spec.name}.x-opskit.process.command",
-                "expected a command list for runtime 'process'",
+                f"expected a command list for runtime '{config.runtime}'",
             )
         reader = OptionReader(
             config.source, f"services.{spec.name}.x-opskit", spec.options, config.project_dir
@@ -155,13 +155,9 @@ class Role:
         return self.unit.address(port)
 
     def environment(self) -> dict[str, str]:
-        """The service's environment as its unit sees it: Compose's ``environment``, with the
-        process runtime's ``x-opskit.process.environment`` on top where the service runs on
-        this host. Templates render from it; checks read listener settings from it."""
-        environment = dict(self.spec.environment)
-        if self.unit.runs_on_host:
-            environment.update(self.spec.process.environment)
-        return environment
+        """The service's environment as its unit sees it (:meth:`Unit.environment`).
+        Templates render from it; checks read listener settings from it."""
+        return self.unit.environment()
 
     def base_url(self) -> str:
         host, port = self.address()

@@ -136,7 +136,7 @@ class KongRole(Role):
     @property
     def renders_on_host(self) -> bool:
         """opskit renders the file Kong loads from ``declarative_template``."""
-        return self.template is not None and self.unit.runs_on_host
+        return self.template is not None and self.unit.follows_launch
 
     @property
     def pin(self) -> TemplatePin:
@@ -403,7 +403,7 @@ class KongRole(Role):
     def reload(self) -> Verdict:
         """Apply the declarative file (re-rendered) with ``POST /config?check_hash=1``;
         without an opskit-rendered file, HUP (``kong reload``), then verify."""
-        if self.template is None or not self.unit.runs_on_host:
+        if not self.renders_on_host:
             return self._reload_by_hup()
         self.prepare()
         applied = self.apply_config(self.rendered_config.read_text(encoding="utf-8"))
@@ -497,7 +497,7 @@ class KongRole(Role):
                 f"on {self.status_url}; set KONG_STATUS_LISTEN (and publish its port)"
             ]
         listen_port = listen.split()[0].rpartition(":")[2] if listen else ""
-        if self.unit.runs_on_host and listen_port.isdigit() and int(listen_port) != port:
+        if self.unit.follows_launch and listen_port.isdigit() and int(listen_port) != port:
             return [
                 f"{self.spec.name}: KONG_STATUS_LISTEN is {listen!r} but x-opskit.status_url is "
                 f"{self.status_url}: readiness would never be seen"
@@ -555,29 +555,10 @@ class KongRole(Role):
         Kong's own parser, with the schemas of the plugins that Kong loads. None where there
         is no CLI to ask (the stand-in; a stopped container). The file is written 0600 for the
         call and removed after it: it may hold credentials."""
-        import os
-
         if self.unit.exec(["kong", "version"], timeout=15).exit_code != 0:
             return None
-        name = f"opskit-parse-{os.urandom(6).hex()}.yml"
-        data = text.encode("utf-8")
-        if self.unit.runs_on_host:
-            scratch = self.config.state_dir / "tmp"
-            private_dir(scratch)
-            path = str(scratch / name)
-            atomic_write(Path(path), data)
-        else:
-            path = f"/tmp/{name}"
-            import io
-
-            self.unit.write_file(path, io.BytesIO(data), len(data))
-        try:
-            result = self.unit.exec(["kong", "config", "parse", path], timeout=60)
-        finally:
-            if self.unit.runs_on_host:
-                Path(path).unlink(missing_ok=True)
-            else:
-                self.unit.exec(["rm", "-f", path])
+        with self.unit.scratch({"kong.yml": text.encode("utf-8")}) as folder:
+            result = self.unit.exec(["kong", "config", "parse", f"{folder}/kong.yml"], timeout=60)
         lines = [line.strip() for line in result.output.splitlines() if line.strip()]
         if result.exit_code == 0:
             return Verdict(True, lines[-1] if lines else "parse successful", changed=False)

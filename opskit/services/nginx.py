@@ -77,11 +77,11 @@ class NginxRole(Role):
         cls, reader: OptionReader, spec: ServiceSpec, config: StackConfig
     ) -> NginxOptions:
         template = reader.existing_path("config_template")
-        if template is None and config.runtime == "process":
+        if template is None and config.runtime.follows_launch:
             raise ConfigError(
                 config.source,
                 f"services.{spec.name}.x-opskit.config_template",
-                "expected the path of an nginx.conf template for runtime 'process'",
+                f"expected the path of an nginx.conf template for runtime '{config.runtime}'",
             )
         proxies_to = reader.string("proxies_to")
         if proxies_to not in (None, "kong"):
@@ -117,8 +117,8 @@ class NginxRole(Role):
         return self.spec.process.command[0] if self.spec.process.command else "nginx"
 
     def nginx_args(self) -> tuple[str, ...]:
-        """Where our rendered config is; in a container nginx uses its own default paths."""
-        if not self.unit.runs_on_host:
+        """Where our rendered config is; a container's nginx uses its image's own paths."""
+        if not self.unit.follows_launch:
             return ()
         return ("-p", f"{self.prefix}/", "-c", str(self.conf_path), "-e", "stderr")
 
@@ -138,8 +138,8 @@ class NginxRole(Role):
         )
 
     def prepare(self) -> None:
-        if not self.unit.runs_on_host:
-            return  # the container renders its own config
+        if not self.unit.follows_launch:
+            return  # the container's image brings its own config
         for sub in ("conf", "logs", "tmp", *(f"tmp/{name}" for name in _TEMP_DIRS)):
             private_dir(self.prefix / sub)
         atomic_write(self.conf_path, self.render())
@@ -148,7 +148,7 @@ class NginxRole(Role):
 
     def preflight(self) -> list[str]:
         """``nginx -t`` on the rendered config, so a typo fails before anything starts."""
-        if not self.unit.runs_on_host:
+        if not self.unit.follows_launch:
             return []  # no container to exec in yet; the start gate sees a bad config exit
         ok, output = self.test_config()
         if ok:
@@ -265,8 +265,8 @@ class NginxRole(Role):
             if "$" in path:
                 continue  # a per-request file name: cannot be listed
             if not path.startswith("/"):
-                if not self.unit.runs_on_host:
-                    continue
+                if not self.nginx_args():
+                    continue  # relative to a prefix compiled into the image's nginx
                 path = str(self.prefix / path)
             if path not in seen:
                 seen.add(path)

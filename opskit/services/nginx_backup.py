@@ -9,14 +9,11 @@ they belong to the nginx package, not to this stack.
 
 from __future__ import annotations
 
-import secrets
-import tempfile
-from pathlib import Path, PurePosixPath
+from pathlib import PurePosixPath
 from typing import TYPE_CHECKING, Any
 
 from opskit.backup.artifacts import ArtifactError, ArtifactReader, ServiceArtifacts
 from opskit.errors import OpskitError
-from opskit.files import private_dir
 from opskit.services.capabilities import RestorePlan, Verdict
 
 if TYPE_CHECKING:
@@ -107,35 +104,16 @@ class NginxBackup:
         return [] if ok else [f"{path}: nginx -t on the backed-up tree failed: {output}"]
 
     def test_tree(self, files: dict[str, bytes], main: str) -> tuple[bool | None, str]:
-        """``nginx -t`` on ``files`` in a scratch prefix: on this host for the process runtime,
-        inside the running container otherwise (its hosts and paths are the config's world).
-        ``(None, why)`` when there is nowhere to run it."""
-        role = self.role
-        if role.unit.runs_on_host:
-            with tempfile.TemporaryDirectory(prefix="opskit-nginx-") as scratch:
-                for name, data in files.items():
-                    target = Path(scratch) / "conf" / name
-                    private_dir(target.parent)
-                    target.write_bytes(data)
-                for sub in ("logs", "tmp"):
-                    private_dir(Path(scratch) / sub)
-                return self._run_test(f"{scratch}/", f"{scratch}/conf/{main}")
-        if not role.unit.status().running:
-            return None, "nginx is not running to test the tree in"
-        scratch = f"/tmp/opskit-check-{secrets.token_hex(6)}"
+        """``nginx -t`` on ``files`` in a scratch prefix the unit's nginx can read
+        (:meth:`Unit.scratch`: a temp folder where it runs — its hosts and paths are the
+        config's world). ``(None, why)`` when there is nowhere to run it (a stopped
+        container)."""
+        tree = {f"conf/{name}": data for name, data in files.items()}
         try:
-            for name, data in files.items():
-                self._write(f"{scratch}/conf/{name}", data)
-            role.unit.exec(["mkdir", "-p", f"{scratch}/logs", f"{scratch}/tmp"])
-            return self._run_test(f"{scratch}/", f"{scratch}/conf/{main}")
-        finally:
-            role.unit.exec(["rm", "-rf", scratch])
-
-    def _write(self, path: str, data: bytes) -> None:
-        import io
-
-        self.role.unit.exec(["mkdir", "-p", str(PurePosixPath(path).parent)])
-        self.role.unit.write_file(path, io.BytesIO(data), len(data))
+            with self.role.unit.scratch(tree, dirs=("logs", "tmp")) as scratch:
+                return self._run_test(f"{scratch}/", f"{scratch}/conf/{main}")
+        except OpskitError as exc:
+            return None, f"nowhere to run nginx -t on the tree: {exc}"
 
     def _run_test(self, prefix: str, conf: str) -> tuple[bool, str]:
         role = self.role
@@ -179,7 +157,9 @@ class NginxBackup:
             return Verdict(False, f"nginx -t on the restored files failed: {output}")
         if not role.unit.send_signal(signal.SIGHUP):
             return Verdict(False, "nginx is not running")
-        note = "; the next start renders from the template again" if role.unit.runs_on_host else ""
+        note = (
+            "; the next start renders from the template again" if role.unit.follows_launch else ""
+        )
         return Verdict(True, f"{len(files)} files restored under {root}, nginx -t ok, HUP{note}")
 
 

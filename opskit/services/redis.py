@@ -133,8 +133,8 @@ class RedisRole(Role):
     _restoring: RdbLocation | None = None
 
     def prepare(self) -> None:
-        if self.unit.runs_on_host:
-            private_dir(self.data_dir)
+        if self.unit.follows_launch:
+            private_dir(self.data_dir)  # the dir of the config it starts with
 
     def client(self, timeout: float = 1.0) -> redis.Redis:
         """A redis-py client that fails at once: its default retries (with backoff) would turn

@@ -108,7 +108,7 @@ class RedisBackup:
         appendonly = str(options.config.get("appendonly", "no")).lower() in ("yes", "true")
         if options.rdb_path:
             return RdbLocation(options.rdb_path, appendonly, f"x-opskit.rdb_path ({why})")
-        if self.role.unit.runs_on_host:
+        if self.role.unit.follows_launch:  # the config opskit rendered is the one it runs
             directory = Path(str(options.config.get("dir", self.role.data_dir)))
             filename = str(options.config.get("dbfilename", "dump.rdb"))
             return RdbLocation(str(directory / filename), appendonly, f"x-opskit.config ({why})")
@@ -267,7 +267,7 @@ class RedisBackup:
             if self.role.unit.status().running
             else self._configured_location("redis is not running")
         )
-        as_aof_base = location.appendonly and not self.role.unit.runs_on_host
+        as_aof_base = location.appendonly and not self.role.unit.follows_launch
         if as_aof_base and location.aof_dir is None:
             raise OpskitError(
                 f"{self.role.spec.name}: appendonly is on and its container's command sets it, "
@@ -299,7 +299,7 @@ class RedisBackup:
         Redis is down. Staged files an earlier, killed restore left are removed first (the
         stack lock is held: no other restore of this stack is running)."""
         target = self.role.unit.host_file(location.path)
-        aof_base = location.appendonly and not self.role.unit.runs_on_host
+        aof_base = location.appendonly and not self.role.unit.follows_launch
         if target is None or target.in_place or aof_base:
             return None
         private_dir(target.path.parent)
@@ -330,7 +330,7 @@ class RedisBackup:
         entry = artifacts.entry(RDB_ARTIFACT)
         unit = self.role.unit
         unit.create()
-        as_aof_base = location.appendonly and not unit.runs_on_host and location.aof_dir
+        as_aof_base = location.appendonly and not unit.follows_launch and location.aof_dir
         base_seq, incr_seq = self._next_aof_sequence(location) if as_aof_base else (0, 0)
         targets = [location.path]
         if as_aof_base:
@@ -372,7 +372,7 @@ class RedisBackup:
     def apply(self, location: RdbLocation, metadata: dict) -> Verdict:
         name = self.role.spec.name
         rewrite = ""
-        if location.appendonly and not self.role.unit.runs_on_host and location.aof_dir:
+        if location.appendonly and not self.role.unit.follows_launch and location.aof_dir:
             rewrite = f"; AOF on throughout: the restored RDB is the base of {location.aof_dir}"
         elif location.appendonly:
             with self.role.probe(timeout=10.0) as redis:
