@@ -54,14 +54,16 @@ class FakeService:
 
     ``output``: lines it prints when it starts. ``exits_on``: signals that end it (exit code
     0); others are handed to ``on_signal`` (a HUP that replaces workers, say) or ignored.
-    ``workers``: processes under the main one. ``commands``: programs ``exec`` can run
+    ``workers``: processes under the main one; the titles are what ``ps`` would show.
+    ``commands``: programs ``exec`` can run
     (argv[0] → what it does), on top of the few shell basics every unit has (echo, cat, true,
     false, sleep, mkdir, rm)."""
 
     output: tuple[str, ...] = ()
     exits_on: frozenset[signal.Signals] = frozenset({signal.SIGTERM, signal.SIGINT, signal.SIGQUIT})
     workers: int = 0
-    title: str = "fake"
+    main_title: str = "fake: main process"
+    worker_title: str = "fake: worker process"
     on_signal: Callable[[FakeUnit, signal.Signals], None] | None = None
     commands: dict[str, Command] = field(default_factory=dict)
 
@@ -124,7 +126,7 @@ class FakeUnit(Unit):
                 self.launched = launch
                 self._pid, self._started, self._exit = next(_PIDS), time.time(), None
                 self._state = UnitState.RUNNING
-                master = UnitProcess(self._pid, 1, f"{self.script.title}: main process")
+                master = UnitProcess(self._pid, 1, self.script.main_title)
                 self._table = [master, *self._new_workers(self.script.workers)]
                 for text in self.script.output:
                     self._print(text)
@@ -192,7 +194,7 @@ class FakeUnit(Unit):
         self._changed.notify_all()
 
     def _new_workers(self, count: int) -> list[UnitProcess]:
-        title = f"{self.script.title}: worker process"
+        title = self.script.worker_title
         return [UnitProcess(next(_PIDS), self._pid or 0, title) for _ in range(count)]
 
     # -- exec and files --------------------------------------------------------------------------
