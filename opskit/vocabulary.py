@@ -291,3 +291,10 @@ class TaskState(str, Enum):
 
     def __str__(self) -> str:
         return self.value
+
+
+class ShutdownMode(str, Enum):
+    """How Redis is asked to stop (``x-opskit.shutdown``): SHUTDOWN SAVE or NOSAVE."""
+
+    SAVE = "save"
+    NOSAVE = "nosave"

@@ -70,7 +70,7 @@ def test_a_config_nginx_t_rejects_never_reaches_a_hup(write_stack, load, tmp_pat
 def test_a_hup_nginx_could_not_apply_is_a_failure(write_stack, load, tmp_path, monkeypatch):
     """nginx -t accepts a new listen on a port someone else holds (it binds nothing); the
     master then fails to bind at HUP and keeps its old workers."""
-    from opskit.services import nginx
+    from opskit.services.nginx import role as nginx
 
     # nginx retries a failed bind five times, 500 ms apart, before it gives up and keeps its
     # old workers; the wait must outlast that, and the port stays taken until the end, or the

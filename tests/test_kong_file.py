@@ -13,7 +13,7 @@ from opskit.declarative.history import ConfigHistory
 from opskit.ops import declarative, lifecycle
 from opskit.ops.health import run_health
 from opskit.runtime.base import HostFile
-from opskit.services.kong_file import write_host_file
+from opskit.services.kong.file import write_host_file
 from opskit.vocabulary import CheckStatus
 
 from .conftest import run_inv

@@ -20,7 +20,7 @@ import pytest
 
 from opskit.ops import lifecycle
 from opskit.ops.graceful import graceful_restart
-from opskit.services.nginx_upstream import loaded_files, servers_of, with_servers
+from opskit.services.nginx.upstream import loaded_files, servers_of, with_servers
 from opskit.vocabulary import StepOutcome
 
 from .conftest import PYTHON, inv_process, run_inv

@@ -11,7 +11,7 @@ import pytest
 
 from opskit.runtime.base import ExecResult
 from opskit.runtime.fake import FakeService, FakeUnit
-from opskit.services import nginx
+from opskit.services.nginx import role as nginx
 
 NGINX_STACK = """\
 x-opskit: {runtime: fake, state_dir: "{state}"}

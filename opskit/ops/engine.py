@@ -42,6 +42,7 @@ from opskit.vocabulary import Direction, ExitCode, Phase, StepOutcome, UnitState
 if TYPE_CHECKING:
     from pathlib import Path
 
+    from opskit.runtime.base import Launch
     from opskit.services.base import Role
     from opskit.stack import Stack
 
@@ -232,8 +233,12 @@ def ensure_ready(
     deadline: float | None = None,
     *,
     emit: EventSink = ignore_events,
+    launch: Launch | None = None,
 ) -> StepResult:
     """Start ``service`` unless it runs, then wait until its role says it is ready.
+
+    ``launch`` replaces the role's usual one for this start (a restore's: Redis loading the
+    placed RDB with its AOF off).
 
     ``deadline`` is a :func:`time.monotonic` instant (default: now + the service's
     ``start_timeout``). Fails at once when the unit exits or a probe is fatal. A unit this call
@@ -251,7 +256,7 @@ def ensure_ready(
         emit(Event(service, Phase.STARTING))
         try:
             role.prepare()  # idempotent: rendered configs and data dirs exist before it runs
-            role.unit.start(role.launch())
+            role.unit.start(launch or role.launch())
         except OpskitError as exc:  # e.g. the engine refused: a failed service, not a crash
             emit(Event(service, Phase.FAILED, str(exc)))
             return StepResult(service, StepOutcome.FAILED, str(exc), time.monotonic() - began)

@@ -412,11 +412,12 @@ def _put_back(
         role = stack.role(name)
         metadata = manifest.services[name]
         artifacts = reader.for_service(name)
+        launch = None
         if plans[name].needs_stop:
             note(f"{name}: stopping it and placing the backup's data")
-            role.place_backup(artifacts, metadata, plans[name])
+            launch = role.place_backup(artifacts, metadata, plans[name])
         note(f"{name}: starting it and loading the backup")
-        ready = ensure_ready(stack, name, emit=on_event)
+        ready = ensure_ready(stack, name, emit=on_event, launch=launch)
         if not ready.ok:
             return StepResult(name, StepOutcome.FAILED, ready.detail, time.monotonic() - began)
         verdict = role.apply_backup(artifacts, metadata, plans[name])

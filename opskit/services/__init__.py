@@ -16,11 +16,11 @@ if TYPE_CHECKING:
     from opskit.services.base import Role
 
 _ROLE_MODULES = {
-    RoleKind.REDIS: ("opskit.services.redis", "RedisRole"),
-    RoleKind.KONG: ("opskit.services.kong", "KongRole"),
-    RoleKind.NGINX: ("opskit.services.nginx", "NginxRole"),
-    RoleKind.BACKEND: ("opskit.services.backend", "BackendRole"),
-    RoleKind.HTTP: ("opskit.services.http", "HttpRole"),
+    RoleKind.REDIS: ("opskit.services.redis.role", "RedisRole"),
+    RoleKind.KONG: ("opskit.services.kong.role", "KongRole"),
+    RoleKind.NGINX: ("opskit.services.nginx.role", "NginxRole"),
+    RoleKind.BACKEND: ("opskit.services.backend.role", "BackendRole"),
+    RoleKind.HTTP: ("opskit.services.http.role", "HttpRole"),
 }
 ROLE_NAMES = tuple(kind.value for kind in _ROLE_MODULES)
 

@@ -18,12 +18,14 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 from enum import Enum
-from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Any, Generic, Protocol, TypeVar, runtime_checkable
 
 if TYPE_CHECKING:
     from opskit.backup.artifacts import ArtifactReader, ServiceArtifacts
     from opskit.config import ServiceSpec
-    from opskit.runtime.base import StopResult
+    from opskit.runtime.base import Launch, StopResult
+
+PlanState = TypeVar("PlanState")
 
 
 @dataclass(frozen=True)
@@ -155,13 +157,14 @@ class BackingUp(Protocol):
 
 
 @dataclass(frozen=True)
-class RestorePlan:
+class RestorePlan(Generic[PlanState]):
     """How a role will put a backup back: with the service stopped first (Redis's data file)
-    or into the running service (a configuration load)."""
+    or into the running service (a configuration load). ``state`` is the role's own notes
+    from planning, typed by the role (Redis: where its RDB lives)."""
 
     needs_stop: bool
     detail: str
-    state: Any = None  # the role's own notes from planning (e.g. where the RDB lives)
+    state: PlanState | None = None
     staged: Staged | None = None  # what :class:`StagingRestorable` prepared, if anything
 
 
@@ -187,7 +190,8 @@ class Restorable(Protocol):
     1. ``plan_restore`` while the service runs as it is now: find out where things go and
        refuse (OpskitError) what cannot work, before anything changes;
     2. ``place_backup``: when the plan ``needs_stop``, stop the service and put the files
-       where it reads them at start (the operation then starts it through the engine);
+       where it reads them at start; return the launch that loads them, or None for the
+       usual one (the operation then starts it through the engine with it);
     3. ``apply_backup`` once the service runs and is ready: load and verify.
     """
 
@@ -195,7 +199,7 @@ class Restorable(Protocol):
 
     def place_backup(
         self, artifacts: ArtifactReader, metadata: dict, plan: RestorePlan
-    ) -> None: ...
+    ) -> Launch | None: ...
 
     def apply_backup(
         self, artifacts: ArtifactReader, metadata: dict, plan: RestorePlan

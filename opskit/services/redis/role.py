@@ -17,8 +17,6 @@ import signal
 import threading
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass, field
-from enum import Enum
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
@@ -36,35 +34,19 @@ from opskit.services.probes import (
     RedisReplyError,
     RedisUnreachable,
 )
-from opskit.vocabulary import CheckStatus
+from opskit.services.redis.options import EVENTS_CHANNEL, RedisOptions
+from opskit.vocabulary import CheckStatus, ShutdownMode
 
 if TYPE_CHECKING:
     import redis
 
     from opskit.backup.artifacts import ArtifactReader, ServiceArtifacts
     from opskit.runtime.base import Launch, StopResult
-    from opskit.services.redis_backup import RdbLocation, RedisBackup
+    from opskit.services.redis.backup import RdbLocation, RedisBackup
 
 CONTAINER_PORT = 6379
 PROBE_KEY_PREFIX = "opskit:health:"
 DEFAULT_SAVE = "3600 1 300 100 60 10000"
-EVENTS_CHANNEL = "aws-masker:events:masking"
-
-
-class ShutdownMode(str, Enum):
-    SAVE = "save"
-    NOSAVE = "nosave"
-
-
-@dataclass(frozen=True)
-class RedisOptions:
-    password: str | None = None
-    config: dict[str, Any] = field(default_factory=dict)
-    shutdown: ShutdownMode = ShutdownMode.SAVE
-    memory_warning_percent: float = 90.0
-    save_age_warning: float = 3600.0
-    rdb_path: str | None = None  # where the RDB is when CONFIG GET is renamed away
-    events_channel: str = EVENTS_CHANNEL  # where the aws-masker plugin publishes its events
 
 
 class RedisRole(Role):
@@ -105,14 +87,15 @@ class RedisRole(Role):
 
     # -- starting --------------------------------------------------------------------------------
 
-    def launch(self) -> Launch:
+    def launch(self, restoring: RdbLocation | None = None) -> Launch:
         from opskit.runtime.base import Launch
 
         argv = tuple(self.spec.process.command) or ("redis-server", "-")
-        return Launch(argv=argv, stdin=self.render_config().encode())
+        return Launch(argv=argv, stdin=self.render_config(restoring).encode())
 
-    def render_config(self) -> str:
-        """redis.conf for the process runtime; fed on stdin, never written to disk."""
+    def render_config(self, restoring: RdbLocation | None = None) -> str:
+        """redis.conf for the process runtime; fed on stdin, never written to disk. For the
+        start that loads a ``restoring`` RDB, appendonly is off where the old AOF would win."""
         host, port = self.address(CONTAINER_PORT)
         directives: dict[str, Any] = {
             "bind": host,
@@ -123,14 +106,12 @@ class RedisRole(Role):
             "appendonly": "no",
         }
         directives.update(self.options.config)
-        if self._restoring is not None and self._restoring.appendonly:
+        if restoring is not None and restoring.appendonly:
             directives["appendonly"] = "no"  # the restored RDB must win over the old AOF
         lines = [f"{key} {_value(value)}" for key, value in directives.items()]
         if self.password:
             lines.append(f"requirepass {_quote(self.password)}")
         return "\n".join(lines) + "\n"
-
-    _restoring: RdbLocation | None = None
 
     def prepare(self) -> None:
         if self.unit.follows_launch:
@@ -193,12 +174,11 @@ class RedisRole(Role):
         out the grace period instead would end in SIGKILL and lose every write since the last
         save. The grace period and SIGKILL escalation still apply either way.
         """
+        return self._stop(self.options.shutdown)
 
+    def _stop(self, mode: ShutdownMode) -> StopResult:
         if not self.unit.status().running:
             return self.unit.stop(signal.SIGTERM, self.spec.stop_grace_period)
-        # A restore has a fresh safety backup and replaces the data file next: saving the old
-        # data over it first would only cost time (gigabytes of it).
-        mode = ShutdownMode.NOSAVE if self._restoring is not None else self.options.shutdown
         how = f"SHUTDOWN {mode.value.upper()}"
         refused = self._shutdown(mode)
         if refused is not None:
@@ -267,7 +247,7 @@ class RedisRole(Role):
     # -- metrics (capabilities.MetricReporting) ----------------------------------------------------
 
     def metric_values(self) -> list[MetricValue]:
-        from opskit.services.redis_metrics import redis_metric_values
+        from opskit.services.redis.metrics import redis_metric_values
 
         try:
             with self.probe(timeout=2.0) as connection:
@@ -282,7 +262,7 @@ class RedisRole(Role):
         """The backup and restore code, imported by what uses it only (status, health and start
         do not: it brings zstd, tarfile and the artifact store, ≈ 15 ms of every command);
         a refused password or an error reply inside it is this service's failure, one line."""
-        from opskit.services.redis_backup import RedisBackup, redis_failures
+        from opskit.services.redis.backup import RedisBackup, redis_failures
 
         with redis_failures(self.spec.name):
             yield RedisBackup(self)
@@ -311,18 +291,21 @@ class RedisRole(Role):
         with self._backup() as backup:
             return backup.discard_staged()
 
-    def place_backup(self, artifacts: ArtifactReader, metadata: dict, plan: RestorePlan) -> None:
-        """Stop (NOSAVE: see :meth:`stop`), put the RDB where Redis reads it; the next start
-        runs with appendonly off when the AOF would otherwise win. The outage is stop, rename,
-        start and load where the RDB was staged (by the restore beforehand, or here while
-        Redis still runs); a staged RDB that failed its checks stops nothing."""
+    def place_backup(
+        self, artifacts: ArtifactReader, metadata: dict, plan: RestorePlan[RdbLocation]
+    ) -> Launch:
+        """Stop (NOSAVE: a fresh safety backup exists and the data file is replaced next, so
+        saving the old data first would only cost time), put the RDB where Redis reads it, and
+        return the launch that loads it: appendonly off when the AOF would otherwise win. The
+        outage is stop, rename, start and load where the RDB was staged (by the restore
+        beforehand, or here while Redis still runs); a staged RDB that failed its checks stops
+        nothing."""
         staged = plan.staged or self.stage_backup(artifacts, metadata, plan)
         try:
             if staged is not None and staged.problems:
                 raise OpskitError(f"{self.spec.name}: {'; '.join(staged.problems)}")
-            self._restoring = plan.state
             if self.unit.status().running:
-                self.stop()
+                self._stop(ShutdownMode.NOSAVE)
             if staged is not None:
                 staged.commit()
             else:
@@ -331,9 +314,11 @@ class RedisRole(Role):
         finally:
             if staged is not None and staged is not plan.staged:
                 staged.discard()
+        return self.launch(restoring=plan.state)
 
-    def apply_backup(self, artifacts: ArtifactReader, metadata: dict, plan: RestorePlan) -> Verdict:
-        self._restoring = None  # the next start is a normal one
+    def apply_backup(
+        self, artifacts: ArtifactReader, metadata: dict, plan: RestorePlan[RdbLocation]
+    ) -> Verdict:
         with self._backup() as backup:
             return backup.apply(plan.state, metadata)
 

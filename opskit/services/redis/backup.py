@@ -26,7 +26,7 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from opskit.backup.artifacts import ArtifactError, ArtifactReader, ServiceArtifacts, drain
 from opskit.backup.rdb import RdbChecker, RdbError
@@ -37,7 +37,10 @@ from opskit.services.capabilities import RestorePlan, Staged, Verdict
 from opskit.services.probes import RedisAuthFailed, RedisProbeError, RedisReplyError
 
 if TYPE_CHECKING:
-    from opskit.services.redis import RedisRole
+    from opskit.config import ServiceSpec
+    from opskit.runtime.base import Unit
+    from opskit.services.probes import RedisProbe
+    from opskit.services.redis.options import RedisOptions
 
 RDB_ARTIFACT = "dump.rdb"
 _STAGED_SUFFIX = ".opskit-restore-"
@@ -77,10 +80,24 @@ def redis_failures(service: str) -> Iterator[None]:
         raise OpskitError(f"{service}: {exc}") from None
 
 
+class RedisService(Protocol):
+    """What a backup needs of the redis role: its unit, its settings, a probe connection. The
+    role hands itself in; this module never imports it (no circle)."""
+
+    spec: ServiceSpec
+    unit: Unit
+    options: RedisOptions
+
+    @property
+    def data_dir(self) -> Path: ...
+
+    def probe(self, timeout: float = 1.0) -> RedisProbe: ...
+
+
 class RedisBackup:
     """The redis role's backup and restore, one instance per operation."""
 
-    def __init__(self, role: RedisRole):
+    def __init__(self, role: RedisService):
         self.role = role
 
     # -- where the data is ---------------------------------------------------------------------

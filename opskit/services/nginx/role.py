@@ -36,8 +36,8 @@ from opskit.vocabulary import CheckStatus
 if TYPE_CHECKING:
     from opskit.backup.artifacts import ArtifactReader, ServiceArtifacts
     from opskit.runtime.base import Launch, UnitProcess
-    from opskit.services.nginx_backup import NginxBackup
-    from opskit.services.nginx_upstream import UpstreamEditor
+    from opskit.services.nginx.backup import NginxBackup
+    from opskit.services.nginx.upstream import UpstreamEditor
 
 # "2026/11/24 00:45:21 [emerg] 13111#13111: unknown directive" -> "[emerg] unknown directive"
 _LOG_PREFIX = re.compile(r"^\d{4}/\d\d/\d\d \d\d:\d\d:\d\d (\[\w+\]) \d+#\d+: ")
@@ -234,7 +234,7 @@ class NginxRole(Role):
         return self.options.fronts
 
     def upstream_editor(self) -> UpstreamEditor:
-        from opskit.services.nginx_upstream import UpstreamEditor  # graceful restarts only
+        from opskit.services.nginx.upstream import UpstreamEditor  # graceful restarts only
 
         assert self.options.fronts_upstream is not None
         return UpstreamEditor(
@@ -363,7 +363,7 @@ class NginxRole(Role):
     def _backup(self) -> NginxBackup:
         """The backup and restore code, imported by what uses it only (status, health and
         start do not)."""
-        from opskit.services.nginx_backup import NginxBackup
+        from opskit.services.nginx.backup import NginxBackup
 
         return NginxBackup(self)
 
@@ -374,7 +374,7 @@ class NginxRole(Role):
         return self._backup().check(artifacts, metadata, deep)
 
     def plan_restore(self, artifacts: ArtifactReader, metadata: dict) -> RestorePlan:
-        from opskit.services.nginx_backup import TREE_ARTIFACT
+        from opskit.services.nginx.backup import TREE_ARTIFACT
 
         artifacts.entry(TREE_ARTIFACT)
         return self._backup().plan(metadata)

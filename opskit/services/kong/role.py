@@ -31,7 +31,7 @@ from opskit.services.capabilities import (
     RestorePlan,
     Verdict,
 )
-from opskit.services.kong_file import TemplatePin, persist
+from opskit.services.kong.file import TemplatePin, persist
 from opskit.services.probes import HttpAnswer, ProbeError
 from opskit.services.template import render_template
 from opskit.vocabulary import CheckStatus
@@ -160,7 +160,7 @@ class KongRole(Role):
         atomic_write(self.rendered_config, self.pin.text_for(rendered) or rendered)
 
     def persist_declarative(self, text: str) -> Verdict:
-        """Make the file Kong loads at start hold ``text`` (:mod:`opskit.services.kong_file`)."""
+        """Make the file Kong loads at start hold ``text`` (:mod:`opskit.services.kong.file`)."""
         return persist(self, text)
 
     def launch(self) -> Launch:

@@ -10,14 +10,15 @@ they belong to the nginx package, not to this stack.
 from __future__ import annotations
 
 from pathlib import PurePosixPath
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from opskit.backup.artifacts import ArtifactError, ArtifactReader, ServiceArtifacts
 from opskit.errors import OpskitError
 from opskit.services.capabilities import RestorePlan, Verdict
 
 if TYPE_CHECKING:
-    from opskit.services.nginx import NginxRole
+    from opskit.config import ServiceSpec
+    from opskit.runtime.base import Unit
 
 TREE_ARTIFACT = "conf.tar"
 _MARKER = "# configuration file "
@@ -59,8 +60,26 @@ def _drop_dump_newline(text: str) -> str:
     return text[:-1] if text.endswith("\n") else text
 
 
+class NginxService(Protocol):
+    """What a backup needs of the nginx role: its unit, its binary and the arguments that
+    point it at its configuration, and ``nginx -t``. The role hands itself in; this module
+    never imports it (no circle)."""
+
+    spec: ServiceSpec
+    unit: Unit
+
+    @property
+    def binary(self) -> str: ...
+
+    def nginx_args(self) -> tuple[str, ...]: ...
+
+    def test_config(self) -> tuple[bool, str]: ...
+
+
 class NginxBackup:
-    def __init__(self, role: NginxRole):
+    """The nginx role's backup and restore of its configuration tree."""
+
+    def __init__(self, role: NginxService):
         self.role = role
 
     def tree(self) -> tuple[str, str, dict[str, bytes], list[str]]:

@@ -1,0 +1,1 @@
+"""The backend: an HTTP service the stack fronts, restartable beside a relief instance."""

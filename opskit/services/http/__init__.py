@@ -1,0 +1,1 @@
+"""Any service whose readiness is one HTTP GET (the Claude API stand-in)."""
