@@ -14,7 +14,9 @@ sandbox stand-in is only its test peer.
 
 from __future__ import annotations
 
+import contextlib
 import signal
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
@@ -37,17 +39,15 @@ from opskit.services.template import render_template
 from opskit.vocabulary import CheckStatus
 
 if TYPE_CHECKING:
-    import httpx
-
     from opskit.backup.artifacts import ArtifactReader, ServiceArtifacts
     from opskit.runtime.base import Launch, StopResult
+    from opskit.services.kong.admin import ConfigApplied, KongAdmin
+    from opskit.services.kong.backup import KongBackup
 
 SIGTERM_WAIT = 5.0
 KONG_DEFAULT_STATUS_PORT = 8007  # K:kong/templates/kong_defaults.lua:31 status_listen
 STATUS_LISTEN_HINT = "set KONG_STATUS_LISTEN; Kong's default is 127.0.0.1:8007"
 HUP_WAIT = 5.0
-APPLY_ATTEMPTS = 3
-RETRY_AFTER_CAP = 10.0
 DEFAULT_MASKED_PATH = "/v1/messages"
 _KONG_LOG_SETTINGS = (
     "KONG_PROXY_ERROR_LOG",
@@ -67,18 +67,6 @@ _KONG_LOG_DEFAULTS = {
 }
 EMPTY_HASH = "0" * 32
 COSTLY_HOSTS = ("anthropic.com",)
-EXPORT_ARTIFACT = "export.yml"
-DECLARATIVE_ARTIFACT = "declarative.yml"
-
-
-@dataclass(frozen=True)
-class ConfigApplied:
-    """Outcome of ``POST /config``: HTTP status, and the hash Kong reports afterwards."""
-
-    status: int
-    changed: bool
-    configuration_hash: str | None
-    detail: str = ""
 
 
 @dataclass(frozen=True)
@@ -194,7 +182,7 @@ class KongRole(Role):
     def check_config_drift(self) -> CheckOutcome:
         """WARNING when what runs is not what Kong would load at its next start (a memory-only
         apply, a file edited since, a pin dropped): a restart would change the config."""
-        running, file_hash = self._hash_or_none(), self._declarative_file_hash()
+        running, file_hash = self.running_hash(), self.declarative_file_hash()
         if running is None:
             return CheckStatus.CRITICAL, "no configuration_hash from GET /status"
         if file_hash is None:
@@ -280,7 +268,7 @@ class KongRole(Role):
                             labels=(("state", state),),
                         )
                     )
-        running, file_hash = self._hash_or_none(), self._declarative_file_hash()
+        running, file_hash = self.running_hash(), self.declarative_file_hash()
         if running is not None and file_hash is not None:
             values.append(
                 MetricValue(
@@ -386,12 +374,6 @@ class KongRole(Role):
 
     # -- configuration (capabilities: Reloadable, ConfigExporting) ------------------------------
 
-    def http_client(self) -> httpx.Client:
-        """httpx for the Admin API calls that are not probes (export, apply)."""
-        import httpx
-
-        return httpx.Client(timeout=httpx.Timeout(10.0, connect=2.0), trust_env=False)
-
     def reload_from_file(self) -> bool:
         """What ``kong reload`` does in DB-less mode: HUP, so Kong re-reads its declarative file.
 
@@ -428,7 +410,7 @@ class KongRole(Role):
         if not ready:
             return Verdict(False, f"{verdict.detail}; then not ready: {self.probe_ready().detail}")
         expected = md5_of(self.declarative_source())
-        running = self._hash_or_none()
+        running = self.running_hash()
         if running != expected:
             return Verdict(
                 False,
@@ -442,14 +424,14 @@ class KongRole(Role):
         old configuration serving, which would otherwise pass for a successful reload."""
         from opskit.polling import deadline_in, poll_until
 
-        before = self._hash_or_none()
-        expected = self._declarative_file_hash()
+        before = self.running_hash()
+        expected = self.declarative_file_hash()
         if not self.reload_from_file():
             return Verdict(False, "kong is not running")
         if expected is not None and expected == before:
             return Verdict(True, "HUP sent; Kong already ran this file", changed=False)
         changed = poll_until(
-            lambda: True if self._hash_or_none() not in (None, before) else None,
+            lambda: True if self.running_hash() not in (None, before) else None,
             deadline_in(HUP_WAIT),
         )
         ready = self.probe_ready()
@@ -461,15 +443,15 @@ class KongRole(Role):
                 f"HUP sent but configuration_hash stayed {str(before)[:12]} for {HUP_WAIT:g}s: "
                 "Kong kept its previous configuration (the file did not load: see its error log)",
             )
-        return Verdict(True, f"HUP: reloaded, configuration_hash {str(self._hash_or_none())[:12]}")
+        return Verdict(True, f"HUP: reloaded, configuration_hash {str(self.running_hash())[:12]}")
 
-    def _hash_or_none(self) -> str | None:
+    def running_hash(self) -> str | None:
         try:
             return self.configuration_hash()
         except (ProbeError, ValueError):
             return None
 
-    def _declarative_file_hash(self) -> str | None:
+    def declarative_file_hash(self) -> str | None:
         """md5 of the file Kong reads (Kong's own hash of it, row 2), read through the unit so
         that a container's file counts; None when there is none to read."""
         from opskit.declarative.document import md5_of
@@ -503,52 +485,6 @@ class KongRole(Role):
                 f"{self.status_url}: readiness would never be seen"
             ]
         return []
-
-    def configuration_hash(self) -> str | None:
-        response = self.get(f"{self.admin_url}/status")
-        return response.json().get("configuration_hash") if response.status_code == 200 else None
-
-    def export_config(self) -> str:
-        """The running declarative config (``GET /config``), a native backup primitive."""
-        with self.http_client() as client:
-            response = client.get(f"{self.admin_url}/config")
-            response.raise_for_status()
-            return response.json()["config"]
-
-    def apply_config(self, declarative: str, *, deadline: float = 30.0) -> ConfigApplied:
-        """``POST /config?check_hash=1``; 304 means Kong already runs exactly these bytes.
-
-        429 (another reload holds Kong's lock, row 9) is retried after its ``Retry-After``
-        (capped at 10 s), at most :data:`APPLY_ATTEMPTS` times and within ``deadline`` seconds.
-        """
-        import time
-
-        give_up = time.monotonic() + deadline
-        for attempt in range(1, APPLY_ATTEMPTS + 1):
-            with self.http_client() as client:
-                response = client.post(
-                    f"{self.admin_url}/config",
-                    params={"check_hash": "1"},
-                    content=declarative.encode(),
-                    headers={"Content-Type": "text/yaml"},
-                )
-            if response.status_code != 429:
-                break
-            wait = min(_retry_after(response.headers.get("Retry-After")), RETRY_AFTER_CAP)
-            if attempt == APPLY_ATTEMPTS or time.monotonic() + wait > give_up:
-                break
-            time.sleep(wait)
-        if response.status_code == 304:
-            return ConfigApplied(304, False, self.configuration_hash(), "unchanged")
-        if response.status_code == 201:
-            return ConfigApplied(201, True, self.configuration_hash(), "applied")
-        try:
-            detail = response.json().get("message", response.text)
-        except ValueError:  # nginx's HTML 413 above its body limit, an empty 415 …
-            detail = response.text or response.reason_phrase
-        if response.status_code == 429:
-            detail = f"Kong stayed busy loading another configuration: {detail}"
-        return ConfigApplied(response.status_code, False, None, str(detail)[:500])
 
     def parse_declarative(self, text: str) -> Verdict | None:
         """``kong config parse`` on ``text`` where the unit has the kong CLI (a real Kong):
@@ -588,89 +524,48 @@ class KongRole(Role):
             return str(self.rendered_config)
         return self.environment().get("KONG_DECLARATIVE_CONFIG") or None
 
-    def back_up(self, artifacts: ServiceArtifacts) -> dict[str, Any]:
-        """The running configuration (``GET /config``, Kong's own export) and the declarative
-        file, both parsed before they are kept; ``configuration_hash`` says which one runs."""
-        import hashlib
+    @contextlib.contextmanager
+    def _backup(self) -> Iterator[KongBackup]:
+        """The backup code, imported by the commands that use it."""
+        from opskit.services.kong.backup import KongBackup
 
-        try:
-            exported = self.export_config()
-        except Exception as exc:  # httpx errors: Kong down, admin API refused
-            raise OpskitError(f"{self.spec.name}: GET /config failed: {exc}") from None
-        config_hash = self._hash_or_none()
-        _parse_declarative(exported, "GET /config export")
-        artifacts.add_bytes(EXPORT_ARTIFACT, exported.encode())
-        metadata: dict[str, Any] = {
-            "configuration_hash": config_hash,
-            "export_md5": hashlib.md5(exported.encode()).hexdigest(),
-            "entities": _entity_counts(exported),
-        }
-        path = self.declarative_path()
-        if path:
-            with self.unit.open_file(path) as data:
-                declarative = data.read()
-            _parse_declarative(declarative.decode("utf-8", errors="replace"), path)
-            artifacts.add_bytes(DECLARATIVE_ARTIFACT, declarative)
-            metadata["declarative_path"] = path
-            metadata["declarative_md5"] = hashlib.md5(declarative).hexdigest()
-        return metadata
+        yield KongBackup(self)
+
+    def back_up(self, artifacts: ServiceArtifacts) -> dict[str, Any]:
+        with self._backup() as backup:
+            return backup.back_up(artifacts)
 
     def check_backup(self, artifacts: ArtifactReader, metadata: dict, deep: bool) -> list[str]:
-        problems = []
-        for name in (EXPORT_ARTIFACT, DECLARATIVE_ARTIFACT):
-            if name == DECLARATIVE_ARTIFACT and not artifacts.has(name):
-                continue
-            try:
-                _parse_declarative(artifacts.read_bytes(name).decode("utf-8"), name)
-            except (OpskitError, UnicodeDecodeError) as exc:  # ArtifactError is an OpskitError
-                problems.append(f"{artifacts.entry(name).path}: {exc}")
-        return problems
+        with self._backup() as backup:
+            return backup.check(artifacts, metadata, deep)
 
     def plan_restore(self, artifacts: ArtifactReader, metadata: dict) -> RestorePlan:
-        source = self._restore_source(metadata)
-        return RestorePlan(False, f"POST /config with the {source}, verify configuration_hash")
+        with self._backup() as backup:
+            return backup.plan(artifacts, metadata)
 
     def place_backup(self, artifacts: ArtifactReader, metadata: dict, plan: RestorePlan) -> None:
         """Nothing to place: Kong's configuration goes in through its Admin API."""
 
     def apply_backup(self, artifacts: ArtifactReader, metadata: dict, plan: RestorePlan) -> Verdict:
-        """``POST /config`` the configuration that ran, then verify Kong's hash of it (md5 of
-        the raw text, row 2). The declarative file is sent when it is what ran (its md5 is the
-        recorded hash), so the hash comes back exactly; otherwise the export."""
-        import hashlib
+        with self._backup() as backup:
+            return backup.apply(artifacts, metadata, plan)
 
-        source = self._restore_source(metadata)
-        name = DECLARATIVE_ARTIFACT if source == "declarative file" else EXPORT_ARTIFACT
-        text = artifacts.read_bytes(name).decode("utf-8")
-        applied = self.apply_config(text)
-        if applied.status not in (201, 304):
-            return Verdict(False, f"POST /config: HTTP {applied.status}: {applied.detail}")
-        expected = hashlib.md5(text.encode()).hexdigest()
-        if applied.configuration_hash != expected:
-            return Verdict(
-                False,
-                f"after POST /config Kong reports configuration_hash "
-                f"{str(applied.configuration_hash)[:12]}, expected {expected[:12]}",
-            )
-        if self._declarative_file_hash() == expected:
-            kept = "the declarative file already holds it"
-        else:
-            persisted = self.persist_declarative(text)
-            kept = (
-                persisted.detail if persisted.ok else f"NOT kept for restarts: {persisted.detail}"
-            )
-        return Verdict(
-            True,
-            f"{source} applied ({applied.detail}), configuration_hash {expected[:12]}; {kept}",
-            applied.changed,
-        )
+    # -- the Admin API (capabilities.ConfigExporting) ---------------------------------------------
 
-    @staticmethod
-    def _restore_source(metadata: dict) -> str:
-        ran_file = metadata.get("declarative_md5") and metadata.get(
-            "declarative_md5"
-        ) == metadata.get("configuration_hash")
-        return "declarative file" if ran_file else "GET /config export"
+    @property
+    def admin(self) -> KongAdmin:
+        from opskit.services.kong.admin import KongAdmin
+
+        return KongAdmin(self.admin_url, self.get)
+
+    def configuration_hash(self) -> str | None:
+        return self.admin.configuration_hash()
+
+    def export_config(self) -> str:
+        return self.admin.export()
+
+    def apply_config(self, declarative: str, *, deadline: float = 30.0) -> ConfigApplied:
+        return self.admin.apply(declarative, deadline=deadline)
 
     # -- the masking gateway (capabilities.MaskingGateway) -----------------------------------------
 
@@ -691,32 +586,3 @@ class KongRole(Role):
             if host.endswith(COSTLY_HOSTS):
                 return host
         return None
-
-
-def _parse_declarative(text: str, where: str) -> dict:
-    """A Kong declarative config must be a YAML/JSON mapping with ``_format_version``."""
-    import yaml
-
-    try:
-        document = yaml.load(text, Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))
-    except yaml.YAMLError as exc:
-        raise OpskitError(f"{where}: not valid YAML: {str(exc).splitlines()[0]}") from None
-    if not isinstance(document, dict) or "_format_version" not in document:
-        raise OpskitError(f"{where}: not a Kong declarative config (no _format_version)")
-    return document
-
-
-def _entity_counts(text: str) -> dict[str, int]:
-    document = _parse_declarative(text, "export")
-    return {
-        name: len(value)
-        for name, value in sorted(document.items())
-        if isinstance(value, list) and not name.startswith("_")
-    }
-
-
-def _retry_after(value: str | None) -> float:
-    try:
-        return max(float(value or 1), 0.1)
-    except ValueError:
-        return 1.0
