@@ -37,8 +37,8 @@ from bench._common import REPO, SANDBOX_STACK, median, ms, sandbox_environ
 from opskit.ops import lifecycle
 from opskit.ops.engine import ensure_ready, mutation
 from opskit.recovery import intent
-from opskit.recovery.intent import Wanted
 from opskit.stack import load_stack
+from opskit.vocabulary import Wanted
 
 POLL = 0.005
 

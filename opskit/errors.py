@@ -9,15 +9,13 @@ from __future__ import annotations
 
 from pathlib import Path
 
-EXIT_OK = 0
-EXIT_FAILED = 1
-EXIT_CONFIG = 2
+from opskit.vocabulary import ExitCode
 
 
 class OpskitError(Exception):
     """Base class: a failure with a documented exit code."""
 
-    exit_code = EXIT_FAILED
+    exit_code = ExitCode.FAILED
 
 
 class ConfigError(OpskitError):
@@ -27,7 +25,7 @@ class ConfigError(OpskitError):
     ``sandbox/stack.yml: services.redis.depends_on.kong: unknown service (known: nginx, redis)``.
     """
 
-    exit_code = EXIT_CONFIG
+    exit_code = ExitCode.USAGE
 
     def __init__(self, source: str | Path | None, key: str, problem: str):
         self.source = str(source) if source is not None else None
@@ -40,7 +38,7 @@ class ConfigError(OpskitError):
 class UsageError(OpskitError):
     """The command line names something that does not exist (a service, a runtime)."""
 
-    exit_code = EXIT_CONFIG
+    exit_code = ExitCode.USAGE
 
 
 class PreflightError(OpskitError):
@@ -55,7 +53,7 @@ class Interrupted(OpskitError):
     """SIGINT or SIGTERM asked a long operation to end: it ended at a safe point, cleanly (a
     backup kept nothing, a restore rolled back, a recover pass finished what it had begun)."""
 
-    exit_code = 130
+    exit_code = ExitCode.INTERRUPTED
 
 
 class RollingImpossible(OpskitError):

@@ -10,7 +10,8 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING
 
-from opskit.services.capabilities import MetricType, MetricValue
+from opskit.services.capabilities import MetricValue
+from opskit.vocabulary import MetricType
 
 if TYPE_CHECKING:
     from prometheus_client import CollectorRegistry

@@ -298,3 +298,69 @@ class ShutdownMode(str, Enum):
 
     SAVE = "save"
     NOSAVE = "nosave"
+
+
+class RestoreState(str, Enum):
+    """How a restore ended (``inv restore``); each has its exit code in the task table."""
+
+    RESTORED = "restored"
+    PLANNED = "planned"  # --dry-run
+    REFUSED = "refused"  # nothing changed
+    ROLLED_BACK = "rolled back"  # failed, and the safety backup is back
+    INCONSISTENT = "inconsistent"  # failed, and so did the rollback
+    ABORTED = "aborted"  # --abort: an interrupted restore undone, as asked
+
+    def __str__(self) -> str:
+        return self.value
+
+
+class BackupState(str, Enum):
+    COMPLETE = "complete"
+    INCOMPLETE = "incomplete"  # an interrupted build, or a folder without a manifest
+    DAMAGED = "damaged"  # a manifest opskit cannot read
+
+
+class AlertKind(str, Enum):
+    """Why an alert is sent. Only state changes alert; reminders repeat an open incident."""
+
+    FAILED = "failed"  # confirmed down or failing (after the anti-flapping observations)
+    RECOVERED = "recovered"  # healthy again, after an alert said it failed
+    GAVE_UP = "gave up"  # the restart budget is spent: a person must act
+    REMINDER = "reminder"  # still failing (``alerts.remind``)
+    TEST = "test"  # ``inv alerts.test``
+
+    @property
+    def severity(self) -> str:
+        """Alertmanager's and most receivers' vocabulary."""
+        return {
+            AlertKind.FAILED: "critical",
+            AlertKind.GAVE_UP: "critical",
+            AlertKind.REMINDER: "critical",
+            AlertKind.RECOVERED: "resolved",
+            AlertKind.TEST: "info",
+        }[self]
+
+    def __str__(self) -> str:
+        return self.value
+
+
+class NotifierKind(str, Enum):
+    APPRISE = "apprise"
+    ALERTMANAGER = "alertmanager"
+    COMMAND = "command"
+
+    def __str__(self) -> str:
+        return self.value
+
+
+class Wanted(str, Enum):
+    RUNNING = "running"
+    STOPPED = "stopped"
+
+    def __str__(self) -> str:
+        return self.value
+
+
+class MetricType(str, Enum):
+    GAUGE = "gauge"
+    COUNTER = "counter"

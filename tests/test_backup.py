@@ -29,8 +29,9 @@ from opskit.backup.rdb import RdbError, check_stream
 from opskit.backup.retention import KeepPolicy, apply_policy
 from opskit.ops import backup as backups
 from opskit.ops import lifecycle
-from opskit.ops.restore import RestoreState, restore
+from opskit.ops.restore import restore
 from opskit.services.capabilities import Verdict
+from opskit.vocabulary import RestoreState
 
 from .conftest import run_inv
 from .helpers import redis_service, stack_text

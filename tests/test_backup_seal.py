@@ -10,8 +10,9 @@ import pytest
 
 from opskit.backup.seal import seal
 from opskit.ops import backup as backups
-from opskit.ops.restore import RestoreState, restore
+from opskit.ops.restore import restore
 from opskit.stack import load_stack
+from opskit.vocabulary import RestoreState
 
 from .conftest import REPO, run_inv
 

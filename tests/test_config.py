@@ -9,8 +9,9 @@ from pathlib import Path
 import pytest
 
 from opskit.config import load_config
-from opskit.errors import EXIT_CONFIG, ConfigError
+from opskit.errors import ConfigError
 from opskit.stack import load_stack
+from opskit.vocabulary import ExitCode
 
 from .conftest import PYTHON, REPO
 
@@ -282,7 +283,7 @@ def test_cli_bad_config_exits_2_with_one_line_and_starts_nothing(write_stack, tm
         text=True,
         timeout=60,
     )
-    assert done.returncode == EXIT_CONFIG
+    assert done.returncode == ExitCode.USAGE
     lines = done.stderr.strip().splitlines()
     assert lines == [
         f"opskit: {path}: services.second.depends_on.ghost: unknown service (known: first, second)"

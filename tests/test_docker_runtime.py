@@ -314,7 +314,8 @@ def test_a_redis_container_with_appendonly_on_is_restored_with_aof_on(write_stac
     off (it used to refuse): the restored RDB becomes the base of a new multi-part AOF, and
     the restored data survives a restart, which loads that AOF."""
     from opskit.ops import backup as backups
-    from opskit.ops.restore import RestoreState, restore
+    from opskit.ops.restore import restore
+    from opskit.vocabulary import RestoreState
 
     password = "pw-" + uuid.uuid4().hex[:8]
     body = (

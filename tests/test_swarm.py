@@ -25,9 +25,9 @@ from opskit.ops.backup import backup
 from opskit.ops.graceful import graceful_restart
 from opskit.ops.health import run_health
 from opskit.ops.recover import recover
-from opskit.ops.restore import RestoreState, restore
+from opskit.ops.restore import restore
 from opskit.stack import load_stack
-from opskit.vocabulary import RecoverAction, StepOutcome, UnitState
+from opskit.vocabulary import RecoverAction, RestoreState, StepOutcome, UnitState
 
 from .conftest import REPO, SWARM_PROBLEM, make_sandbox_env
 from .helpers import assert_healthy, free_port

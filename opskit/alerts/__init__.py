@@ -12,6 +12,7 @@ clients.
   alert that no notifier took is retried on the next pass. A failing notifier never raises.
 """
 
-from opskit.alerts.model import Alert, AlertKind
+from opskit.alerts.model import Alert
+from opskit.vocabulary import AlertKind
 
 __all__ = ["Alert", "AlertKind"]

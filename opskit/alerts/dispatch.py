@@ -26,10 +26,11 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from opskit.alerts.model import Alert, AlertKind
+from opskit.alerts.model import Alert
 from opskit.alerts.notifiers import Notifier, NotifyError, build_notifiers
 from opskit.alerts.settings import AlertSettings
 from opskit.files import atomic_write_json, read_json
+from opskit.vocabulary import AlertKind
 
 OUTBOX_TTL = 24 * 3600.0
 #: How much longer than ``alerts.timeout`` a send may take before it is abandoned.

@@ -5,31 +5,8 @@ from __future__ import annotations
 import socket
 import time
 from dataclasses import dataclass, field
-from enum import Enum
 
-
-class AlertKind(str, Enum):
-    """Why an alert is sent. Only state changes alert; reminders repeat an open incident."""
-
-    FAILED = "failed"  # confirmed down or failing (after the anti-flapping observations)
-    RECOVERED = "recovered"  # healthy again, after an alert said it failed
-    GAVE_UP = "gave up"  # the restart budget is spent: a person must act
-    REMINDER = "reminder"  # still failing (``alerts.remind``)
-    TEST = "test"  # ``inv alerts.test``
-
-    @property
-    def severity(self) -> str:
-        """Alertmanager's and most receivers' vocabulary."""
-        return {
-            AlertKind.FAILED: "critical",
-            AlertKind.GAVE_UP: "critical",
-            AlertKind.REMINDER: "critical",
-            AlertKind.RECOVERED: "resolved",
-            AlertKind.TEST: "info",
-        }[self]
-
-    def __str__(self) -> str:
-        return self.value
+from opskit.vocabulary import AlertKind
 
 
 @dataclass(frozen=True)

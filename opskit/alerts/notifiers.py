@@ -25,10 +25,11 @@ from abc import ABC, abstractmethod
 from collections.abc import Callable, Sequence
 from urllib.parse import urlsplit
 
-from opskit.alerts.model import Alert, AlertKind
-from opskit.alerts.settings import AlertSettings, NotifierKind, NotifierSpec
+from opskit.alerts.model import Alert
+from opskit.alerts.settings import AlertSettings, NotifierSpec
 from opskit.errors import OpskitError
 from opskit.redact import is_secret_name
+from opskit.vocabulary import AlertKind, NotifierKind
 
 #: How far ahead an open incident's ``endsAt`` is set on each re-post to Alertmanager.
 ALERTMANAGER_HOLD = 15 * 60.0

@@ -21,19 +21,10 @@ serves machines with and without a webhook. Every notifier URL counts as a secre
 from __future__ import annotations
 
 from dataclasses import dataclass
-from enum import Enum
 from typing import Any
 
 from opskit.options import OptionReader
-
-
-class NotifierKind(str, Enum):
-    APPRISE = "apprise"
-    ALERTMANAGER = "alertmanager"
-    COMMAND = "command"
-
-    def __str__(self) -> str:
-        return self.value
+from opskit.vocabulary import NotifierKind
 
 
 @dataclass(frozen=True)

@@ -16,22 +16,16 @@ import shutil
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
-from enum import Enum
 from pathlib import Path
 
 from opskit.backup.manifest import MANIFEST, Manifest, ManifestError
 from opskit.errors import OpskitError, UsageError
 from opskit.files import fsync_dir, pid_alive, private_dir
+from opskit.vocabulary import BackupState
 
 PARTIAL_PREFIX = ".partial-"
 _TAG = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,39}$")
 _ID = re.compile(r"^(\d{8}T\d{6}Z)(?:\.(\d+))?(?:-([A-Za-z0-9][A-Za-z0-9_.-]{0,39}))?$")
-
-
-class BackupState(str, Enum):
-    COMPLETE = "complete"
-    INCOMPLETE = "incomplete"  # an interrupted build, or a folder without a manifest
-    DAMAGED = "damaged"  # a manifest opskit cannot read
 
 
 @dataclass(frozen=True)

@@ -30,7 +30,7 @@ from opskit.backup.attempts import BackupAttempt, record_attempt
 from opskit.backup.manifest import MANIFEST, Manifest, ManifestError, written_by_same_kind
 from opskit.backup.retention import Decision, apply_policy
 from opskit.backup.seal import KEY_VARIABLE, MIN_KEY_LENGTH
-from opskit.backup.store import BackupEntry, BackupState, BackupStore
+from opskit.backup.store import BackupEntry, BackupStore
 from opskit.errors import Interrupted, OpskitError, UsageError
 from opskit.files import atomic_write
 from opskit.ops.engine import (
@@ -44,7 +44,7 @@ from opskit.ops.engine import (
 from opskit.redact import Redactor, is_secret_name
 from opskit.services.capabilities import BackingUp
 from opskit.stack import Stack
-from opskit.vocabulary import StepOutcome
+from opskit.vocabulary import BackupState, StepOutcome
 
 STACK_FOLDER = "stack"
 

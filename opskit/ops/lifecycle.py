@@ -31,11 +31,10 @@ from opskit.ops.engine import (
     walk,
 )
 from opskit.recovery import intent
-from opskit.recovery.intent import Wanted
 from opskit.redact import Redactor
 from opskit.runtime.base import UnitStatus
 from opskit.stack import Stack
-from opskit.vocabulary import Direction, ExitCode, Phase, StepOutcome
+from opskit.vocabulary import Direction, ExitCode, Phase, StepOutcome, Wanted
 
 # Names kept for library callers and tests written against the first release.
 STARTED = StepOutcome.STARTED

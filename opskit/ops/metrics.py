@@ -28,9 +28,9 @@ from opskit.backup.attempts import last_attempt
 from opskit.ops.health import run_health
 from opskit.recovery.intent import wanted_stopped
 from opskit.recovery.state import RecoveryState, RestartBudget
-from opskit.services.capabilities import MetricReporting, MetricType, MetricValue
+from opskit.services.capabilities import MetricReporting, MetricValue
 from opskit.stack import Stack
-from opskit.vocabulary import CheckStatus
+from opskit.vocabulary import CheckStatus, MetricType
 
 COUNTER = MetricType.COUNTER
 _STATUS_CODE = {
@@ -268,7 +268,8 @@ def _recovery_values(stack: Stack) -> list[MetricValue]:
 def _backup_values(stack: Stack) -> list[MetricValue]:
     if stack.config.backups_dir is None:
         return []
-    from opskit.backup.store import BackupState, BackupStore
+    from opskit.backup.store import BackupStore
+    from opskit.vocabulary import BackupState
 
     values = []
     attempt = last_attempt(stack.state_dir)

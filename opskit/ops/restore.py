@@ -45,16 +45,7 @@ from opskit.ops.engine import (
 )
 from opskit.services.capabilities import Restorable, RestorePlan, Staged, StagingRestorable
 from opskit.stack import Stack
-from opskit.vocabulary import Direction, ExitCode, StepOutcome
-
-
-class RestoreState:
-    RESTORED = "restored"
-    PLANNED = "planned"  # --dry-run
-    REFUSED = "refused"  # nothing changed
-    ROLLED_BACK = "rolled back"  # failed, and the safety backup is back
-    INCONSISTENT = "inconsistent"  # failed, and so did the rollback
-    ABORTED = "aborted"  # --abort: an interrupted restore undone, as asked
+from opskit.vocabulary import Direction, ExitCode, RestoreState, StepOutcome
 
 
 @dataclass

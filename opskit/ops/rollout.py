@@ -59,13 +59,13 @@ from opskit.services.capabilities import (
     Verdict,
 )
 from opskit.stack import Stack
-from opskit.vocabulary import StageOutcome
+from opskit.vocabulary import ExitCode, StageOutcome
 
 
 class RolloutInterrupted(OpskitError):
     """Ctrl-C during a rollout: the last good config was applied again before exiting."""
 
-    exit_code = 130
+    exit_code = ExitCode.INTERRUPTED
 
 
 class _StopAsked(Exception):

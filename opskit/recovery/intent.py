@@ -13,18 +13,10 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterable
-from enum import Enum
 from pathlib import Path
 
 from opskit.files import atomic_write_json, private_dir, read_json
-
-
-class Wanted(str, Enum):
-    RUNNING = "running"
-    STOPPED = "stopped"
-
-    def __str__(self) -> str:
-        return self.value
+from opskit.vocabulary import Wanted
 
 
 def _path(state_dir: Path) -> Path:

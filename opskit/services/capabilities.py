@@ -17,8 +17,9 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from enum import Enum
 from typing import TYPE_CHECKING, Any, Generic, Protocol, TypeVar, runtime_checkable
+
+from opskit.vocabulary import MetricType
 
 if TYPE_CHECKING:
     from opskit.backup.artifacts import ArtifactReader, ServiceArtifacts
@@ -293,11 +294,6 @@ class TrafficReporting(Protocol):
     ``log_format``: time, status, request_time, uri)."""
 
     def traffic_since(self, since: float, path_prefix: str) -> Traffic: ...
-
-
-class MetricType(str, Enum):
-    GAUGE = "gauge"
-    COUNTER = "counter"
 
 
 @dataclass(frozen=True)

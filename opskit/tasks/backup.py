@@ -120,8 +120,8 @@ def backup(
 @common.handles_errors
 def validate(c, backup_id=None, all=False, deep=False, json=False, stack=None, runtime=None):
     """Check a backup: every SHA-256, the RDB's CRC-64, Kong's YAML, nginx -t on the tree."""
-    from opskit.backup.store import BackupState
     from opskit.ops import backup as backups
+    from opskit.vocabulary import BackupState
 
     loaded = common.load(c, stack, runtime)
     entries = [e for e in backups.entries(loaded) if not e.id.startswith(".")]

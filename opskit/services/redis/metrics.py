@@ -16,7 +16,8 @@ from __future__ import annotations
 import time
 from typing import TYPE_CHECKING
 
-from opskit.services.capabilities import MetricType, MetricValue
+from opskit.services.capabilities import MetricValue
+from opskit.vocabulary import MetricType
 
 if TYPE_CHECKING:
     from opskit.services.probes import RedisProbe
