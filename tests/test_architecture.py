@@ -1,12 +1,19 @@
-"""The structure's rules, checked on the source so that they cannot drift.
+"""The structure's rules (docs/architecture.md), checked on the source so that they cannot drift.
 
 - Operations ask roles for capabilities, never for their names.
-- Statuses, outcomes and states are the enums of opskit.vocabulary, never string literals.
+- Roles reach their service only through the Unit contract (``opskit.runtime.base``): no
+  runtime implementation, no psutil, no docker, and no question about where the unit runs.
+- Runtime code knows units, never roles or operations.
+- Statuses, outcomes and states are the enums of opskit.vocabulary, never string literals, and
+  no enum lives anywhere else; runtimes and roles are each registered in one place.
+- Role packages import no role package but their own, and no module of a role imports a
+  module of another role: no circles.
 - config does not import the roles; ``inv --list`` imports nothing heavy.
 """
 
 from __future__ import annotations
 
+import ast
 import re
 import subprocess
 
@@ -59,3 +66,102 @@ def test_config_does_not_import_the_roles_and_listing_stays_light():
     )
     done = subprocess.run([PYTHON, "-c", code], capture_output=True, text=True, cwd=REPO)
     assert done.returncode == 0, done.stderr
+
+
+def _imports(path) -> list[tuple[int, str]]:
+    """(line, module) of every import in ``path``, TYPE_CHECKING and function-level ones too."""
+    found = []
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.Import):
+            found += [(node.lineno, alias.name) for alias in node.names]
+        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            found.append((node.lineno, node.module))
+    return found
+
+
+def test_roles_use_only_the_unit_contract_of_the_runtime():
+    offenders = [
+        f"{path.relative_to(REPO)}:{line}: imports {module}"
+        for path in sources("services")
+        for line, module in _imports(path)
+        if module.split(".")[0] in ("psutil", "docker")
+        or (module.startswith("opskit.runtime") and module != "opskit.runtime.base")
+    ]
+    assert not offenders, offenders
+
+
+def test_roles_never_ask_where_their_unit_runs():
+    asks = re.compile(r"runs_on_host|config\.runtime\s*[!=]=|isinstance\([^)]*Unit\)")
+    offenders = [
+        f"{path.relative_to(REPO)}:{number}: {line.strip()}"
+        for path in sources("services", "ops")
+        for number, line in enumerate(path.read_text().splitlines(), 1)
+        if asks.search(line)
+    ]
+    assert not offenders, offenders
+
+
+def test_runtime_code_knows_units_never_roles_or_operations():
+    offenders = [
+        f"{path.relative_to(REPO)}:{line}: imports {module}"
+        for path in sources("runtime")
+        for line, module in _imports(path)
+        if module.startswith(("opskit.services", "opskit.ops", "opskit.stack", "opskit.tasks"))
+    ]
+    assert not offenders, offenders
+
+
+def test_every_enum_lives_in_the_vocabulary():
+    offenders = [
+        f"{path.relative_to(REPO)}:{node.lineno}: class {node.name}"
+        for path in sorted(SOURCE.rglob("*.py"))
+        if path.name != "vocabulary.py"
+        for node in ast.walk(ast.parse(path.read_text()))
+        if isinstance(node, ast.ClassDef)
+        and any(
+            getattr(base, "id", getattr(base, "attr", "")).endswith("Enum") for base in node.bases
+        )
+    ]
+    assert not offenders, offenders
+
+
+def test_runtimes_and_roles_are_each_registered_once():
+    from opskit.runtime import _RUNTIME_MODULES
+    from opskit.services import _ROLE_MODULES
+    from opskit.vocabulary import RoleKind, RuntimeKind
+
+    assert set(_RUNTIME_MODULES) == set(RuntimeKind)
+    assert set(_ROLE_MODULES) == set(RoleKind)
+    for module in ("opskit/config.py", "opskit/runtime/__init__.py"):
+        text = (REPO / module).read_text()
+        assert not re.search(r"runtime\s*==\s*\"(process|docker|swarm)\"", text), module
+
+
+def test_role_packages_import_no_other_role():
+    roles = sorted(p.name for p in (SOURCE / "services").iterdir() if (p / "__init__.py").exists())
+    offenders = [
+        f"{path.relative_to(REPO)}:{line}: imports {module}"
+        for role in roles
+        for path in sorted((SOURCE / "services" / role).glob("*.py"))
+        for line, module in _imports(path)
+        if module.startswith("opskit.services.")
+        and module.split(".")[2] in roles
+        and module.split(".")[2] != role
+    ]
+    assert not offenders, offenders
+
+
+def test_a_role_module_imports_no_module_that_imports_it():
+    """No circles inside a role package: its backup, admin or file module is handed the role
+    as a Protocol of what it needs and never imports the role module."""
+    offenders = []
+    for path in sources("services"):
+        if path.name == "role.py":
+            continue
+        role_module = ".".join(path.relative_to(REPO).with_name("role").parts)
+        offenders += [
+            f"{path.relative_to(REPO)}:{line}: imports {module}"
+            for line, module in _imports(path)
+            if module == role_module
+        ]
+    assert not offenders, offenders

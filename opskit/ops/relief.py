@@ -26,7 +26,7 @@ from pathlib import Path
 
 from opskit.files import atomic_write_json, private_dir, read_json
 from opskit.ops.engine import Event, EventSink, StepResult, ensure_ready, wait_ready
-from opskit.runtime.ports import free_loopback_port
+from opskit.ports import free_loopback_port
 from opskit.services.base import Role
 from opskit.services.capabilities import Relievable, UpstreamSwitching, Verdict
 from opskit.stack import Stack

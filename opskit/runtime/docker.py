@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING, Any, BinaryIO
 
 from opskit.errors import OpskitError, RuntimeUnavailableError
 from opskit.polling import deadline_in, poll_until
+from opskit.ports import describe_taken_port, port_is_free
 from opskit.runtime import host
 from opskit.runtime.base import (
     ExecResult,
@@ -38,7 +39,6 @@ from opskit.runtime.base import (
     UnitStats,
     UnitStatus,
 )
-from opskit.runtime.ports import describe_taken_port, port_is_free
 from opskit.vocabulary import UnitState
 
 if TYPE_CHECKING:

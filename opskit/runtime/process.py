@@ -38,6 +38,7 @@ from opskit.files import (
     write_stream_private,
 )
 from opskit.polling import deadline_in, poll_until
+from opskit.ports import describe_taken_port, port_is_free
 from opskit.runtime import host
 from opskit.runtime.base import (
     ExecResult,
@@ -52,7 +53,6 @@ from opskit.runtime.base import (
 )
 from opskit.runtime.exits import pidfd, wait_exit
 from opskit.runtime.logfiles import follow_lines, log_files
-from opskit.runtime.ports import describe_taken_port, port_is_free
 from opskit.vocabulary import UnitState
 
 # psutil reports create-time as a float derived from boot time; the same process always gives

@@ -233,7 +233,7 @@ class RedisBackup:
 
     def _deep_check(self, artifacts: ArtifactReader, rdb: dict, metadata: dict) -> list[str]:
         """Load the RDB into a throwaway redis-server on a free port and count its keys."""
-        from opskit.runtime.ports import free_loopback_port
+        from opskit.ports import free_loopback_port
 
         with tempfile.TemporaryDirectory(prefix="opskit-deep-") as folder:
             path = Path(folder) / "dump.rdb"
