@@ -73,6 +73,9 @@ class NginxService(Protocol):
 
     def nginx_args(self) -> tuple[str, ...]: ...
 
+    @property
+    def renders_config(self) -> bool: ...
+
     def test_config(self) -> tuple[bool, str]: ...
 
 
@@ -176,9 +179,7 @@ class NginxBackup:
             return Verdict(False, f"nginx -t on the restored files failed: {output}")
         if not role.unit.send_signal(signal.SIGHUP):
             return Verdict(False, "nginx is not running")
-        note = (
-            "; the next start renders from the template again" if role.unit.follows_launch else ""
-        )
+        note = "; the next start renders from the template again" if role.renders_config else ""
         return Verdict(True, f"{len(files)} files restored under {root}, nginx -t ok, HUP{note}")
 
 

@@ -116,9 +116,15 @@ class NginxRole(Role):
     def binary(self) -> str:
         return self.spec.process.command[0] if self.spec.process.command else "nginx"
 
+    @property
+    def renders_config(self) -> bool:
+        """opskit renders the nginx.conf this nginx loads (its unit runs the role's launch);
+        a container's nginx uses its image's own configuration and paths."""
+        return self.unit.follows_launch
+
     def nginx_args(self) -> tuple[str, ...]:
         """Where our rendered config is; a container's nginx uses its image's own paths."""
-        if not self.unit.follows_launch:
+        if not self.renders_config:
             return ()
         return ("-p", f"{self.prefix}/", "-c", str(self.conf_path), "-e", "stderr")
 
@@ -138,7 +144,7 @@ class NginxRole(Role):
         )
 
     def prepare(self) -> None:
-        if not self.unit.follows_launch:
+        if not self.renders_config:
             return  # the container's image brings its own config
         for sub in ("conf", "logs", "tmp", *(f"tmp/{name}" for name in _TEMP_DIRS)):
             private_dir(self.prefix / sub)
@@ -148,7 +154,7 @@ class NginxRole(Role):
 
     def preflight(self) -> list[str]:
         """``nginx -t`` on the rendered config, so a typo fails before anything starts."""
-        if not self.unit.follows_launch:
+        if not self.renders_config:
             return []  # no container to exec in yet; the start gate sees a bad config exit
         ok, output = self.test_config()
         if ok:

@@ -24,7 +24,7 @@ import subprocess
 import tempfile
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -57,6 +57,9 @@ class RdbLocation:
     source: str  # "CONFIG GET" or the option it came from
     aof_dir: str | None = None  # Redis 7's multi-part AOF folder (appenddirname), if known
     aof_name: str = "appendonly.aof"  # appendfilename: the prefix of its files
+    #: Redis starts with appendonly on whatever opskit asks (a container's own command):
+    #: the restored RDB must become the base of a new AOF. Decided once, by the plan.
+    as_aof_base: bool = False
 
     def aof_file(self, seq: int, kind: str) -> str:
         """``appendonly.aof.<seq>.base.rdb`` / ``….incr.aof`` in the AOF folder."""
@@ -285,6 +288,7 @@ class RedisBackup:
             else self._configured_location("redis is not running")
         )
         as_aof_base = location.appendonly and not self.role.unit.follows_launch
+        location = replace(location, as_aof_base=as_aof_base)
         if as_aof_base and location.aof_dir is None:
             raise OpskitError(
                 f"{self.role.spec.name}: appendonly is on and its container's command sets it, "
@@ -316,8 +320,7 @@ class RedisBackup:
         Redis is down. Staged files an earlier, killed restore left are removed first (the
         stack lock is held: no other restore of this stack is running)."""
         target = self.role.unit.host_file(location.path)
-        aof_base = location.appendonly and not self.role.unit.follows_launch
-        if target is None or target.in_place or aof_base:
+        if target is None or target.in_place or location.as_aof_base:
             return None
         private_dir(target.path.parent)
         _remove_staged(target.path)
@@ -347,7 +350,7 @@ class RedisBackup:
         entry = artifacts.entry(RDB_ARTIFACT)
         unit = self.role.unit
         unit.create()
-        as_aof_base = location.appendonly and not unit.follows_launch and location.aof_dir
+        as_aof_base = location.as_aof_base and location.aof_dir
         base_seq, incr_seq = self._next_aof_sequence(location) if as_aof_base else (0, 0)
         targets = [location.path]
         if as_aof_base:
@@ -389,7 +392,7 @@ class RedisBackup:
     def apply(self, location: RdbLocation, metadata: dict) -> Verdict:
         name = self.role.spec.name
         rewrite = ""
-        if location.appendonly and not self.role.unit.follows_launch and location.aof_dir:
+        if location.as_aof_base and location.aof_dir:
             rewrite = f"; AOF on throughout: the restored RDB is the base of {location.aof_dir}"
         elif location.appendonly:
             with self.role.probe(timeout=10.0) as redis:
