@@ -13,20 +13,13 @@ the start at once); the role's probe then has the last word. Runtime code names 
 from __future__ import annotations
 
 import contextlib
-import io
-import os
-import signal
-import tarfile
 import threading
-import time
 from collections.abc import Iterator
 from datetime import datetime
-from pathlib import Path, PurePosixPath
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, BinaryIO
 
 from opskit.errors import OpskitError, RuntimeUnavailableError
-from opskit.polling import deadline_in, poll_until
-from opskit.ports import describe_taken_port, port_is_free
 from opskit.runtime import host
 from opskit.runtime.base import (
     ExecResult,
@@ -39,6 +32,22 @@ from opskit.runtime.base import (
     UnitStats,
     UnitStatus,
 )
+from opskit.runtime.containers import (
+    SERVICE_LABEL,
+    STACK_LABEL,
+    bind_mount_file,
+    bounded_exec,
+    build_images,
+    connect,
+    container_zone,
+    epoch,
+    list_containers,
+    log_line,
+    port_problems,
+    read_file,
+    top,
+    write_file,
+)
 from opskit.vocabulary import UnitState
 
 if TYPE_CHECKING:
@@ -47,8 +56,6 @@ if TYPE_CHECKING:
 
     from opskit.config import ServiceSpec, StackConfig
 
-STACK_LABEL = "io.opskit.stack"
-SERVICE_LABEL = "io.opskit.service"
 COMPOSE_PROJECT = "com.docker.compose.project"
 COMPOSE_SERVICE = "com.docker.compose.service"
 _NS = 1_000_000_000
@@ -110,45 +117,14 @@ class DockerRuntime(Runtime):
                         network.remove()
 
     def build_images(self, specs: list[ServiceSpec], progress) -> None:
-        """``build:`` through the engine for services whose image is not here yet.
-
-        The build's output goes to ``progress(service, line)`` as it streams; a failed build
-        raises with its last lines.
-        """
-        import docker
-
-        for spec in specs:
-            build = spec.compose.get("build")
-            if not build or self.unit(spec).container() is not None:
-                continue
-            try:
-                self.client.images.get(spec.image or "")
-                continue
-            except docker.errors.ImageNotFound:
-                pass
-            options = build if isinstance(build, dict) else {"context": build}
-            context = Path(str(options.get("context", ".")))
-            if not context.is_absolute():
-                context = self.config.project_dir / context
-            tag = spec.image or f"{self.project}-{spec.name}"
-            lines: list[str] = []
-            stream = self.client.api.build(
-                path=str(context),
-                dockerfile=options.get("dockerfile"),
-                tag=tag,
-                buildargs={k: str(v) for k, v in (options.get("args") or {}).items()},
-                rm=True,
-                decode=True,
-                labels={STACK_LABEL: self.project},
-            )
-            for chunk in stream:
-                if "error" in chunk:
-                    detail = " | ".join([*lines[-5:], chunk["error"].strip()])
-                    raise OpskitError(f"{spec.name}: building {tag} failed: {detail}")
-                text = (chunk.get("stream") or "").strip()
-                if text:
-                    lines.append(text)
-                    progress(spec.name, text)
+        """``build:`` through the engine for services without a container or an image."""
+        build_images(
+            self.client,
+            self.config,
+            specs,
+            progress,
+            lambda s: self.unit(s).container() is not None,
+        )
 
     def preflight(self, plans: list[tuple[ServiceSpec, Launch]]) -> list[str]:
         import docker
@@ -183,62 +159,6 @@ class DockerRuntime(Runtime):
                     if binding.get("HostPort") == str(port):
                         return container.name
         return None
-
-
-def port_problems(spec: ServiceSpec, holder_of, what: str) -> list[str]:
-    """The service's published TCP ports that ``holder_of(port)`` (a container or swarm service
-    of the engine, named ``what``) or some other program already holds."""
-    problems = []
-    for mapping in spec.ports:
-        if mapping.protocol != "tcp" or mapping.host_port is None:
-            continue
-        holder = holder_of(mapping.host_port)
-        if holder:
-            problems.append(
-                f"{spec.name}: port {mapping.host_port} is already published by {what} {holder}"
-            )
-        elif not port_is_free(mapping.host_port):
-            problems.append(describe_taken_port(mapping.host_port, spec.name))
-    return problems
-
-
-def list_containers(
-    client: docker.DockerClient, *, all: bool = False, filters: dict | None = None
-) -> list[Container]:
-    """``containers.list``, minus those removed between the listing and their inspection.
-
-    docker-py lists, then inspects each container, and one NotFound fails the whole call: a
-    Swarm task being replaced or an ``--rm`` container ending is enough. Here it is skipped.
-    """
-    import docker
-
-    found = []
-    for sparse in client.containers.list(all=all, filters=filters or {}, sparse=True):
-        with contextlib.suppress(docker.errors.NotFound):
-            found.append(client.containers.get(sparse.id))
-    return found
-
-
-def connect() -> docker.DockerClient:
-    """A client for the engine, or one clear line saying why there is none and what to do."""
-    import docker
-
-    try:
-        client = docker.from_env(timeout=30)
-        client.ping()
-        return client
-    except docker.errors.DockerException as exc:
-        text = str(exc)
-        socket_path = os.environ.get("DOCKER_HOST") or "unix:///var/run/docker.sock"
-        if "Permission denied" in text:
-            hint = f"permission denied on {socket_path}: add your user to the docker group"
-        elif any(s in text for s in ("No such file", "Connection refused", "FileNotFound")):
-            hint = f"no engine answers on {socket_path}: start it (systemctl start docker)"
-        else:
-            hint = text.splitlines()[0][:200]
-        raise RuntimeUnavailableError(
-            f"docker runtime: {hint} (or use --runtime process)"
-        ) from None
 
 
 class DockerUnit(Unit):
@@ -401,7 +321,7 @@ class DockerUnit(Unit):
                 self.name,
                 UnitState.RUNNING,
                 pid=state.get("Pid") or None,
-                started_at=_epoch(state.get("StartedAt")),
+                started_at=epoch(state.get("StartedAt")),
                 restarts=restarts,
                 detail=f"container {container.name}"
                 + ("" if self.created_by_opskit(container) else " (adopted)"),
@@ -480,75 +400,10 @@ class DockerUnit(Unit):
             self.runtime.remove_network_if_unused()
 
     def exec(self, argv: list[str], timeout: float = 15.0) -> ExecResult:
-        """``docker exec`` bounded by ``timeout``: the engine has no exec timeout, so the exec
-        runs on a daemon thread and, when it overruns, its process (a host pid the engine
-        reports) is killed where this host can see it, and abandoned otherwise."""
-        import docker
-
         container = self.container()
         if container is None or not self.status().running:
             return ExecResult(None, f"container of {self.name} is not running")
-        api = self.runtime.client.api
-        try:
-            exec_id = api.exec_create(container.id, argv, stdout=True, stderr=True)["Id"]
-        except docker.errors.APIError as exc:
-            return ExecResult(None, f"docker exec failed: {exc.explanation}")
-        finished: dict[str, Any] = {}
-
-        def run() -> None:
-            try:
-                # Demultiplexed: the engine interleaves stdout and stderr frames wherever its
-                # reads of the two pipes fall, which can cut a stdout line in two around a
-                # stderr line (nginx -T's "# configuration file …:" marker was lost that way).
-                out, err = api.exec_start(exec_id, demux=True)
-                finished["output"] = (out or b"") + (err or b"")
-            except Exception as exc:  # reported below; a thread must not die silently
-                finished["error"] = exc
-
-        deadline = deadline_in(timeout)
-        worker = threading.Thread(target=run, name=f"opskit-exec-{self.name}", daemon=True)
-        worker.start()
-        worker.join(timeout)
-        if worker.is_alive():
-            self._kill_exec(exec_id)
-            return ExecResult(None, f"timed out after {timeout:g}s")
-        if "error" in finished:
-            return ExecResult(None, f"docker exec failed: {finished['error']}")
-        output = (finished.get("output") or b"").decode("utf-8", errors="replace")
-        try:
-            code = self._exit_code(exec_id, deadline)
-        except docker.errors.APIError as exc:
-            return ExecResult(None, f"docker exec failed: {exc.explanation}")
-        if code is None:
-            self._kill_exec(exec_id)
-            return ExecResult(
-                None, f"timed out after {timeout:g}s (output ended, exec still running)"
-            )
-        return ExecResult(code, output)
-
-    def _exit_code(self, exec_id: str, deadline: float) -> int | None:
-        """The exec's exit code once the engine says it has finished. The output stream can
-        close a moment before the engine records the exit (``Running`` still true,
-        ``ExitCode`` null — docker-kotlin#232, spotify/docker-client#748): reading it at once
-        turned a successful ``nginx -T`` into a failure at random. Waited for within the
-        exec's own deadline (at least a second, the stream having already ended)."""
-        api = self.runtime.client.api
-
-        def finished() -> int | None:
-            state = api.exec_inspect(exec_id)
-            return None if state.get("Running") else state.get("ExitCode")
-
-        return poll_until(finished, max(deadline, deadline_in(1.0)))
-
-    def _kill_exec(self, exec_id: str) -> None:
-        import psutil
-
-        with contextlib.suppress(Exception):
-            pid = self.runtime.client.api.exec_inspect(exec_id).get("Pid")
-            if pid:
-                for member in reversed(host.descendants(pid)):
-                    with contextlib.suppress(psutil.Error, ProcessLookupError):
-                        os.kill(member, signal.SIGKILL)
+        return bounded_exec(self.runtime.client, container, argv, timeout, self.name)
 
     def logs(
         self, since: float | None = None, until: float | None = None, follow: bool = False
@@ -574,9 +429,9 @@ class DockerUnit(Unit):
                 pending += chunk
                 *lines, pending = pending.split(b"\n")
                 for line in lines:
-                    yield _log_line(self.name, line)
+                    yield log_line(self.name, line)
             if pending:
-                yield _log_line(self.name, pending)
+                yield log_line(self.name, pending)
         except docker.errors.APIError:
             return
 
@@ -597,55 +452,17 @@ class DockerUnit(Unit):
 
     @contextlib.contextmanager
     def open_file(self, path: str) -> Iterator[BinaryIO]:
-        """One regular file out of the container (``docker cp``), streamed from the engine's
-        tar; links and directories are refused, so nothing can land outside the caller's
-        destination."""
-        import docker
-
         container = self.container()
         if container is None:
             raise OpskitError(f"{self.name}: no container to copy {path} from")
-        try:
-            stream, _stat = container.get_archive(path, chunk_size=1 << 20)
-        except docker.errors.APIError as exc:
-            raise OpskitError(f"{self.name}: cannot copy {path} out: {exc.explanation}") from None
-        with tarfile.open(fileobj=_ChunkReader(stream), mode="r|") as archive:
-            member = archive.next()
-            if member is None or not member.isfile():
-                raise OpskitError(f"{self.name}: {path} is not a regular file in the container")
-            data = archive.extractfile(member)
-            assert data is not None
+        with read_file(container, path, self.name) as data:
             yield data
 
     def write_file(self, path: str, data: BinaryIO, size: int) -> None:
-        """``docker cp`` in, streamed: a one-member tar generated on the fly (the engine
-        replaces the file when the archive is complete)."""
-        import docker
-
         container = self.container()
         if container is None:
             raise OpskitError(f"{self.name}: no container to copy {path} into")
-        target = PurePosixPath(path)
-        info = tarfile.TarInfo(target.name)
-        info.size, info.mode, info.mtime = size, 0o600, int(time.time())
-
-        def archive() -> Iterator[bytes]:
-            yield info.tobuf(format=tarfile.PAX_FORMAT)
-            left = size
-            while left > 0:
-                chunk = data.read(min(1 << 20, left))
-                if not chunk:
-                    raise OpskitError(f"{self.name}: source for {path} ended {left} bytes early")
-                left -= len(chunk)
-                yield chunk
-            if data.read(1):  # also lets a checking reader run its end-of-stream checks
-                raise OpskitError(f"{self.name}: source for {path} is longer than {size} bytes")
-            yield b"\0" * ((-size) % tarfile.BLOCKSIZE) + b"\0" * (2 * tarfile.BLOCKSIZE)
-
-        try:
-            container.put_archive(str(target.parent), archive())
-        except docker.errors.APIError as exc:
-            raise OpskitError(f"{self.name}: cannot copy into {path}: {exc.explanation}") from None
+        write_file(container, path, data, size, self.name)
 
     def log_tail(self, lines: int = 20) -> list[str]:
         import docker
@@ -664,24 +481,12 @@ class DockerUnit(Unit):
 
     def processes(self) -> list[UnitProcess]:
         container = self.container()
-        return _top(container) if container is not None and self.status().running else []
+        return top(container) if container is not None and self.status().running else []
 
     def host_file(self, path: str) -> HostFile | None:
-        """A path under a bind mount of the service (Compose ``volumes:`` with a host path) is
-        that host file; a file mounted on its own is replaced in place. Anything else lives in
-        the container or a volume."""
-        from opskit.runtime.swarm_spec import mount_uses
-
-        target = PurePosixPath(path)
-        mounts = mount_uses(self.spec, self.runtime.project, self.runtime.config.project_dir)
-        for mount in sorted(mounts, key=lambda m: len(m.target), reverse=True):
-            if mount.kind != "bind" or not target.is_relative_to(mount.target):
-                continue
-            relative = target.relative_to(mount.target)
-            if str(relative) == ".":
-                return HostFile(Path(mount.source), in_place=True)
-            return HostFile(Path(mount.source) / relative)
-        return None
+        return bind_mount_file(
+            self.spec, self.runtime.project, self.runtime.config.project_dir, path
+        )
 
     def time_zone(self) -> str | None:
         """The container's own: its ``TZ`` variable, else the zone its ``/etc/localtime``
@@ -695,16 +500,8 @@ class DockerUnit(Unit):
         return cached
 
     def _container_zone(self, container: Container) -> str:
-        for item in (container.attrs.get("Config") or {}).get("Env") or []:
-            name, _, value = item.partition("=")
-            if name == "TZ":
-                return value
-        if not self.status().running:
-            return "UTC"
-        found = self.exec(["readlink", "-f", "/etc/localtime"], timeout=5)
-        path = found.output.strip() if found.exit_code == 0 else ""
-        _, marker, name = path.partition("/zoneinfo/")
-        return name if marker and name else "UTC"
+        running = self.status().running
+        return container_zone(container, running, lambda argv: self.exec(argv, timeout=5))
 
     def address(self, container_port: int) -> tuple[str, int]:
         mapping = self.spec.port(container_port) or self.spec.port()
@@ -712,60 +509,3 @@ class DockerUnit(Unit):
             host = mapping.host_ip if mapping.host_ip not in ("", "0.0.0.0") else "127.0.0.1"
             return (host, mapping.host_port)
         return ("127.0.0.1", container_port)
-
-
-def _top(container: Container) -> list[UnitProcess]:
-    """``docker top``: the engine lists the container's processes (its own ``ps``), wherever
-    the engine runs — no host pid namespace needed."""
-    import docker
-
-    try:
-        listing = container.top(ps_args="-o pid,ppid,args")
-    except docker.errors.APIError:
-        return []
-    found = []
-    for row in listing.get("Processes") or []:
-        if len(row) >= 3 and str(row[0]).isdigit() and str(row[1]).isdigit():
-            found.append(UnitProcess(int(row[0]), int(row[1]), " ".join(row[2:])))
-    return found
-
-
-def _log_line(service: str, raw: bytes) -> LogLine:
-    """``2026-11-24T02:47:58.123456789Z text`` (docker's timestamps) as a LogLine."""
-    text = raw.decode("utf-8", errors="replace")
-    stamp, _, rest = text.partition(" ")
-    try:
-        return LogLine(service, rest, _epoch(stamp))
-    except ValueError:
-        return LogLine(service, text)
-
-
-def _epoch(timestamp: str | None) -> float | None:
-    if not timestamp or timestamp.startswith("0001-"):
-        return None
-    text = timestamp.rstrip("Z")
-    main, _, fraction = text.partition(".")
-    parsed = datetime.fromisoformat(main + "+00:00")
-    return parsed.timestamp() + (float(f"0.{fraction[:6]}") if fraction else 0.0)
-
-
-class _ChunkReader(io.RawIOBase):
-    """A file object over the engine's chunk iterator, for tarfile's stream mode."""
-
-    def __init__(self, chunks: Iterator[bytes]):
-        self._chunks = iter(chunks)
-        self._pending = memoryview(b"")
-
-    def readable(self) -> bool:
-        return True
-
-    def readinto(self, buffer) -> int:
-        while not self._pending:
-            try:
-                self._pending = memoryview(next(self._chunks))
-            except StopIteration:
-                return 0
-        count = min(len(buffer), len(self._pending))
-        buffer[:count] = self._pending[:count]
-        self._pending = self._pending[count:]
-        return count

@@ -20,6 +20,7 @@ from __future__ import annotations
 import contextlib
 import os
 import signal
+import threading
 import time
 from collections import Counter
 from collections.abc import Iterator
@@ -31,27 +32,36 @@ from opskit.polling import deadline_in, poll_until
 from opskit.runtime import host, swarm_spec
 from opskit.runtime.base import (
     ExecResult,
+    HostFile,
     Launch,
     LogLine,
+    Runtime,
     StopResult,
+    Unit,
     UnitProcess,
     UnitStats,
     UnitStatus,
 )
-from opskit.runtime.docker import (
+from opskit.runtime.containers import (
     SERVICE_LABEL,
     STACK_LABEL,
-    DockerRuntime,
-    DockerUnit,
-    _epoch,
-    _log_line,
-    _top,
+    bind_mount_file,
+    bounded_exec,
+    build_images,
+    connect,
+    container_zone,
     list_containers,
     port_problems,
+    read_file,
+    top,
+    write_file,
 )
+from opskit.runtime.containers import epoch as _epoch
+from opskit.runtime.containers import log_line as _log_line
 from opskit.vocabulary import EndpointMode, PublishMode, TaskState, UnitState
 
 if TYPE_CHECKING:
+    import docker
     from docker.models.containers import Container
     from docker.models.services import Service
 
@@ -77,12 +87,23 @@ _FAILED = {TaskState.FAILED, TaskState.REJECTED, TaskState.ORPHANED}
 _UPDATE_FAILED = {"paused", "rollback_started", "rollback_paused", "rollback_completed"}
 
 
-class SwarmRuntime(DockerRuntime):
+class SwarmRuntime(Runtime):
     name = "swarm"
 
     def __init__(self, config: StackConfig):
-        super().__init__(config)
+        self.config = config
+        self._client: docker.DockerClient | None = None
+        self._units: dict[str, SwarmUnit] = {}
+        self._network_lock = threading.Lock()
         self._node_names: dict[str, str] = {}
+
+    @property
+    def project(self) -> str:
+        return self.config.name
+
+    @property
+    def network_name(self) -> str:
+        return f"{self.project}_default"
 
     def unit(self, spec: ServiceSpec) -> SwarmUnit:
         known = self._units.get(spec.name)
@@ -96,8 +117,6 @@ class SwarmRuntime(DockerRuntime):
         one (services, tasks, secrets) needs one, and a plain engine answers each with an API
         error instead of one line saying why."""
         if self._client is None:
-            from opskit.runtime.docker import connect
-
             client = connect()
             self._client = client
             problem = self.swarm_problem()
@@ -277,10 +296,15 @@ class SwarmRuntime(DockerRuntime):
 
     def build_images(self, specs: list[ServiceSpec], progress) -> None:
         """Built on this node only: a cluster's other nodes need a registry (docs/scaling.md)."""
-        super().build_images([s for s in specs if self.unit(s).service() is None], progress)
+
+        def exists(spec: ServiceSpec) -> bool:
+            unit = self.unit(spec)
+            return unit.service() is not None or unit.container() is not None
+
+        build_images(self.client, self.config, specs, progress, exists)
 
 
-class SwarmUnit(DockerUnit):
+class SwarmUnit(Unit):
     """A Swarm service. Container-level operations (exec, files, signals) act on its task
     containers on this node; everything else asks Swarm."""
 
@@ -291,8 +315,9 @@ class SwarmUnit(DockerUnit):
         return True  # Swarm's orchestrator replaces a finished task by itself
 
     def __init__(self, spec: ServiceSpec, runtime: SwarmRuntime):
-        super().__init__(spec, runtime)
-        self.runtime: SwarmRuntime = runtime
+        super().__init__(spec)
+        self.runtime = runtime
+        self._zones: dict[str, str] = {}  # container id → its zone (it cannot change)
 
     @property
     def service_name(self) -> str:
@@ -492,7 +517,7 @@ class SwarmUnit(DockerUnit):
     def processes(self) -> list[UnitProcess]:
         """The processes of this node's task container (the task a reload must reach)."""
         local = self.local_containers()
-        return _top(local[0]) if local else []
+        return top(local[0]) if local else []
 
     def stats(self) -> UnitStats | None:
         """This node's task containers together (tasks on other nodes are not counted)."""
@@ -859,7 +884,8 @@ class SwarmUnit(DockerUnit):
         this host can reach)."""
         mapping = self.spec.port(container_port)
         if mapping is not None and mapping.host_port is not None:
-            return super().address(container_port)
+            host = mapping.host_ip if mapping.host_ip not in ("", "0.0.0.0") else "127.0.0.1"
+            return (host, mapping.host_port)
         gateway = self._gateway_address()
         return (gateway or "127.0.0.1", container_port)
 
@@ -880,9 +906,10 @@ class SwarmUnit(DockerUnit):
     # -- exec, files, logs -------------------------------------------------------------------
 
     def exec(self, argv: list[str], timeout: float = 15.0) -> ExecResult:
-        if not self.local_containers():
+        local = self.local_containers()
+        if not local:
             return ExecResult(None, self._elsewhere("exec into it"))
-        return super().exec(argv, timeout)
+        return bounded_exec(self.runtime.client, local[0], argv, timeout, self.name)
 
     def create(self) -> None:
         """While the service is scaled to 0 (a restore), a stopped *staging* container with
@@ -920,9 +947,10 @@ class SwarmUnit(DockerUnit):
 
     @contextlib.contextmanager
     def open_file(self, path: str) -> Iterator[BinaryIO]:
-        if self.container() is None:
+        container = self.container()
+        if container is None:
             raise OpskitError(self._elsewhere(f"copy {path} out"))
-        with super().open_file(path) as data:
+        with read_file(container, path, self.name) as data:
             yield data
 
     def write_file(self, path: str, data: BinaryIO, size: int) -> None:
@@ -936,7 +964,26 @@ class SwarmUnit(DockerUnit):
             problem = self.keeps_file(path)
             if problem:
                 raise OpskitError(f"{self.name}: {problem}")
-        super().write_file(path, data, size)
+        write_file(container, path, data, size, self.name)
+
+    def host_file(self, path: str) -> HostFile | None:
+        runtime = self.runtime
+        return bind_mount_file(self.spec, runtime.project, runtime.config.project_dir, path)
+
+    def peer_address(self, container_port: int) -> tuple[str, int]:
+        return (self.spec.name, container_port)  # its alias on the stack's network
+
+    def time_zone(self) -> str | None:
+        """This node's task container's own zone (its TZ, its /etc/localtime), else UTC."""
+        container = self.container()
+        if container is None:
+            return super().time_zone() or "UTC"
+        cached = self._zones.get(container.id)
+        if cached is None:
+            running = self.status().running
+            cached = container_zone(container, running, lambda argv: self.exec(argv, timeout=5))
+            self._zones[container.id] = cached
+        return cached
 
     def keeps_file(self, path: str) -> str | None:
         mounts = swarm_spec.mount_uses(
