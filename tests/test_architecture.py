@@ -165,3 +165,18 @@ def test_a_role_module_imports_no_module_that_imports_it():
             if module == role_module
         ]
     assert not offenders, offenders
+
+
+def test_runtimes_compose_their_helpers_and_never_subclass_each_other():
+    """A runtime's Unit and Runtime derive from the contract directly: what two runtimes share
+    (the container helpers) is a module both use, not a base class one inherits from the other."""
+    offenders = [
+        f"{path.relative_to(REPO)}:{node.lineno}: class {node.name}({bases})"
+        for path in sources("runtime")
+        for node in ast.walk(ast.parse(path.read_text()))
+        if isinstance(node, ast.ClassDef)
+        and (bases := ", ".join(getattr(b, "id", "?") for b in node.bases))
+        and any(getattr(b, "id", "").endswith(("Unit", "Runtime")) for b in node.bases)
+        and bases not in ("Unit", "Runtime")
+    ]
+    assert not offenders, offenders
