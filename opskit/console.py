@@ -10,7 +10,6 @@ text passes through the stack's :class:`~opskit.redact.Redactor` before it is wr
 
 from __future__ import annotations
 
-import json
 import sys
 import threading
 import time
@@ -267,31 +266,6 @@ def print_status(result: StatusResult, stream: IO[str] | None = None) -> None:
             status.detail,
         )
     print_grid(grid, stream)
-
-
-def status_json(result: StatusResult) -> str:
-    return json.dumps(
-        {
-            "checked_at": result.checked_at,
-            "ok": result.ok,
-            "interrupted_restore": result.interrupted_restore,
-            "services": [
-                {
-                    "service": row.service,
-                    "role": str(row.role),
-                    "state": row.status.state.value,
-                    "pid": row.status.pid if row.status.running else None,
-                    "started_at": row.status.started_at,
-                    "uptime_s": row.status.uptime(result.checked_at),
-                    "exit_code": row.status.exit_code,
-                    "detail": row.status.detail,
-                    "nodes": list(row.status.nodes),
-                }
-                for row in result.rows
-            ],
-        },
-        indent=2,
-    )
 
 
 def _duration(seconds: float) -> str:

@@ -180,3 +180,17 @@ def test_runtimes_compose_their_helpers_and_never_subclass_each_other():
         and bases not in ("Unit", "Runtime")
     ]
     assert not offenders, offenders
+
+
+def test_tasks_render_results_and_build_no_json_by_hand():
+    """Every ``--json`` answer is ``result_json(result)``: one shape (ok, exit_code, to_dict),
+    every string redacted. Only ``inv events`` writes JSON lines itself: a stream of events,
+    not a result."""
+    offenders = [
+        f"{path.relative_to(REPO)}:{number}: {line.strip()}"
+        for path in sources("tasks")
+        if path.name != "events.py"
+        for number, line in enumerate(path.read_text().splitlines(), 1)
+        if re.search(r"\bjson(lib)?\.dumps\(|^import json", line.strip())
+    ]
+    assert not offenders, offenders

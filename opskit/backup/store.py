@@ -17,6 +17,7 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from opskit.backup.manifest import MANIFEST, Manifest, ManifestError
 from opskit.errors import OpskitError, UsageError
@@ -41,6 +42,21 @@ class BackupEntry:
     @property
     def services(self) -> list[str]:
         return sorted(self.manifest.services) if self.manifest else []
+
+    def to_dict(self, now: float | None = None) -> dict[str, Any]:
+        import time
+
+        now = time.time() if now is None else now
+        return {
+            "id": self.id,
+            "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(self.created)),
+            "age_seconds": round(now - self.created),
+            "size": self.size,
+            "services": self.services,
+            "status": self.state.value,
+            "includes_secrets": bool(self.manifest and self.manifest.includes_secrets),
+            "detail": self.detail,
+        }
 
 
 def parse_id_time(backup_id: str) -> float | None:

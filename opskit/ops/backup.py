@@ -16,6 +16,7 @@ import time
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from opskit import __version__
 from opskit.backup.artifacts import (
@@ -44,7 +45,7 @@ from opskit.ops.engine import (
 from opskit.redact import Redactor, is_secret_name
 from opskit.services.capabilities import BackingUp
 from opskit.stack import Stack
-from opskit.vocabulary import BackupState, StepOutcome
+from opskit.vocabulary import BackupState, ExitCode, StepOutcome
 
 STACK_FOLDER = "stack"
 
@@ -64,6 +65,17 @@ class BackupResult(OperationResult):
     path: Path | None = None
     size: int = 0
     includes_secrets: bool = False
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "ok": self.ok,
+            "id": self.backup_id if self.ok else None,
+            "path": str(self.path) if self.path else None,
+            "size": self.size,
+            "includes_secrets": self.includes_secrets,
+            "seconds": round(self.seconds, 3),
+            "services": [outcome.to_dict() for outcome in self.outcomes],
+        }
 
 
 def store_of(stack: Stack) -> BackupStore:
@@ -235,6 +247,13 @@ class Validation:
     def ok(self) -> bool:
         return not self.problems
 
+    @property
+    def exit_code(self) -> int:
+        return ExitCode.OK if self.ok else ExitCode.FAILED
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"id": self.backup_id, "ok": self.ok, "deep": self.deep, "problems": self.problems}
+
 
 def validate(
     stack: Stack,
@@ -371,6 +390,19 @@ class PruneResult:
     removed: list[str]
     dry_run: bool
     policy: str
+
+    ok = True  # a rule that removes nothing is not a failure
+    exit_code = ExitCode.OK
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "dry_run": self.dry_run,
+            "policy": self.policy,
+            "keep": [{"id": d.id, "reasons": d.reasons} for d in self.decisions if d.keep],
+            "remove": [d.id for d in self.decisions if not d.keep],
+            "interrupted": [e.id for e in self.leftovers],
+            "removed": self.removed,
+        }
 
 
 def prune(stack: Stack, *, dry_run: bool = False) -> PruneResult:

@@ -21,6 +21,7 @@ import contextlib
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from opskit.declarative.document import (
     Declarative,
@@ -42,6 +43,7 @@ from opskit.services.capabilities import (
     Verdict,
 )
 from opskit.stack import Stack
+from opskit.vocabulary import ExitCode
 
 
 @dataclass
@@ -53,6 +55,23 @@ class ApplyResult:
     file_differs: bool = False
     findings: Findings = field(default_factory=lambda: Findings([], []))
     persisted: Verdict | None = None  # None: not asked (memory only, or the apply failed)
+
+    @property
+    def exit_code(self) -> int:
+        return ExitCode.OK if self.ok else ExitCode.FAILED
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "ok": self.ok,
+            "detail": self.detail,
+            "changed": self.changed,
+            "number": self.entry.number if self.entry else None,
+            "md5": self.entry.md5 if self.entry else None,
+            "file_differs": self.file_differs,
+            "persisted": self.persisted.to_dict() if self.persisted else None,
+            "problems": self.findings.problems,
+            "warnings": self.findings.warnings,
+        }
 
 
 @contextlib.contextmanager
@@ -93,6 +112,46 @@ def load_source(stack: Stack, file: str | Path | None) -> Declarative:
         return parse(text, str(path))
     name, role = gateway(stack)
     return parse(role.declarative_source(), f"{name}'s declarative file")
+
+
+@dataclass
+class ConfigCheck:
+    """``kong.validate``'s answer: the config checked and what was found."""
+
+    doc: Declarative
+    findings: Findings
+
+    @property
+    def ok(self) -> bool:
+        return self.findings.ok
+
+    @property
+    def exit_code(self) -> int:
+        return ExitCode.OK if self.ok else ExitCode.FAILED
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "source": self.doc.source,
+            "md5": self.doc.md5,
+            "ok": self.ok,
+            "problems": self.findings.problems,
+            "warnings": self.findings.warnings,
+            "parsed_by": self.findings.parsed_by,
+        }
+
+
+@dataclass
+class History:
+    """``kong.history``'s answer: the applied configs, oldest first, and what runs now."""
+
+    entries: list[HistoryEntry]
+    running: str | None
+
+    ok = True
+    exit_code = ExitCode.OK
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"running": self.running, "entries": [vars(e) for e in self.entries]}
 
 
 def check(stack: Stack, file: str | Path | None = None) -> tuple[Declarative, Findings]:

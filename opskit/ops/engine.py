@@ -31,7 +31,7 @@ import time
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from opskit.errors import OpskitError
 from opskit.lock import stack_lock
@@ -80,6 +80,9 @@ class StepResult:
     def ok(self) -> bool:
         return self.state.ok
 
+    def to_dict(self) -> dict[str, Any]:
+        return {"service": self.service, "result": self.state.value, "detail": self.detail}
+
 
 @dataclass
 class OperationResult:
@@ -99,6 +102,14 @@ class OperationResult:
 
     def outcome(self, service: str) -> StepResult | None:
         return next((o for o in self.outcomes if o.service == service), None)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "ok": self.ok,
+            "action": self.action,
+            "seconds": round(self.seconds, 3),
+            "services": [outcome.to_dict() for outcome in self.outcomes],
+        }
 
     @property
     def nothing_to_do(self) -> bool:

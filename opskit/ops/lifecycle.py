@@ -16,6 +16,7 @@ from __future__ import annotations
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass
+from typing import Any
 
 from opskit.backup.journal import JournalFile
 from opskit.errors import PreflightError
@@ -81,6 +82,27 @@ class StatusResult:
     @property
     def exit_code(self) -> int:
         return ExitCode.OK if self.ok else ExitCode.FAILED
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "checked_at": self.checked_at,
+            "ok": self.ok,
+            "interrupted_restore": self.interrupted_restore,
+            "services": [
+                {
+                    "service": row.service,
+                    "role": str(row.role),
+                    "state": row.status.state.value,
+                    "pid": row.status.pid if row.status.running else None,
+                    "started_at": row.status.started_at,
+                    "uptime_s": row.status.uptime(self.checked_at),
+                    "exit_code": row.status.exit_code,
+                    "detail": row.status.detail,
+                    "nodes": list(row.status.nodes),
+                }
+                for row in self.rows
+            ],
+        }
 
 
 # -- start -------------------------------------------------------------------------------------

@@ -28,6 +28,7 @@ from collections import deque
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from opskit.errors import OpskitError, UsageError
 from opskit.logs.bundle import BundleManifest, BundleWriter, prune_bundles
@@ -35,6 +36,7 @@ from opskit.logs.timestamps import stamp_stream, zone_from_tz
 from opskit.redact import Redactor
 from opskit.services.capabilities import LogSource, LogSources
 from opskit.stack import Stack
+from opskit.vocabulary import ExitCode
 
 DEFAULT_BUNDLES = "log-bundles"  # under the state dir
 DEFAULT_KEEP = 10
@@ -59,6 +61,22 @@ class CollectResult:
     problems: list[str]
     removed: list[Path] = field(default_factory=list)
 
+    @property
+    def ok(self) -> bool:
+        return True  # a source it could not read is a problem listed, not a failed bundle
+
+    exit_code = ExitCode.OK
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "path": str(self.path),
+            "files": self.files,
+            "lines": self.lines,
+            "redactions": self.redactions,
+            "problems": self.problems,
+            "removed": [str(p) for p in self.removed],
+        }
+
 
 @dataclass
 class TraceResult:
@@ -68,6 +86,21 @@ class TraceResult:
 
     def services_found(self) -> list[str]:
         return [s for s in self.searched if any(e.service == s for e in self.entries)]
+
+    @property
+    def ok(self) -> bool:
+        return bool(self.entries)
+
+    @property
+    def exit_code(self) -> int:
+        return ExitCode.OK if self.ok else ExitCode.FAILED
+
+    def to_dict(self) -> dict[str, Any]:
+        lines = [
+            {"service": e.service, "source": e.source, "time": e.time, "text": e.text}
+            for e in self.entries
+        ]
+        return {"request_id": self.request_id, "found_in": self.services_found(), "lines": lines}
 
 
 def redactor_for(stack: Stack, mask_aws: bool = False) -> Redactor:

@@ -32,6 +32,7 @@ import threading
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
+from typing import Any
 
 from opskit.alerts.dispatch import Delivery, Dispatcher
 from opskit.backup.journal import JournalFile
@@ -100,6 +101,37 @@ class RecoverResult:
         if self.blocked:
             return ExitCode.FAILED
         return ExitCode.OK if self.ok or self.busy else ExitCode.FAILED
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "ok": self.ok,
+            "busy": self.busy or None,
+            "blocked": self.blocked or None,
+            "problem": self.problem or None,
+            "dry_run": self.dry_run,
+            "seconds": round(self.seconds, 3),
+            "services": [
+                {
+                    "service": row.service,
+                    "verdict": row.verdict.value,
+                    "action": row.action.value,
+                    "detail": row.detail,
+                    "seconds": round(row.seconds, 3),
+                    "log_tail": row.log_tail,
+                }
+                for row in self.rows
+            ],
+            "alerts": [
+                {
+                    "notifier": d.notifier,
+                    "subject": d.subject,
+                    "kind": d.kind.value,
+                    "ok": d.ok,
+                    "detail": d.detail,
+                }
+                for d in self.deliveries
+            ],
+        }
 
     @property
     def quiet(self) -> bool:

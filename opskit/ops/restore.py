@@ -29,6 +29,7 @@ import time
 from collections.abc import Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
+from typing import Any
 
 from opskit.backup.artifacts import ArtifactReader
 from opskit.backup.journal import JournalFile, RestoreJournal
@@ -58,6 +59,22 @@ class RestoreResult:
     safety_backup: str | None = None
     seconds: float = 0.0
     interrupted: bool = False  # SIGINT/SIGTERM arrived while it ran
+
+    @property
+    def ok(self) -> bool:
+        return self.exit_code == ExitCode.OK
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "id": self.backup_id,
+            "state": self.state,
+            "detail": self.detail,
+            "safety_backup": self.safety_backup,
+            "interrupted": self.interrupted,
+            "seconds": round(self.seconds, 3),
+            "services": [outcome.to_dict() for outcome in self.outcomes],
+            "rollback": [outcome.to_dict() for outcome in self.rollback],
+        }
 
     @property
     def exit_code(self) -> int:

@@ -118,6 +118,19 @@ class RolloutResult:
     persisted: Verdict | None = None  # the last good config made the file's (None: memory only)
     ok: bool = False
 
+    @property
+    def exit_code(self) -> int:
+        return ExitCode.OK if self.ok else ExitCode.FAILED
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "ok": self.ok,
+            "notes": self.notes,
+            "restored": self.restored.number if self.restored else None,
+            "persisted": self.persisted.to_dict() if self.persisted else None,
+            "stages": [{**vars(s), "verdict": s.verdict, "ok": s.ok} for s in self.stages],
+        }
+
 
 def rollout(
     stack: Stack,

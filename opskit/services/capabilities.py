@@ -37,6 +37,9 @@ class Verdict:
     detail: str
     changed: bool = True
 
+    def to_dict(self) -> dict[str, Any]:
+        return {"ok": self.ok, "detail": self.detail, "changed": self.changed}
+
 
 @runtime_checkable
 class ConfigValidating(Protocol):

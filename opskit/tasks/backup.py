@@ -7,11 +7,11 @@ restore failed and so did its rollback (the message names the safety backup) · 
 
 from __future__ import annotations
 
-import json
 import sys
 
 from invoke import Exit, task
 
+from opskit.results import result_json
 from opskit.tasks import common
 
 _HELP = {
@@ -25,10 +25,6 @@ _HELP = {
 
 def _help(*names: str, **extra: str) -> dict[str, str]:
     return common.help_for(_HELP, *names, **extra)
-
-
-def _dump(value: object) -> None:
-    print(json.dumps(value, indent=2, default=str))
 
 
 @task(
@@ -80,20 +76,7 @@ def backup(
         except backups.BackupFailed as exc:
             result = exc.result
     if json:
-        _dump(
-            {
-                "ok": result.ok,
-                "id": result.backup_id if result.ok else None,
-                "path": str(result.path) if result.path else None,
-                "size": result.size,
-                "includes_secrets": result.includes_secrets,
-                "seconds": round(result.seconds, 3),
-                "services": [
-                    {"service": o.service, "result": o.state.value, "detail": redact(o.detail)}
-                    for o in result.outcomes
-                ],
-            }
-        )
+        print(result_json(result, redact))
     else:
         print_lifecycle(result, redact)
         if result.ok:
@@ -136,12 +119,7 @@ def validate(c, backup_id=None, all=False, deep=False, json=False, stack=None, r
         ids = complete[-1:]
     reports = [backups.validate(loaded, i, deep=deep) for i in ids]
     if json:
-        _dump(
-            [
-                {"id": r.backup_id, "ok": r.ok, "deep": r.deep, "problems": r.problems}
-                for r in reports
-            ]
-        )
+        print(result_json(reports))
     else:
         for report in reports:
             if report.ok:
@@ -189,21 +167,9 @@ def list_(c, json=False, stack=None, runtime=None):
     loaded = common.load(c, stack, runtime)
     entries = backups.entries(loaded)
     now = time.time()
-    rows = [
-        {
-            "id": e.id,
-            "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(e.created)),
-            "age_seconds": round(now - e.created),
-            "size": e.size,
-            "services": e.services,
-            "status": e.state.value,
-            "includes_secrets": bool(e.manifest and e.manifest.includes_secrets),
-            "detail": e.detail,
-        }
-        for e in entries
-    ]
+    rows = [e.to_dict(now) for e in entries]
     if json:
-        _dump(rows)
+        print(result_json(entries))
         return
     from opskit.console import Grid, print_grid
     from opskit.ops.backup import human_bytes
@@ -243,16 +209,7 @@ def prune(c, dry_run=False, json=False, stack=None, runtime=None):
     loaded = common.load(c, stack, runtime)
     result = backups.prune(loaded, dry_run=dry_run)
     if json:
-        _dump(
-            {
-                "dry_run": result.dry_run,
-                "policy": result.policy,
-                "keep": [{"id": d.id, "reasons": d.reasons} for d in result.decisions if d.keep],
-                "remove": [d.id for d in result.decisions if not d.keep],
-                "interrupted": [e.id for e in result.leftovers],
-                "removed": result.removed,
-            }
-        )
+        print(result_json(result))
         return
     verb = "would remove" if dry_run else "removed"
     print(f"policy: {result.policy}")
@@ -336,24 +293,7 @@ def restore(
                 loaded, backup_id, names, dry_run=dry_run, deep=deep, on_event=progress, stop=stop
             )
     if json:
-        _dump(
-            {
-                "id": result.backup_id,
-                "state": result.state,
-                "detail": redact(result.detail),
-                "safety_backup": result.safety_backup,
-                "interrupted": result.interrupted,
-                "seconds": round(result.seconds, 3),
-                "services": [
-                    {"service": o.service, "result": o.state.value, "detail": redact(o.detail)}
-                    for o in result.outcomes
-                ],
-                "rollback": [
-                    {"service": o.service, "result": o.state.value, "detail": redact(o.detail)}
-                    for o in result.rollback
-                ],
-            }
-        )
+        print(result_json(result, redact))
     else:
         for outcome in result.outcomes:
             print(f"{outcome.service}: {outcome.state.value}: {redact(outcome.detail)}")

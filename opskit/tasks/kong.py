@@ -7,12 +7,12 @@ the apply/rollback failed and Kong keeps what it ran · 2 bad usage or stack fil
 
 from __future__ import annotations
 
-import json as jsonlib
 import sys
 import time
 
 from invoke import Exit, task
 
+from opskit.results import result_json
 from opskit.tasks import common
 
 _HELP = {
@@ -38,18 +38,7 @@ def validate(c, file=None, json=False, stack=None, runtime=None):
     loaded = common.load(c, stack, runtime)
     doc, findings = declarative.check(loaded, file or None)
     if json:
-        print(
-            jsonlib.dumps(
-                {
-                    "source": doc.source,
-                    "md5": doc.md5,
-                    "ok": findings.ok,
-                    "problems": findings.problems,
-                    "warnings": findings.warnings,
-                    "parsed_by": findings.parsed_by,
-                }
-            )
-        )
+        print(result_json(declarative.ConfigCheck(doc, findings), indent=None))
     else:
         for problem in findings.problems:
             print(f"{doc.source}: {problem}")
@@ -133,7 +122,7 @@ def history(c, json=False, stack=None, runtime=None):
     loaded = common.load(c, stack, runtime)
     entries, running = declarative.history(loaded)
     if json:
-        print(jsonlib.dumps({"running": running, "entries": [vars(e) for e in entries]}))
+        print(result_json(declarative.History(entries, running), indent=None))
         return
     if not entries:
         print("no config applied by opskit yet (inv kong.apply keeps each one)")
@@ -215,20 +204,7 @@ def rollout(
             memory_only=memory_only,
         )
     if json:
-        print(
-            jsonlib.dumps(
-                {
-                    "ok": result.ok,
-                    "notes": result.notes,
-                    "restored": result.restored.number if result.restored else None,
-                    "persisted": _persisted_json(result.persisted),
-                    "stages": [
-                        {**vars(s), "verdict": s.verdict, "ok": s.ok} for s in result.stages
-                    ],
-                },
-                default=str,
-            )
-        )
+        print(result_json(result, indent=None))
     else:
         for report in result.stages:
             if report.outcome is StageOutcome.FAILED:  # never reached on_stage
@@ -280,21 +256,7 @@ def _stage_line(report) -> str:
 
 def _report(result, redact, json: bool) -> None:
     if json:
-        print(
-            jsonlib.dumps(
-                {
-                    "ok": result.ok,
-                    "detail": redact(result.detail),
-                    "changed": result.changed,
-                    "number": result.entry.number if result.entry else None,
-                    "md5": result.entry.md5 if result.entry else None,
-                    "file_differs": result.file_differs,
-                    "persisted": _persisted_json(result.persisted),
-                    "problems": result.findings.problems,
-                    "warnings": result.findings.warnings,
-                }
-            )
-        )
+        print(result_json(result, redact, indent=None))
     else:
         for problem in result.findings.problems:
             print(f"problem: {problem}")
@@ -325,12 +287,6 @@ def _say_persisted(verdict, redact=str) -> None:
             "(kong.config_drift warns until the two agree)",
             file=sys.stderr,
         )
-
-
-def _persisted_json(verdict) -> dict | None:
-    if verdict is None:
-        return None
-    return {"ok": verdict.ok, "detail": verdict.detail, "changed": verdict.changed}
 
 
 def _namespace():

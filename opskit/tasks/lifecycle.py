@@ -81,14 +81,15 @@ def restart(c, service=None, stack=None, runtime=None, timeout=None):
 @common.handles_errors
 def status(c, service=None, stack=None, runtime=None, json=False):
     """Runtime state of every service: running / exited(code) / absent, pid, uptime."""
-    from opskit.console import print_status, status_json
+    from opskit.console import print_status
     from opskit.ops import lifecycle
+    from opskit.results import result_json
 
     names = common.services_option(service)
     loaded = common.load(c, stack, runtime)
     result = lifecycle.status(loaded, names)
     if json:
-        print(status_json(result))
+        print(result_json(result))
     else:
         print_status(result)
     if result.interrupted_restore:

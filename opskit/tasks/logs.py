@@ -6,7 +6,6 @@ Exit codes: 0 ok · 1 logs.trace found the id in no log · 2 bad usage or stack 
 
 from __future__ import annotations
 
-import json as jsonlib
 import re
 import sys
 import time
@@ -14,6 +13,7 @@ import time
 from invoke import Exit, task
 
 from opskit.errors import UsageError
+from opskit.results import result_json
 from opskit.tasks import common
 
 _HELP = {
@@ -139,15 +139,7 @@ def collect(
         keep=kept,
     )
     if json:
-        summary = {
-            "path": str(result.path),
-            "files": result.files,
-            "lines": result.lines,
-            "redactions": result.redactions,
-            "problems": result.problems,
-            "removed": [str(p) for p in result.removed],
-        }
-        print(jsonlib.dumps(summary, indent=2))
+        print(result_json(result))
         return
     redacted = sum(result.redactions.values())
     print(f"{result.path}: {result.files} logs, {result.lines} lines, {redacted} redactions")
@@ -180,11 +172,7 @@ def trace(c, request_id, since="24h", mask_aws=False, json=False, stack=None, ru
     result = logs.trace(loaded, request_id, since=_since(since), mask_aws=mask_aws)
     found = result.services_found()
     if json:
-        entries = [
-            {"service": e.service, "source": e.source, "time": e.time, "text": e.text}
-            for e in result.entries
-        ]
-        print(jsonlib.dumps({"request_id": request_id, "found_in": found, "lines": entries}))
+        print(result_json(result, indent=None))
     else:
         width = max((len(n) for n in result.searched), default=8)
         _say_zone()
@@ -193,8 +181,8 @@ def trace(c, request_id, since="24h", mask_aws=False, json=False, stack=None, ru
         missing = [s for s in result.searched if s not in found]
         if missing:
             print(f"no line carries {request_id} in: {', '.join(missing)}", file=sys.stderr)
-    if not result.entries:
-        raise Exit(code=1)
+    if result.exit_code:
+        raise Exit(code=result.exit_code)
 
 
 def _pattern(grep: str | None) -> re.Pattern[str] | None:

@@ -12,11 +12,11 @@ configured.
 
 from __future__ import annotations
 
-import json as jsonlib
 import sys
 
 from invoke import Exit, task
 
+from opskit.results import result_json
 from opskit.tasks import common
 
 _HELP = {
@@ -62,7 +62,7 @@ def recover(
 
     def show(result: recovery.RecoverResult) -> None:
         if json:
-            print(jsonlib.dumps(_as_json(result, redact)), flush=True)
+            print(result_json(result, redact, indent=None), flush=True)
         elif not (watch and result.quiet):
             _print(result, redact)
 
@@ -156,38 +156,6 @@ def _print(result, redact) -> None:
     verdict = "ok" if result.ok else "NOT ok"
     tail = f"{healthy} of {len(result.rows)} resolved in {result.seconds:.2f}s"
     print(f"{stamp} {prefix}: {verdict}: {tail}", flush=True)
-
-
-def _as_json(result, redact) -> dict:
-    return {
-        "ok": result.ok,
-        "busy": redact(result.busy) or None,
-        "blocked": redact(result.blocked) or None,
-        "problem": redact(result.problem) or None,
-        "dry_run": result.dry_run,
-        "seconds": round(result.seconds, 3),
-        "services": [
-            {
-                "service": row.service,
-                "verdict": row.verdict.value,
-                "action": row.action.value,
-                "detail": redact(row.detail),
-                "seconds": round(row.seconds, 3),
-                "log_tail": redact.lines(row.log_tail),
-            }
-            for row in result.rows
-        ],
-        "alerts": [
-            {
-                "notifier": d.notifier,
-                "subject": d.subject,
-                "kind": d.kind.value,
-                "ok": d.ok,
-                "detail": redact(d.detail),
-            }
-            for d in result.deliveries
-        ],
-    }
 
 
 @task(klass=common.OpskitTask, help={k: _HELP[k] for k in ("stack", "runtime")})
