@@ -251,8 +251,13 @@ class Unit(ABC):
     def stats(self) -> UnitStats | None:
         """Memory and CPU of the running unit; None when it is not running."""
 
-    @abstractmethod
-    def log_tail(self, lines: int = 20) -> list[str]: ...
+    def log_tail(self, lines: int = 20) -> list[str]:
+        """The last ``lines`` lines of its output, for a failure message. Default: the tail of
+        :meth:`logs` (a runtime with a cheaper way — a file's tail, the engine's ``tail=`` —
+        overrides it)."""
+        import collections
+
+        return [line.text for line in collections.deque(self.logs(), maxlen=lines)]
 
     def processes(self) -> list[UnitProcess]:
         """The unit's processes right now (empty when it does not run). Pids are in the

@@ -249,10 +249,6 @@ class FakeUnit(Unit):
             if not follow:
                 return
 
-    def log_tail(self, lines: int = 20) -> list[str]:
-        with self._lock:
-            return [line.text for line in self._log[-lines:]]
-
     def processes(self) -> list[UnitProcess]:
         with self._lock:
             return list(self._table)
