@@ -247,3 +247,32 @@ def test_rotation_by_rename_and_by_copytruncate(tmp_path):
     assert (tmp_path / "svc.log.2").stat().st_size == 100
     assert log.read_bytes() == b"z"
     assert not copytruncate_log(log, max_bytes=50, keep=2)
+
+
+def test_proc_reads_agree_with_psutil_and_see_zombies_and_reused_pids():
+    """status() and stats() read /proc themselves (psutil's import is 15 ms of every command):
+    the create time must be psutil's to the digit, or every pidfile written before would read
+    as a reused pid."""
+    from opskit.runtime import host
+
+    child = subprocess.Popen(["sleep", "30"])
+    try:
+        stat = host.proc_stat(child.pid)
+        assert stat is not None and stat.ppid == os.getpid() and stat.state in ("S", "R")
+        assert abs(stat.create_time - psutil.Process(child.pid).create_time()) < 1e-6
+        assert host.is_alive(child.pid, stat.create_time, 0.05)
+        assert not host.is_alive(child.pid, stat.create_time - 1.0, 0.05)  # another process
+        stats = host.process_tree_stats(child.pid)
+        assert stats is not None
+        assert abs(stats.rss_bytes - psutil.Process(child.pid).memory_info().rss) < 1 << 20
+        child.kill()
+        deadline = time.monotonic() + 5
+        while host.proc_stat(child.pid).state != "Z":  # dead, not reaped yet
+            assert time.monotonic() < deadline
+            time.sleep(0.01)
+        assert not host.is_alive(child.pid, stat.create_time, 0.05)
+    finally:
+        child.kill()
+        child.wait()
+    assert host.proc_stat(child.pid) is None
+    assert host.process_tree_stats(child.pid) is None

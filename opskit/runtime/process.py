@@ -55,8 +55,8 @@ from opskit.runtime.exits import pidfd, wait_exit
 from opskit.runtime.logfiles import follow_lines, log_files
 from opskit.vocabulary import UnitState
 
-# psutil reports create-time as a float derived from boot time; the same process always gives
-# the same value, a different process started at another moment does not.
+# A create time is a float derived from boot time (host.proc_stat, psutil's formula); the same
+# process always gives the same value, a different process started at another moment does not.
 _CREATE_TIME_TOLERANCE = 0.05
 
 
@@ -154,8 +154,6 @@ class ProcessUnit(Unit):
     # -- start -------------------------------------------------------------------------------
 
     def start(self, launch: Launch) -> UnitStatus:
-        import psutil
-
         self.runtime.ensure_dirs()
         rotate_log(self.logfile, self.runtime.config.logs.max_bytes, self.runtime.config.logs.keep)
         env = self.runtime.environment(self.spec, launch)
@@ -184,10 +182,8 @@ class ProcessUnit(Unit):
             with contextlib.suppress(BrokenPipeError):
                 child.stdin.write(launch.stdin)
             child.stdin.close()
-        try:
-            create_time = psutil.Process(child.pid).create_time()
-        except psutil.Error:  # already gone; status() will report how it ended
-            create_time = 0.0
+        stat = host.proc_stat(child.pid)
+        create_time = stat.create_time if stat else 0.0  # gone: status() says how it ended
         self._child = child
         with self._files_locked():
             with contextlib.suppress(FileNotFoundError):
@@ -274,16 +270,8 @@ class ProcessUnit(Unit):
         return UnitStatus(self.name, UnitState.ABSENT)
 
     def _alive(self, pid: int, create_time: float) -> bool:
-        import psutil
-
-        try:
-            process = psutil.Process(pid)
-            with process.oneshot():  # one read of /proc/PID/stat for both answers
-                if abs(process.create_time() - create_time) > _CREATE_TIME_TOLERANCE:
-                    return False  # pid reused by another process
-                return process.status() != psutil.STATUS_ZOMBIE
-        except psutil.Error:
-            return False
+        """The recorded process runs (not a zombie), and its pid was not reused since."""
+        return host.is_alive(pid, create_time, _CREATE_TIME_TOLERANCE)
 
     def wait_stopped(self, timeout: float) -> bool:
         """Sleep on a pidfd of the recorded process, woken by the kernel the moment it exits,
