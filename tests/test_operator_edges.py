@@ -315,3 +315,25 @@ def test_roles_load_without_the_backup_code(sandbox):
         env=cli_env(sandbox),
     )
     assert found.stdout.strip() == "[]", found.stdout + found.stderr
+
+
+def test_status_and_health_of_running_processes_do_not_import_psutil(sandbox):
+    """``inv status`` and ``inv health`` read /proc for what they ask of a process (alive,
+    ours, memory, CPU) and of the host (memory, disk): psutil's import was ≈ 15 ms of each."""
+    import sys
+
+    script = (
+        "import sys; from opskit.stack import load_stack; "
+        "from opskit.ops import lifecycle; from opskit.ops.health import run_health; "
+        f"stack = load_stack({str(sandbox.config.source)!r}); "
+        "assert lifecycle.status(stack).ok; run_health(stack); "
+        "print('psutil' in sys.modules)"
+    )
+    found = subprocess.run(
+        [sys.executable, "-c", script],
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+        env=cli_env(sandbox),
+    )
+    assert found.stdout.strip() == "False", found.stdout + found.stderr

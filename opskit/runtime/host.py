@@ -3,7 +3,8 @@
 What every ``inv status`` and ``inv health`` asks of a process — is it the one we started, is it
 a zombie, how much memory and CPU its tree uses — is read from ``/proc`` directly, with psutil's
 own formulas (``create_time`` = start ticks / CLK_TCK + boot time): importing psutil costs those
-commands ≈ 15 ms each, more than the reads. psutil stays for the rest (memory, disks, names).
+commands ≈ 15 ms each, more than the reads. Host memory and disk come from ``/proc/meminfo`` and
+``statvfs`` the same way; psutil stays for process names and group walks.
 """
 
 from __future__ import annotations
@@ -31,20 +32,33 @@ def load_per_core() -> float:
 
 
 def memory_used_percent() -> float:
-    import psutil
-
-    return psutil.virtual_memory().percent
+    """psutil's ``virtual_memory().percent``: (total − available) / total, from
+    ``/proc/meminfo`` (MemAvailable: what can be had without swapping)."""
+    values = {}
+    with open("/proc/meminfo", "rb") as handle:
+        for line in handle:
+            name, _, rest = line.partition(b":")
+            if name in (b"MemTotal", b"MemAvailable"):
+                values[name] = int(rest.split()[0])
+    total = values[b"MemTotal"]
+    return round(100.0 * (total - values[b"MemAvailable"]) / total, 1)
 
 
 def disk_usage(path: Path) -> DiskUsage:
     """Usage of the filesystem holding ``path`` (or its nearest existing parent)."""
-    import psutil
-
     existing = path
     while not existing.exists() and existing != existing.parent:
         existing = existing.parent
-    usage = psutil.disk_usage(str(existing))
-    return DiskUsage(path, usage.percent, usage.free)
+    return DiskUsage(path, *_usage(existing))
+
+
+def _usage(path: Path) -> tuple[float, int]:
+    """psutil's ``disk_usage``: used% of what a non-root user may use, and the bytes free to
+    one (the root-reserved blocks count as neither)."""
+    vfs = os.statvfs(path)
+    free = vfs.f_bavail * vfs.f_frsize
+    used = (vfs.f_blocks - vfs.f_bfree) * vfs.f_frsize
+    return (round(100.0 * used / (used + free), 1) if used + free else 0.0), free
 
 
 @dataclass(frozen=True)

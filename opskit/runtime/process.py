@@ -86,14 +86,12 @@ class ProcessRuntime(Runtime):
             ) from None
 
     def preflight(self, plans: list[tuple[ServiceSpec, Launch]]) -> list[str]:
-        import psutil
-
         problems: list[str] = []
         try:
             self.ensure_dirs()
         except RuntimeUnavailableError as exc:
             return [str(exc)]
-        free = psutil.disk_usage(str(self.config.state_dir)).free
+        free = host.disk_usage(self.config.state_dir).free_bytes
         if free < self.config.min_free_disk:
             problems.append(
                 f"state dir {self.config.state_dir}: only {free // 2**20} MiB free, "
@@ -106,8 +104,8 @@ class ProcessRuntime(Runtime):
             for mapping in spec.ports:
                 if mapping.protocol != "tcp":
                     continue
-                host = "" if mapping.host_ip in ("", "0.0.0.0") else mapping.host_ip
-                if not port_is_free(mapping.published, host):
+                bind = "" if mapping.host_ip in ("", "0.0.0.0") else mapping.host_ip
+                if not port_is_free(mapping.published, bind):
                     problems.append(describe_taken_port(mapping.published, spec.name))
         return problems
 
