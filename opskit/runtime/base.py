@@ -1,7 +1,29 @@
 """The runtime contract: what every runtime offers for one unit (a process or a container).
 
 Roles drive services only through this interface, so a role works unchanged whether its
-service is a local process or a container.
+service is a local process, a container, a Swarm service or the in-memory fake;
+``tests/contract`` holds every runtime to it. The whole contract, one line each:
+
+A runtime implements (abstract)
+    start(launch) · status() · send_signal(sig) · kill() · forget()       lifecycle
+    exec(argv, timeout) · open_file(path) · write_file(path, data, size)  inside the unit
+    logs(since, until, follow) · stats() · address(port)                  observing it
+A runtime answers, where the default is not true for it
+    follows_launch            does start() run the role's Launch (its rendered files)?
+    environment()             what its processes get from the stack
+    scratch(files, dirs)      a private folder its own binary can read, removed after
+    file_lines / follow_file  a log file it writes, rotation first / as it grows
+    processes()               its process list (nginx: same master, new workers?)
+    host_file / keeps_file    where a file it reads lives on this host / survives a restart
+    create()                  exist without running, so files can be placed (docker)
+    time_zone() · log_tail()  the zone of its naive timestamps · its last lines
+    peer_address(port)        where another unit of the stack reaches it
+    host_pid() · may_come_back() · settling() · container_health()   for recovery and gates
+    rolls_replicas · replace_rolling(timeout)                          Swarm's rolling update
+    clear_leftovers()         what a dead leader left behind (a process group)
+Written once here, on top of those
+    stop(sig, grace) / finish_stop(grace, how)   the Compose stop contract
+    wait_stopped(timeout) · copy_out · copy_in
 """
 
 from __future__ import annotations
