@@ -9,6 +9,8 @@ import json
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
+from opskit.vocabulary import ExitCode
+
 if TYPE_CHECKING:
     from opskit.redact import Redactor
 
@@ -30,6 +32,16 @@ class Result(Reportable, Protocol):
 
     @property
     def exit_code(self) -> int: ...
+
+
+class ExitsByOk:
+    """For a result whose exit code is all in ``ok``: 0 when it is, 1 (FAILED) when not."""
+
+    ok: bool
+
+    @property
+    def exit_code(self) -> int:
+        return ExitCode.OK if self.ok else ExitCode.FAILED
 
 
 def redacted(value: Any, redactor: Redactor | None) -> Any:

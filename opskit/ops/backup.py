@@ -43,6 +43,7 @@ from opskit.ops.engine import (
     mutation,
 )
 from opskit.redact import Redactor, is_secret_name
+from opskit.results import ExitsByOk
 from opskit.services.capabilities import BackingUp
 from opskit.stack import Stack
 from opskit.vocabulary import BackupState, ExitCode, StepOutcome
@@ -236,7 +237,7 @@ def human_bytes(count: int) -> str:
 
 
 @dataclass
-class Validation:
+class Validation(ExitsByOk):
     backup_id: str
     problems: list[str] = field(default_factory=list)
     checked: list[str] = field(default_factory=list)
@@ -246,10 +247,6 @@ class Validation:
     @property
     def ok(self) -> bool:
         return not self.problems
-
-    @property
-    def exit_code(self) -> int:
-        return ExitCode.OK if self.ok else ExitCode.FAILED
 
     def to_dict(self) -> dict[str, Any]:
         return {"id": self.backup_id, "ok": self.ok, "deep": self.deep, "problems": self.problems}

@@ -36,6 +36,7 @@ from opskit.declarative.history import ConfigHistory, HistoryEntry
 from opskit.errors import OpskitError, UsageError
 from opskit.ops.engine import capable, mutation
 from opskit.redact import Redactor
+from opskit.results import ExitsByOk
 from opskit.services.capabilities import (
     ConfigExporting,
     DeclarativeParsing,
@@ -47,7 +48,7 @@ from opskit.vocabulary import ExitCode
 
 
 @dataclass
-class ApplyResult:
+class ApplyResult(ExitsByOk):
     ok: bool
     detail: str
     entry: HistoryEntry | None = None
@@ -55,10 +56,6 @@ class ApplyResult:
     file_differs: bool = False
     findings: Findings = field(default_factory=lambda: Findings([], []))
     persisted: Verdict | None = None  # None: not asked (memory only, or the apply failed)
-
-    @property
-    def exit_code(self) -> int:
-        return ExitCode.OK if self.ok else ExitCode.FAILED
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -115,7 +112,7 @@ def load_source(stack: Stack, file: str | Path | None) -> Declarative:
 
 
 @dataclass
-class ConfigCheck:
+class ConfigCheck(ExitsByOk):
     """``kong.validate``'s answer: the config checked and what was found."""
 
     doc: Declarative
@@ -124,10 +121,6 @@ class ConfigCheck:
     @property
     def ok(self) -> bool:
         return self.findings.ok
-
-    @property
-    def exit_code(self) -> int:
-        return ExitCode.OK if self.ok else ExitCode.FAILED
 
     def to_dict(self) -> dict[str, Any]:
         return {

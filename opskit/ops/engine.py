@@ -37,7 +37,8 @@ from opskit.errors import OpskitError
 from opskit.lock import stack_lock
 from opskit.polling import deadline_in, poll_until
 from opskit.redact import Redactor
-from opskit.vocabulary import Direction, ExitCode, Phase, StepOutcome, UnitState
+from opskit.results import ExitsByOk
+from opskit.vocabulary import Direction, Phase, StepOutcome, UnitState
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -85,7 +86,7 @@ class StepResult:
 
 
 @dataclass
-class OperationResult:
+class OperationResult(ExitsByOk):
     """The steps of one operation, in graph order, and how long it took."""
 
     action: str
@@ -95,10 +96,6 @@ class OperationResult:
     @property
     def ok(self) -> bool:
         return all(outcome.ok for outcome in self.outcomes)
-
-    @property
-    def exit_code(self) -> int:
-        return ExitCode.OK if self.ok else ExitCode.FAILED
 
     def outcome(self, service: str) -> StepResult | None:
         return next((o for o in self.outcomes if o.service == service), None)

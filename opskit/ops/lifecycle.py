@@ -33,9 +33,10 @@ from opskit.ops.engine import (
 )
 from opskit.recovery import intent
 from opskit.redact import Redactor
+from opskit.results import ExitsByOk
 from opskit.runtime.base import UnitStatus
 from opskit.stack import Stack
-from opskit.vocabulary import Direction, ExitCode, Phase, StepOutcome, Wanted
+from opskit.vocabulary import Direction, Phase, StepOutcome, Wanted
 
 # Names kept for library callers and tests written against the first release.
 STARTED = StepOutcome.STARTED
@@ -70,7 +71,7 @@ class StatusRow:
 
 
 @dataclass
-class StatusResult:
+class StatusResult(ExitsByOk):
     rows: list[StatusRow]
     checked_at: float
     interrupted_restore: str | None = None  # a restore killed half-way: what it says to do
@@ -78,10 +79,6 @@ class StatusResult:
     @property
     def ok(self) -> bool:
         return all(row.status.running for row in self.rows) and not self.interrupted_restore
-
-    @property
-    def exit_code(self) -> int:
-        return ExitCode.OK if self.ok else ExitCode.FAILED
 
     def to_dict(self) -> dict[str, Any]:
         return {

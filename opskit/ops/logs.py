@@ -34,6 +34,7 @@ from opskit.errors import OpskitError, UsageError
 from opskit.logs.bundle import BundleManifest, BundleWriter, prune_bundles
 from opskit.logs.timestamps import stamp_stream, zone_from_tz
 from opskit.redact import Redactor
+from opskit.results import ExitsByOk
 from opskit.services.capabilities import LogSource, LogSources
 from opskit.stack import Stack
 from opskit.vocabulary import ExitCode
@@ -79,7 +80,7 @@ class CollectResult:
 
 
 @dataclass
-class TraceResult:
+class TraceResult(ExitsByOk):
     request_id: str
     entries: list[LogEntry]
     searched: list[str]  # services searched, in start order
@@ -90,10 +91,6 @@ class TraceResult:
     @property
     def ok(self) -> bool:
         return bool(self.entries)
-
-    @property
-    def exit_code(self) -> int:
-        return ExitCode.OK if self.ok else ExitCode.FAILED
 
     def to_dict(self) -> dict[str, Any]:
         lines = [

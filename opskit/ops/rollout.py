@@ -51,6 +51,7 @@ from opskit.errors import OpskitError
 from opskit.files import atomic_write_json, read_json
 from opskit.ops import declarative
 from opskit.ops.engine import capable, mutation
+from opskit.results import ExitsByOk
 from opskit.services.capabilities import (
     MaskingGateway,
     MaskingStore,
@@ -111,16 +112,12 @@ class StageReport:
 
 
 @dataclass
-class RolloutResult:
+class RolloutResult(ExitsByOk):
     stages: list[StageReport] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)  # e.g. an earlier interrupted rollout
     restored: HistoryEntry | None = None  # the last good config, applied again after a trip
     persisted: Verdict | None = None  # the last good config made the file's (None: memory only)
     ok: bool = False
-
-    @property
-    def exit_code(self) -> int:
-        return ExitCode.OK if self.ok else ExitCode.FAILED
 
     def to_dict(self) -> dict[str, Any]:
         return {
