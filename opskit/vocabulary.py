@@ -11,6 +11,13 @@ from __future__ import annotations
 from enum import Enum, IntEnum
 
 
+class Word(str, Enum):
+    """A member of a closed vocabulary: equal to its value, printed and serialised as it."""
+
+    def __str__(self) -> str:
+        return self.value
+
+
 class ExitCode(IntEnum):
     """Every exit code a task returns (README's task table)."""
 
@@ -22,7 +29,7 @@ class ExitCode(IntEnum):
     INTERRUPTED = 130  # Ctrl-C / SIGINT, as shells report it
 
 
-class CheckStatus(str, Enum):
+class CheckStatus(Word):
     """Nagios plugin states of one health check; the worst one is the report's."""
 
     OK = "OK"
@@ -39,9 +46,6 @@ class CheckStatus(str, Enum):
         """Which status wins when checks disagree: CRITICAL > UNKNOWN > WARNING > OK."""
         return _SEVERITY[self]
 
-    def __str__(self) -> str:
-        return self.value
-
 
 _NAGIOS_EXIT = {
     CheckStatus.OK: ExitCode.OK,
@@ -57,7 +61,7 @@ _SEVERITY = {
 }
 
 
-class StepOutcome(str, Enum):
+class StepOutcome(Word):
     """What one step of an operation did to one service."""
 
     STARTED = "started"
@@ -80,11 +84,8 @@ class StepOutcome(str, Enum):
         """Nothing had to be done (for "nothing to start/stop" messages)."""
         return self in (StepOutcome.ALREADY_RUNNING, StepOutcome.NOT_RUNNING)
 
-    def __str__(self) -> str:
-        return self.value
 
-
-class UnitState(str, Enum):
+class UnitState(Word):
     """Runtime state of a unit (a process or a container)."""
 
     RUNNING = "running"
@@ -94,11 +95,8 @@ class UnitState(str, Enum):
     #: replacing a task): wait for it, never start a second one.
     CONVERGING = "converging"
 
-    def __str__(self) -> str:
-        return self.value
 
-
-class Phase(str, Enum):
+class Phase(Word):
     """Progress phases an operation reports through its EventSink."""
 
     BUILDING = "building"
@@ -118,30 +116,24 @@ class Phase(str, Enum):
     def busy(self) -> bool:
         return self in _BUSY
 
-    def __str__(self) -> str:
-        return self.value
-
 
 _BUSY = {Phase.BUILDING, Phase.CLEANING, Phase.STARTING, Phase.WAITING, Phase.STOPPING}
 
 
-class Direction(str, Enum):
+class Direction(Word):
     """Which way the engine walks the dependency graph."""
 
     DEPENDENCIES_FIRST = "dependencies first"  # start: a service after what it needs
     DEPENDENTS_FIRST = "dependents first"  # stop: a service after what needs it
 
 
-class RuntimeKind(str, Enum):
+class RuntimeKind(Word):
     """Where services run (``x-opskit.runtime``); :mod:`opskit.runtime` maps each to code."""
 
     PROCESS = "process"
     DOCKER = "docker"
     SWARM = "swarm"
     FAKE = "fake"  # in memory, for tests (opskit.runtime.fake)
-
-    def __str__(self) -> str:
-        return self.value
 
     @property
     def follows_launch(self) -> bool:
@@ -151,7 +143,7 @@ class RuntimeKind(str, Enum):
         return self in (RuntimeKind.PROCESS, RuntimeKind.FAKE)
 
 
-class RoleKind(str, Enum):
+class RoleKind(Word):
     """The roles opskit knows (``x-opskit.role``); :mod:`opskit.services` maps each to code."""
 
     REDIS = "redis"
@@ -159,9 +151,6 @@ class RoleKind(str, Enum):
     NGINX = "nginx"
     BACKEND = "backend"
     HTTP = "http"
-
-    def __str__(self) -> str:
-        return self.value
 
     @classmethod
     def infer(cls, image: str | None) -> RoleKind:
@@ -174,7 +163,7 @@ class RoleKind(str, Enum):
         return cls.HTTP
 
 
-class ServiceVerdict(str, Enum):
+class ServiceVerdict(Word):
     """What one recover observation says of a service."""
 
     HEALTHY = "healthy"
@@ -187,11 +176,8 @@ class ServiceVerdict(str, Enum):
     def failed(self) -> bool:
         return self in (ServiceVerdict.FAILING, ServiceVerdict.DOWN)
 
-    def __str__(self) -> str:
-        return self.value
 
-
-class RecoverAction(str, Enum):
+class RecoverAction(Word):
     """What one recover pass did about one service."""
 
     NOTHING = "nothing to do"
@@ -216,11 +202,8 @@ class RecoverAction(str, Enum):
             RecoverAction.LEFT_ALONE,
         )
 
-    def __str__(self) -> str:
-        return self.value
 
-
-class StageOutcome(str, Enum):
+class StageOutcome(Word):
     """How one stage of a rollout ended."""
 
     PENDING = "pending"
@@ -233,11 +216,8 @@ class StageOutcome(str, Enum):
     def ok(self) -> bool:
         return self in (StageOutcome.PASSED, StageOutcome.UNJUDGED)
 
-    def __str__(self) -> str:
-        return self.value
 
-
-class Environment(str, Enum):
+class Environment(Word):
     """What a stack is (``x-opskit.environment``): production forbids showing unmasked data
     (``inv events --show-original``). Unset means production: the safe guess."""
 
@@ -246,31 +226,22 @@ class Environment(str, Enum):
     DEVELOPMENT = "development"
     SANDBOX = "sandbox"
 
-    def __str__(self) -> str:
-        return self.value
 
-
-class PublishMode(str, Enum):
+class PublishMode(Word):
     """How a swarm service's ``ports:`` are published (``x-opskit.swarm.publish``)."""
 
     INGRESS = "ingress"  # the routing mesh: every node answers, Swarm balances (needs IPVS)
     HOST = "host"  # only the node running the task answers, on its own port
 
-    def __str__(self) -> str:
-        return self.value
 
-
-class EndpointMode(str, Enum):
+class EndpointMode(Word):
     """How a swarm service's name resolves on its network (``x-opskit.swarm.endpoint_mode``)."""
 
     VIP = "vip"  # one virtual IP, balanced by IPVS
     DNSRR = "dnsrr"  # the tasks' own addresses, round-robin DNS (no IPVS)
 
-    def __str__(self) -> str:
-        return self.value
 
-
-class TaskState(str, Enum):
+class TaskState(Word):
     """Swarm's task states (``docker service ps``), in the order a task passes them."""
 
     NEW = "new"
@@ -289,18 +260,15 @@ class TaskState(str, Enum):
     REMOVE = "remove"
     ORPHANED = "orphaned"
 
-    def __str__(self) -> str:
-        return self.value
 
-
-class ShutdownMode(str, Enum):
+class ShutdownMode(Word):
     """How Redis is asked to stop (``x-opskit.shutdown``): SHUTDOWN SAVE or NOSAVE."""
 
     SAVE = "save"
     NOSAVE = "nosave"
 
 
-class RestoreState(str, Enum):
+class RestoreState(Word):
     """How a restore ended (``inv restore``); each has its exit code in the task table."""
 
     RESTORED = "restored"
@@ -310,17 +278,14 @@ class RestoreState(str, Enum):
     INCONSISTENT = "inconsistent"  # failed, and so did the rollback
     ABORTED = "aborted"  # --abort: an interrupted restore undone, as asked
 
-    def __str__(self) -> str:
-        return self.value
 
-
-class BackupState(str, Enum):
+class BackupState(Word):
     COMPLETE = "complete"
     INCOMPLETE = "incomplete"  # an interrupted build, or a folder without a manifest
     DAMAGED = "damaged"  # a manifest opskit cannot read
 
 
-class AlertKind(str, Enum):
+class AlertKind(Word):
     """Why an alert is sent. Only state changes alert; reminders repeat an open incident."""
 
     FAILED = "failed"  # confirmed down or failing (after the anti-flapping observations)
@@ -340,27 +305,18 @@ class AlertKind(str, Enum):
             AlertKind.TEST: "info",
         }[self]
 
-    def __str__(self) -> str:
-        return self.value
 
-
-class NotifierKind(str, Enum):
+class NotifierKind(Word):
     APPRISE = "apprise"
     ALERTMANAGER = "alertmanager"
     COMMAND = "command"
 
-    def __str__(self) -> str:
-        return self.value
 
-
-class Wanted(str, Enum):
+class Wanted(Word):
     RUNNING = "running"
     STOPPED = "stopped"
 
-    def __str__(self) -> str:
-        return self.value
 
-
-class MetricType(str, Enum):
+class MetricType(Word):
     GAUGE = "gauge"
     COUNTER = "counter"
