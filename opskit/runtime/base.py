@@ -10,6 +10,7 @@ A runtime implements (abstract)
     logs(since, until, follow) · stats() · address(port)                  observing it
 A runtime answers, where the default is not true for it
     follows_launch            does start() run the role's Launch (its rendered files)?
+    exec_stream(argv)         a command's output read as it comes (a dump, a tail -F)
     environment()             what its processes get from the stack
     scratch(files, dirs)      a private folder its own binary can read, removed after
     file_lines / follow_file  a log file it writes, rotation first / as it grows
@@ -29,6 +30,7 @@ Written once here, on top of those
 from __future__ import annotations
 
 import contextlib
+import io
 import signal
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterable, Iterator, Mapping
@@ -220,6 +222,13 @@ class Unit(ABC):
         then is killed and reported with ``exit_code=None``.
         """
 
+    def exec_stream(self, argv: list[str]) -> contextlib.AbstractContextManager[BinaryIO]:
+        """Run ``argv`` where the service runs and read its standard output as it comes (a
+        dump of any size, a ``tail -F``); leaving the block stops the command. Default: the
+        whole output of :meth:`exec` at once, for a runtime that cannot stream."""
+        result = self.exec(argv)
+        return contextlib.nullcontext(io.BytesIO(result.output.encode("utf-8")))
+
     @abstractmethod
     def logs(
         self, since: float | None = None, until: float | None = None, follow: bool = False
@@ -346,10 +355,12 @@ class Unit(ABC):
                 continue
 
     def follow_file(self, path: str) -> Iterator[str]:
-        """Lines appended to the log file ``path`` from now on (``tail -F``), until the
-        caller stops iterating. Default: nothing — a file inside a container cannot be
-        followed through the engine's archive API (its output can, with :meth:`logs`)."""
-        return iter(())
+        """Lines appended to the log file ``path`` from now on, across rotations, until the
+        caller stops iterating. Default: the unit's own ``tail -F -n 0`` through
+        :meth:`exec_stream` (a container's file cannot be followed through the archive API)."""
+        with self.exec_stream(["tail", "-F", "-n", "0", path]) as stream:
+            for raw in stream:
+                yield raw.decode("utf-8", errors="replace").rstrip("\n")
 
     @abstractmethod
     def address(self, container_port: int) -> tuple[str, int]:

@@ -220,6 +220,27 @@ def _kill_exec(client: docker.DockerClient, exec_id: str) -> None:
 
 
 @contextlib.contextmanager
+def streamed_exec(
+    client: docker.DockerClient, container: Container, argv: list[str], who: str
+) -> Iterator[BinaryIO]:
+    """``docker exec`` with its stdout read as the engine sends it; the exec's process is
+    killed (by its host pid, where this host sees it) when the caller is done."""
+    import docker
+
+    try:
+        exec_id = client.api.exec_create(container.id, argv, stdout=True, stderr=False)["Id"]
+        chunks = client.api.exec_start(exec_id, stream=True)
+    except docker.errors.APIError as exc:
+        raise OpskitError(f"{who}: docker exec failed: {exc.explanation}") from None
+    try:
+        yield io.BufferedReader(_ChunkReader(chunks))
+    finally:
+        _kill_exec(client, exec_id)
+        with contextlib.suppress(Exception):
+            chunks.close()
+
+
+@contextlib.contextmanager
 def read_file(container: Container, path: str, who: str) -> Iterator[BinaryIO]:
     """One regular file out of the container (``docker cp``), streamed from the engine's
     tar; links and directories are refused, so nothing can land outside the caller's

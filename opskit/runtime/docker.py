@@ -45,6 +45,7 @@ from opskit.runtime.containers import (
     log_line,
     port_problems,
     read_file,
+    streamed_exec,
     top,
     write_file,
 )
@@ -449,6 +450,12 @@ class DockerUnit(Unit):
             raise OpskitError(
                 f"{self.name}: docker could not create it: {exc.explanation}"
             ) from None
+
+    def exec_stream(self, argv: list[str]) -> contextlib.AbstractContextManager[BinaryIO]:
+        container = self.container()
+        if container is None or not self.status().running:
+            raise OpskitError(f"container of {self.name} is not running")
+        return streamed_exec(self.runtime.client, container, argv, self.name)
 
     @contextlib.contextmanager
     def open_file(self, path: str) -> Iterator[BinaryIO]:

@@ -231,6 +231,24 @@ class FakeUnit(Unit):
                 raise OpskitError(f"{self.name}: cannot copy into {path}: no folder {parent}")
             self.files[path] = body
 
+    def follow_file(self, path: str) -> Iterator[str]:
+        """New lines of a file in its table as they are written (a shorter file is read
+        again from its start, as ``tail -F`` does after a truncation)."""
+        seen = len(self.files.get(path, b""))
+        pending = b""
+        while True:
+            data = self.files.get(path, b"")
+            if len(data) < seen:
+                seen = 0
+            if len(data) > seen:
+                pending += data[seen:]
+                seen = len(data)
+                *lines, pending = pending.split(b"\n")
+                for line in lines:
+                    yield line.decode("utf-8", errors="replace")
+            else:
+                time.sleep(0.02)
+
     # -- observation -----------------------------------------------------------------------------
 
     def logs(

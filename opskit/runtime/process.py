@@ -410,6 +410,32 @@ class ProcessUnit(Unit):
             return ExecResult(None, f"timed out after {timeout:g}s")
         return ExecResult(child.returncode, output.decode("utf-8", errors="replace"))
 
+    @contextlib.contextmanager
+    def exec_stream(self, argv: list[str]) -> Iterator[BinaryIO]:
+        """Its stdout through a pipe as it comes; its process group is killed when the caller
+        is done (a ``tail -F`` never ends by itself)."""
+        env = self.runtime.environment(self.spec, Launch(argv=tuple(argv)))
+        binary = _resolve_binary(argv[0], env)
+        if binary is None:
+            raise OpskitError(f"{self.name}: {argv[0]!r} not found on PATH")
+        child = subprocess.Popen(
+            [binary, *argv[1:]],
+            cwd=self.spec.process.cwd or self.runtime.config.project_dir,
+            env=env,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.DEVNULL,
+            start_new_session=True,
+        )
+        assert child.stdout is not None
+        try:
+            yield child.stdout
+        finally:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(child.pid, signal.SIGKILL)
+            child.stdout.close()
+            child.wait()
+
     def logs(
         self, since: float | None = None, until: float | None = None, follow: bool = False
     ) -> Iterator[LogLine]:

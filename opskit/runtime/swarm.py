@@ -53,6 +53,7 @@ from opskit.runtime.containers import (
     list_containers,
     port_problems,
     read_file,
+    streamed_exec,
     top,
     write_file,
 )
@@ -910,6 +911,12 @@ class SwarmUnit(Unit):
         if not local:
             return ExecResult(None, self._elsewhere("exec into it"))
         return bounded_exec(self.runtime.client, local[0], argv, timeout, self.name)
+
+    def exec_stream(self, argv: list[str]) -> contextlib.AbstractContextManager[BinaryIO]:
+        local = self.local_containers()
+        if not local:
+            raise OpskitError(self._elsewhere("exec into it"))
+        return streamed_exec(self.runtime.client, local[0], argv, self.name)
 
     def create(self) -> None:
         """While the service is scaled to 0 (a restore), a stopped *staging* container with

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import io
 import signal
+import threading
 import time
 
 import pytest
@@ -125,3 +126,36 @@ def test_the_environment_holds_the_compose_environment(subject: Subject):
 def test_an_address_is_a_host_and_a_port(subject: Subject):
     host, port = subject.unit("polite").address(8080)
     assert isinstance(host, str) and host and isinstance(port, int) and 0 < port < 65536
+
+
+def test_a_commands_output_streams_out_whole(subject: Subject):
+    unit = subject.started()
+    data = b"".join(b"line %06d of a dump\n" % n for n in range(50_000))  # ≈ 1 MB
+    path = f"{subject.folder}/dump.txt"
+    unit.write_file(path, io.BytesIO(data), len(data))
+    with unit.exec_stream(["cat", path]) as stream:
+        assert stream.read() == data
+
+
+def test_a_log_file_is_followed_as_it_grows(subject: Subject):
+    unit = subject.started()
+    path = f"{subject.folder}/follow.log"
+    unit.write_file(path, io.BytesIO(b"before\n"), 7)
+    seen: list[str] = []
+    follower = unit.follow_file(path)
+
+    def follow() -> None:
+        for line in follower:
+            seen.append(line)
+            if "after 2" in line:
+                return
+
+    reader = threading.Thread(target=follow, daemon=True)
+    reader.start()
+    time.sleep(1.0)  # the follower is at the end of the file
+    grown = b"before\nafter 1\nafter 2\n"
+    unit.write_file(path, io.BytesIO(grown), len(grown))
+    reader.join(15)
+    assert not reader.is_alive(), seen
+    assert "after 1" in seen and "after 2" in seen
+    follower.close()  # stops the unit's tail, where there is one
