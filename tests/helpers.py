@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import io
 import json
 import time
 from dataclasses import asdict, is_dataclass
+from pathlib import Path
+
+import zstandard
 
 from .conftest import PYTHON, free_port
 
@@ -143,3 +147,31 @@ class Receiver:
     def close(self) -> None:
         self.server.shutdown()
         self.server.server_close()
+
+
+# -- backups edited behind their seal (someone holding the stack's key) -----------------------
+
+
+def write_sealed(stack, folder: Path, manifest: dict) -> None:
+    """manifest.json as someone holding the stack's key would write it: damage that only the
+    content checks behind the seal can find."""
+    from opskit.backup.seal import seal
+    from opskit.ops.backup import seal_key
+
+    manifest["seal"] = seal(manifest, seal_key(stack))
+    (folder / "manifest.json").write_text(json.dumps(manifest))
+
+
+def reseal(stack, folder: Path, member: str) -> None:
+    """Rewrite the manifest entry of ``member`` so its size and SHA-256 match again, and seal
+    it with the stack's key."""
+    import hashlib
+
+    manifest = json.loads((folder / "manifest.json").read_text())
+    data = (folder / member).read_bytes()
+    for entry in manifest["files"]:
+        if entry["path"] == member:
+            entry["size"], entry["sha256"] = len(data), hashlib.sha256(data).hexdigest()
+            raw = zstandard.ZstdDecompressor().stream_reader(io.BytesIO(data)).read()
+            entry["raw_size"] = len(raw)
+    write_sealed(stack, folder, manifest)

@@ -34,7 +34,7 @@ from opskit.services.capabilities import Verdict
 from opskit.vocabulary import RestoreState
 
 from .conftest import run_inv
-from .helpers import redis_service, stack_text
+from .helpers import redis_service, reseal, stack_text, write_sealed
 
 pytestmark = pytest.mark.timeout(180)
 
@@ -364,30 +364,6 @@ def redis_backup(write_stack, load, port):
     return stack, made.path
 
 
-def _write_sealed(stack, folder: Path, manifest: dict) -> None:
-    """manifest.json as someone holding the stack's key would write it: damage that only the
-    content checks behind the seal can find."""
-    from opskit.backup.seal import seal
-
-    manifest["seal"] = seal(manifest, backups.seal_key(stack))
-    (folder / "manifest.json").write_text(json.dumps(manifest))
-
-
-def _reseal(stack, folder: Path, member: str) -> None:
-    """Rewrite the manifest entry of ``member`` so its size and SHA-256 match again, and seal
-    it with the stack's key."""
-    import hashlib
-
-    manifest = json.loads((folder / "manifest.json").read_text())
-    data = (folder / member).read_bytes()
-    for entry in manifest["files"]:
-        if entry["path"] == member:
-            entry["size"], entry["sha256"] = len(data), hashlib.sha256(data).hexdigest()
-            raw = zstandard.ZstdDecompressor().stream_reader(io.BytesIO(data)).read()
-            entry["raw_size"] = len(raw)
-    _write_sealed(stack, folder, manifest)
-
-
 def _problems(stack, folder: Path) -> list[str]:
     report = backups.validate(stack, folder.name)
     assert not report.ok
@@ -410,7 +386,7 @@ def test_a_flipped_bit_inside_the_rdb_is_found_by_its_crc_even_with_a_matching_h
     raw = bytearray(zstandard.ZstdDecompressor().stream_reader(target.open("rb")).read())
     raw[len(raw) // 2] ^= 0x01
     target.write_bytes(zstandard.ZstdCompressor().compress(bytes(raw)))
-    _reseal(stack, folder, "redis/dump.rdb.zst")
+    reseal(stack, folder, "redis/dump.rdb.zst")
     problems = _problems(stack, folder)
     assert any("CRC-64 mismatch" in p for p in problems), problems
 
@@ -424,7 +400,7 @@ def test_truncated_extra_missing_and_edited_manifest_are_named(redis_backup):
     assert _problems(stack, folder) == [
         f"{folder}/manifest.json: changed after it was sealed: its seal does not match its content"
     ]
-    _write_sealed(stack, folder, manifest)  # behind the seal, the content is checked too
+    write_sealed(stack, folder, manifest)  # behind the seal, the content is checked too
     assert any("keys is 500, the manifest says 9999" in p for p in _problems(stack, folder))
     (folder / "manifest.json").write_text(original)
 
@@ -477,7 +453,7 @@ def test_a_staged_rdb_that_fails_its_crc_refuses_with_nothing_left_behind(redis_
     raw = bytearray(zstandard.ZstdDecompressor().stream_reader(target.open("rb")).read())
     raw[len(raw) // 2] ^= 0x01
     target.write_bytes(zstandard.ZstdCompressor().compress(bytes(raw)))
-    _reseal(stack, folder, "redis/dump.rdb.zst")
+    reseal(stack, folder, "redis/dump.rdb.zst")
     pid = stack.role("redis").unit.status().pid
     result = restore(stack, folder.name)
     assert result.state == RestoreState.REFUSED, result.detail
@@ -554,7 +530,7 @@ def test_a_path_traversal_member_in_a_backup_is_named_by_validate(tmp_path, runn
     (folder / "nginx/conf.tar.zst").write_bytes(
         zstandard.ZstdCompressor().compress(buffer.getvalue())
     )
-    _reseal(stack, folder, "nginx/conf.tar.zst")
+    reseal(stack, folder, "nginx/conf.tar.zst")
     problems = backups.validate(stack, folder.name).problems
     assert any("'../../outside.conf'" in p and "refused" in p for p in problems), problems
 

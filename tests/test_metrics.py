@@ -17,6 +17,7 @@ import httpx
 import pytest
 
 from opskit.ops import backup, lifecycle
+from opskit.ops.drill import drill
 from opskit.stack import load_stack
 
 from .conftest import REPO, free_port, inv_process, make_sandbox_env, run_inv
@@ -83,6 +84,7 @@ def test_prometheus_scrapes_answers_every_expression_and_fires_service_down(star
     stack, env = started
     _mask_request(stack)  # plugin keys and cnt: counters exist
     backup.backup(stack)  # backup metrics exist
+    drill(stack)  # and drill metrics
     port, prom_port = free_port(), free_port()
     server = inv_process(env, "metrics", "--serve", str(port), "--cache-ttl", "0.25")
     config = tmp_path / "prometheus.yml"

@@ -307,4 +307,50 @@ def _backup_values(stack: Stack) -> list[MetricValue]:
         )
     )
     values.append(MetricValue("backups", "Complete backups kept.", float(len(complete))))
+    return values + _drill_values(stack)
+
+
+def _drill_values(stack: Stack) -> list[MetricValue]:
+    """What the last ``inv backup.drill`` found (nothing until one ran)."""
+    from opskit.backup.drills import last_drill
+
+    drilled = last_drill(stack.state_dir)
+    if drilled is None:  # 0: the drill-age alert fires until a drill has passed
+        return [
+            MetricValue(
+                "backup_drill_last_success_timestamp_seconds",
+                "When a restore drill last passed (epoch seconds; 0: none has).",
+                0.0,
+            )
+        ]
+    values = [
+        MetricValue(
+            "backup_drill_last_ok", "1 when the last restore drill passed.", float(drilled.ok)
+        ),
+        MetricValue(
+            "backup_drill_last_timestamp_seconds",
+            "When the last restore drill ended, passed or not (epoch seconds).",
+            drilled.at,
+        ),
+        MetricValue(
+            "backup_drill_last_duration_seconds",
+            "How long the last restore drill took.",
+            drilled.seconds,
+        ),
+    ]
+    values.append(
+        MetricValue(
+            "backup_drill_last_success_timestamp_seconds",
+            "When a restore drill last passed (epoch seconds; 0: none has).",
+            drilled.last_success or 0.0,
+        )
+    )
+    if drilled.keys is not None:
+        values.append(
+            MetricValue(
+                "backup_drill_keys",
+                "Keys the last drill's throwaway Redis held.",
+                float(drilled.keys),
+            )
+        )
     return values

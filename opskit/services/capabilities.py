@@ -161,6 +161,24 @@ class BackingUp(Protocol):
 
 
 @dataclass(frozen=True)
+class Drilled:
+    """What a restore drill found for one service: ``problems`` (empty: it would restore),
+    and the ``figures`` it measured on the throwaway copy (keys, prefixes …) for the record."""
+
+    problems: list[str]
+    figures: dict[str, Any]
+
+
+@runtime_checkable
+class Drilling(Protocol):
+    """Restores a backup's data into a throwaway instance of its software — never the live
+    service — and says whether it holds what the manifest says (a drill: ``inv backup.drill``).
+    A role without it is drilled by its ``check_backup(deep=True)``."""
+
+    def drill_backup(self, artifacts: ArtifactReader, metadata: dict) -> Drilled: ...
+
+
+@dataclass(frozen=True)
 class RestorePlan(Generic[PlanState]):
     """How a role will put a backup back: with the service stopped first (Redis's data file)
     or into the running service (a configuration load). ``state`` is the role's own notes

@@ -132,6 +132,35 @@ def validate(c, backup_id=None, all=False, deep=False, json=False, stack=None, r
 
 
 @task(
+    klass=common.OpskitTask,
+    positional=["backup_id"],
+    help=_help("json", "stack", "runtime", backup_id="the backup to drill (default: the newest)"),
+)
+@common.handles_errors
+def drill(c, backup_id=None, json=False, stack=None, runtime=None):
+    """Restore a backup into throwaway instances (never the live stack) and check what came back."""
+    from opskit.ops.drill import drill as run_drill
+
+    loaded = common.load(c, stack, runtime)
+    result = run_drill(loaded, backup_id or None)
+    if json:
+        print(result_json(result))
+    else:
+        for name, figures in result.services.items():
+            shown = ", ".join(
+                f"{key} {value}" for key, value in figures.items() if key in ("keys", "expires")
+            )
+            state = "drilled" if figures.get("drilled") else f"skipped ({figures.get('why')})"
+            print(f"{name}: {state}" + (f": {shown}" if shown else ""))
+        for problem in result.problems:
+            print(f"{result.backup_id}: FAILED: {problem}", file=sys.stderr)
+        verdict = "restores" if result.ok else "does NOT restore"
+        print(f"{result.backup_id}: {verdict} ({result.seconds:.2f}s)")
+    if result.exit_code:
+        raise Exit(code=result.exit_code)
+
+
+@task(
     name="seal",
     klass=common.OpskitTask,
     positional=["backup_id"],
@@ -306,6 +335,6 @@ def restore(
 
 
 COLLECTIONS = [
-    common.collection("backup", backup, validate, list_, prune, seal),
+    common.collection("backup", backup, validate, drill, list_, prune, seal),
     common.collection("restore", restore),
 ]

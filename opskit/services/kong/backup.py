@@ -7,7 +7,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any, Protocol
 
 from opskit.errors import OpskitError
-from opskit.services.capabilities import RestorePlan, Verdict
+from opskit.services.capabilities import Drilled, RestorePlan, Verdict
 
 if TYPE_CHECKING:
     from opskit.backup.artifacts import ArtifactReader, ServiceArtifacts
@@ -118,6 +118,31 @@ class KongBackup:
             f"{source} applied ({applied.detail}), configuration_hash {expected[:12]}; {kept}",
             applied.changed,
         )
+
+    def drill(self, artifacts: ArtifactReader, metadata: dict) -> Drilled:
+        """Each stored config checked as ``inv kong.validate`` checks a file (format,
+        entities, references, aws-masker's real fields); the one a restore would send must pass.
+        Nothing is sent to Kong."""
+        from opskit.declarative.document import DeclarativeError, parse, validate
+
+        problems, figures = [], {}
+        sent = (
+            DECLARATIVE_ARTIFACT if self._restore_source(metadata) == "declarative file" else None
+        )
+        for name in (EXPORT_ARTIFACT, DECLARATIVE_ARTIFACT):
+            if not artifacts.has(name):
+                continue
+            where = artifacts.entry(name).path
+            try:
+                doc = parse(artifacts.read_bytes(name).decode("utf-8"), where)
+            except (DeclarativeError, UnicodeDecodeError) as exc:
+                problems.append(f"{where}: {exc}")
+                continue
+            findings = validate(doc)
+            if name == sent:
+                problems += [f"{where}: {problem}" for problem in findings.problems]
+            figures[name] = {"md5": doc.md5, "entities": _entity_counts(doc.text)}
+        return Drilled(problems, figures)
 
     @staticmethod
     def _restore_source(metadata: dict) -> str:

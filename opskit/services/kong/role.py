@@ -27,6 +27,7 @@ from opskit.files import atomic_write, private_dir
 from opskit.options import OptionReader
 from opskit.services.base import Check, CheckOutcome, Probe, Role
 from opskit.services.capabilities import (
+    Drilled,
     LogSource,
     MetricType,
     MetricValue,
@@ -538,6 +539,10 @@ class KongRole(Role):
     def check_backup(self, artifacts: ArtifactReader, metadata: dict, deep: bool) -> list[str]:
         with self._backup() as backup:
             return backup.check(artifacts, metadata, deep)
+
+    def drill_backup(self, artifacts: ArtifactReader, metadata: dict) -> Drilled:
+        with self._backup() as backup:
+            return backup.drill(artifacts, metadata)
 
     def plan_restore(self, artifacts: ArtifactReader, metadata: dict) -> RestorePlan:
         with self._backup() as backup:

@@ -33,7 +33,7 @@ from opskit.backup.rdb import RdbChecker, RdbError
 from opskit.errors import OpskitError
 from opskit.files import fsync_dir, private_dir, write_stream_private
 from opskit.polling import deadline_in, poll_until
-from opskit.services.capabilities import RestorePlan, Staged, Verdict
+from opskit.services.capabilities import Drilled, RestorePlan, Staged, Verdict
 from opskit.services.probes import RedisAuthFailed, RedisProbeError, RedisReplyError
 
 if TYPE_CHECKING:
@@ -236,47 +236,47 @@ class RedisBackup:
 
     def _deep_check(self, artifacts: ArtifactReader, rdb: dict, metadata: dict) -> list[str]:
         """Load the RDB into a throwaway redis-server on a free port and count its keys."""
-        from opskit.ports import free_loopback_port
+        with _throwaway(artifacts) as loaded:
+            if isinstance(loaded, str):
+                return [loaded]
+            return compare_counts(loaded.keyspace, rdb, "a throwaway redis-server loaded")
 
-        with tempfile.TemporaryDirectory(prefix="opskit-deep-") as folder:
-            path = Path(folder) / "dump.rdb"
-            with artifacts.open(RDB_ARTIFACT) as data, path.open("wb") as out:
-                drain(data, out.write)
-            port = free_loopback_port()
-            conf = Path(folder) / "redis.conf"
-            conf.write_text(
-                f'port {port}\nbind 127.0.0.1\ndir {folder}\ndbfilename dump.rdb\nsave ""\n'
-                "appendonly no\n"
-            )
-            server = subprocess.Popen(
-                ["redis-server", str(conf)],
-                stdin=subprocess.DEVNULL,
-                stdout=subprocess.DEVNULL,
-                stderr=subprocess.DEVNULL,
-                start_new_session=True,
-            )
+    def drill(self, artifacts: ArtifactReader, metadata: dict) -> Drilled:
+        """The backup's RDB checked as :meth:`check` does (size, SHA-256, CRC-64, the
+        manifest's figures) on its way into a throwaway redis-server, which must then hold what
+        the RDB says: its keys (less only those whose TTL ran out since), exactly its keys
+        without a TTL (a key that lost its TTL would stay forever: the masking maps must expire),
+        and the ``aws_masker:`` prefixes, counted. The live Redis is never touched."""
+        entry = artifacts.entry(RDB_ARTIFACT)
+        checker = RdbChecker()
+        with _throwaway(artifacts, checker.feed) as loaded:
             try:
-                return self._count_in(port, server, rdb, metadata)
-            finally:
-                server.kill()
-                server.wait()
-
-    def _count_in(self, port: int, server, rdb: dict, metadata: dict) -> list[str]:
-        from opskit.services.probes import RedisLoading, RedisProbe, RedisUnreachable
-
-        def loaded() -> dict | None:
-            if server.poll() is not None:
-                raise OpskitError(f"throwaway redis-server exited {server.returncode} loading it")
-            try:
-                with RedisProbe("127.0.0.1", port, None, 2.0) as redis:
-                    return _keyspace(redis.info("keyspace"))
-            except (RedisLoading, RedisUnreachable):
-                return None
-
-        keyspace = poll_until(loaded, deadline_in(600), first=0.02, cap=0.2)
-        if keyspace is None:
-            return ["throwaway redis-server did not load the RDB in 600s"]
-        return compare_counts(keyspace, rdb, "a throwaway redis-server loaded")
+                rdb = checker.finish().summary()
+            except RdbError as exc:
+                return Drilled([_artifact_problem(entry.path, exc)], {})
+            problems = _against_manifest(entry.path, rdb, metadata)
+            if isinstance(loaded, str):
+                return Drilled([*problems, loaded], {})
+            db = f"db{rdb.get('db')}"
+            have = loaded.keyspace.get(db, {})
+            keys, expires = have.get("keys", 0), have.get("expires", 0)
+            problems += compare_counts(loaded.keyspace, rdb, "a throwaway redis-server loaded")
+            if rdb.get("keys") is not None:
+                persistent = rdb["keys"] - (rdb.get("expires") or 0)
+                if keys - expires != persistent:
+                    problems.append(
+                        f"a throwaway redis-server loaded {keys - expires} keys without a TTL in "
+                        f"{db}; the backup holds {persistent}: TTLs were not kept"
+                    )
+            figures: dict[str, Any] = {
+                "keys": keys,
+                "expires": expires,
+                "prefixes": loaded.prefixes(),
+            }
+        recorded = (metadata.get("live") or {}).get("prefixes")
+        if recorded is not None:
+            figures["prefixes_at_backup"] = recorded
+        return Drilled(problems, figures)
 
     # -- restore -------------------------------------------------------------------------------
 
@@ -466,6 +466,80 @@ def _count_here(redis) -> dict[str, int]:
         cursor = cursor.decode() if isinstance(cursor, bytes) else str(cursor)
         if cursor == "0":
             return prefixes
+
+
+@dataclass(frozen=True)
+class _Loaded:
+    """A throwaway redis-server that has loaded a backup's RDB."""
+
+    port: int
+    keyspace: dict[str, dict[str, int]]
+
+    def prefixes(self) -> dict[str, int]:
+        from opskit.services.probes import RedisProbe
+
+        with RedisProbe("127.0.0.1", self.port, None, 30.0) as redis:
+            try:
+                counted = _count_in_redis(redis)
+            except RedisReplyError:
+                counted = _count_here(redis)
+        return dict(sorted(counted.items()))
+
+
+@contextlib.contextmanager
+def _throwaway(artifacts: ArtifactReader, observe=None) -> Iterator[_Loaded | str]:
+    """The backup's RDB (each chunk also handed to ``observe``) loaded by a redis-server of
+    its own on a free loopback port, in a private temp folder, with no password, no saving
+    and no AOF; killed and removed afterwards. Yields why not, when it did not load."""
+    from opskit.ports import free_loopback_port
+    from opskit.services.probes import RedisLoading, RedisProbe, RedisUnreachable
+
+    with tempfile.TemporaryDirectory(prefix="opskit-deep-") as folder:
+        path = Path(folder) / "dump.rdb"
+        with artifacts.open(RDB_ARTIFACT) as data, path.open("wb") as out:
+            drain(_Observed(data, observe) if observe else data, out.write)
+        port = free_loopback_port()
+        conf = Path(folder) / "redis.conf"
+        conf.write_text(
+            f'port {port}\nbind 127.0.0.1\ndir {folder}\ndbfilename dump.rdb\nsave ""\n'
+            "appendonly no\n"
+        )
+        try:
+            server = subprocess.Popen(
+                ["redis-server", str(conf)],
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+                start_new_session=True,
+            )
+        except OSError as exc:
+            yield f"cannot run a throwaway redis-server here: {exc.strerror or exc}"
+            return
+        try:
+
+            def loaded() -> dict | None:
+                if server.poll() is not None:
+                    raise OpskitError(
+                        f"throwaway redis-server exited {server.returncode} loading it"
+                    )
+                try:
+                    with RedisProbe("127.0.0.1", port, None, 2.0) as redis:
+                        return _keyspace(redis.info("keyspace"))
+                except (RedisLoading, RedisUnreachable):
+                    return None
+
+            try:
+                keyspace = poll_until(loaded, deadline_in(600), first=0.02, cap=0.2)
+            except OpskitError as exc:
+                yield str(exc)
+                return
+            if keyspace is None:
+                yield "throwaway redis-server did not load the RDB in 600s"
+                return
+            yield _Loaded(port, keyspace)
+        finally:
+            server.kill()
+            server.wait()
 
 
 def compare_counts(keyspace: dict, rdb: dict, what: str) -> list[str]:

@@ -25,7 +25,7 @@ from opskit.errors import OpskitError
 from opskit.files import private_dir
 from opskit.options import OptionReader
 from opskit.services.base import Check, CheckOutcome, Probe, Role
-from opskit.services.capabilities import MetricValue, RestorePlan, Staged, Verdict
+from opskit.services.capabilities import Drilled, MetricValue, RestorePlan, Staged, Verdict
 from opskit.services.probes import (
     RedisAuthFailed,
     RedisLoading,
@@ -274,6 +274,10 @@ class RedisRole(Role):
     def check_backup(self, artifacts: ArtifactReader, metadata: dict, deep: bool) -> list[str]:
         with self._backup() as backup:
             return backup.check(artifacts, metadata, deep)
+
+    def drill_backup(self, artifacts: ArtifactReader, metadata: dict) -> Drilled:
+        with self._backup() as backup:
+            return backup.drill(artifacts, metadata)
 
     def plan_restore(self, artifacts: ArtifactReader, metadata: dict) -> RestorePlan:
         with self._backup() as backup:
