@@ -18,8 +18,8 @@ from .helpers import reseal, write_sealed
 def _seed(client) -> None:
     client.flushall()
     for n in range(300):
-        client.set(f"aws_masker:map:AWS_EC2_{n:03d}", f"i-{n:017x}", ex=3600)
-        client.set(f"aws_masker:rev:{n:017x}", f"AWS_EC2_{n:03d}", ex=3600)
+        client.set(f"aws_masker:map:AWS_EC2_{n:03d}", f"i-{n:017x}", ex=7200)
+        client.set(f"aws_masker:rev:{n:017x}", f"AWS_EC2_{n:03d}", ex=7200)
     for n in range(40):
         client.set(f"plain:{n}", "no ttl")
 
@@ -134,3 +134,38 @@ def test_keys_that_lost_their_ttl_fail_the_drill(sandbox):
         "a throwaway redis-server loaded 2 keys without a TTL in db0; the backup holds 1: "
         "TTLs were not kept"
     ]
+
+
+def test_inspect_says_what_the_backup_holds_from_a_copy(sandbox):
+    redis = sandbox.role("redis")
+    client = redis.client()
+    try:
+        _seed(client)  # 600 masker keys with a 2 h TTL, 40 plain keys without
+        for n in range(5):
+            client.set(f"session:{n}", "x", ex=1800)
+        client.set("blob:i-0123456789abcdef0", "x" * 200_000)  # a key naming an AWS id
+        made = backups.backup(sandbox, ["redis"])
+        assert made.ok
+        client.flushall()  # the live data is gone: inspect reads the backup's copy
+    finally:
+        client.close()
+
+    env = dict(sandbox.config.environ)
+    done = run_inv(env, "backup.inspect", made.backup_id)  # not a terminal: JSON
+
+    assert done.returncode == 0, done.stderr
+    data = json.loads(done.stdout)["services"]["redis"]
+    assert data["keys"] == 646
+    assert data["prefixes"]["aws_masker:map:"]["keys"] == 300
+    assert data["prefixes"]["aws_masker:rev:"]["keys"] == 300
+    assert data["prefixes"]["session:"]["keys"] == 5
+    assert data["ttl"] == {"no TTL": 41, "< 1h": 5, "< 1d": 600, "< 7d": 0, ">= 7d": 0}
+    assert data["expiring_within_a_day"] == 605
+    top = data["biggest"][0]
+    assert top["key"] == "blob:[aws:id]" and top["bytes"] > 200_000 and top["ttl_seconds"] is None
+    assert len(data["biggest"]) == 20
+    assert data["memory_bytes"] >= sum(g["bytes"] for g in data["prefixes"].values()) > 200_000
+    assert "i-0123456789abcdef0" not in done.stdout
+    shown = json.loads(run_inv(env, "backup.inspect", made.backup_id, "--show-keys").stdout)
+    assert shown["services"]["redis"]["biggest"][0]["key"] == "blob:i-0123456789abcdef0"
+    assert env["REDIS_PASSWORD"] not in done.stdout + done.stderr

@@ -1,4 +1,5 @@
-"""Restore drills: prove that a backup restores, without touching the live stack.
+"""Restore drills: prove that a backup restores, without touching the live stack; and say
+what its data holds, from the same throwaway copy.
 
 ``validate`` proves the stored bytes are the ones written (seal, sizes, SHA-256, CRC-64); a
 drill proves they come back as data. Each service's files are restored into a throwaway
@@ -21,7 +22,7 @@ from opskit.backup.manifest import Manifest, written_by_same_kind
 from opskit.errors import OpskitError, UsageError
 from opskit.ops.backup import store_of, validate
 from opskit.results import ExitsByOk
-from opskit.services.capabilities import BackingUp, Drilling
+from opskit.services.capabilities import BackingUp, DataInspecting, Drilling
 from opskit.stack import Stack
 from opskit.vocabulary import BackupState
 
@@ -107,3 +108,45 @@ def _drill_service(
         return role.check_backup(artifacts, metadata, True), {"drilled": True}
     except (ArtifactError, OpskitError) as exc:
         return [str(exc)], {"drilled": True}
+
+
+# -- what is in the data -------------------------------------------------------------------------
+
+
+@dataclass
+class InspectResult(ExitsByOk):
+    backup_id: str
+    services: dict[str, dict[str, Any]] = field(default_factory=dict)
+    seconds: float = 0.0
+    ok: bool = True
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "id": self.backup_id,
+            "services": self.services,
+            "seconds": round(self.seconds, 3),
+        }
+
+
+def inspect(stack: Stack, backup_id: str | None = None) -> InspectResult:
+    """Keys and memory per prefix, TTLs, what expires within a day and the biggest keys of
+    every service whose data the backup holds, from a throwaway copy (the drill's). A backup
+    that fails its seal or file checks is refused: nothing from it is loaded."""
+    began = time.monotonic()
+    backup_id = backup_id or newest_complete(stack)
+    sealed = validate(stack, backup_id, services=[])
+    if sealed.problems:
+        raise OpskitError(f"backup {backup_id}: " + "; ".join(sealed.problems))
+    path = store_of(stack).path(backup_id)
+    manifest = Manifest.read(path)
+    reader = ArtifactReader(path, manifest)
+    result = InspectResult(backup_id)
+    for name in sorted(manifest.services):
+        role = stack.role(name) if name in stack.config.services else None
+        metadata = manifest.services[name]
+        if isinstance(role, DataInspecting) and written_by_same_kind(metadata, role):
+            result.services[name] = role.inspect_backup(reader.for_service(name))
+    if not result.services:
+        raise UsageError(f"backup {backup_id} holds no data opskit can inspect (a Redis's RDB)")
+    result.seconds = time.monotonic() - began
+    return result

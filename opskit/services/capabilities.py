@@ -178,6 +178,14 @@ class Drilling(Protocol):
     def drill_backup(self, artifacts: ArtifactReader, metadata: dict) -> Drilled: ...
 
 
+@runtime_checkable
+class DataInspecting(Protocol):
+    """Says what a backup's data holds — keys and memory per prefix, TTLs, the biggest keys —
+    computed on a throwaway copy, never on the live service (``inv backup.inspect``)."""
+
+    def inspect_backup(self, artifacts: ArtifactReader) -> dict[str, Any]: ...
+
+
 @dataclass(frozen=True)
 class RestorePlan(Generic[PlanState]):
     """How a role will put a backup back: with the service stopped first (Redis's data file)

@@ -161,6 +161,57 @@ def drill(c, backup_id=None, json=False, stack=None, runtime=None):
 
 
 @task(
+    klass=common.OpskitTask,
+    positional=["backup_id"],
+    help=_help(
+        "json",
+        "stack",
+        "runtime",
+        backup_id="the backup to look into (default: the newest)",
+        show_keys="print the biggest keys' names as stored (AWS ids in them are masked otherwise)",
+    ),
+)
+@common.handles_errors
+def inspect(c, backup_id=None, json=False, show_keys=False, stack=None, runtime=None):
+    """What a backup's Redis holds — memory per prefix, TTLs, the biggest keys — from a copy."""
+    from opskit.ops.drill import inspect as run_inspect
+    from opskit.redact import Redactor
+
+    loaded = common.load(c, stack, runtime)
+    result = run_inspect(loaded, backup_id or None)
+    redactor = Redactor(loaded.secrets(), mask_aws=not show_keys)
+    if json or not sys.stdout.isatty():  # a table for a person, JSON for a pipe
+        print(result_json(result, redactor))
+        return
+    _print_inspection(result, redactor)
+
+
+def _print_inspection(result, redact) -> None:
+    from opskit.console import Grid, print_grid
+    from opskit.ops.backup import human_bytes
+
+    for name, data in result.services.items():
+        print(
+            f"{name} in {result.backup_id}: {data['keys']} keys, "
+            f"{human_bytes(data['memory_bytes'])}; {data['expiring_within_a_day']} expire "
+            f"within a day ({result.seconds:.2f}s, from a throwaway copy)"
+        )
+        prefixes = Grid(("prefix", "keys", "memory"), right_aligned=frozenset({"keys", "memory"}))
+        for prefix, group in data["prefixes"].items():
+            prefixes.add_row(redact(prefix), str(group["keys"]), human_bytes(group["bytes"]))
+        print_grid(prefixes)
+        ttl = Grid(("TTL left", "keys"), right_aligned=frozenset({"keys"}))
+        for bucket, count in data["ttl"].items():
+            ttl.add_row(bucket, str(count))
+        print_grid(ttl)
+        biggest = Grid(("key", "memory", "TTL"), right_aligned=frozenset({"memory", "TTL"}))
+        for entry in data["biggest"]:
+            left = "-" if entry["ttl_seconds"] is None else f"{entry['ttl_seconds']}s"
+            biggest.add_row(redact(entry["key"]), human_bytes(entry["bytes"]), left)
+        print_grid(biggest)
+
+
+@task(
     name="seal",
     klass=common.OpskitTask,
     positional=["backup_id"],
@@ -335,6 +386,6 @@ def restore(
 
 
 COLLECTIONS = [
-    common.collection("backup", backup, validate, drill, list_, prune, seal),
+    common.collection("backup", backup, validate, drill, inspect, list_, prune, seal),
     common.collection("restore", restore),
 ]

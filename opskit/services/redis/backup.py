@@ -278,6 +278,16 @@ class RedisBackup:
             figures["prefixes_at_backup"] = recorded
         return Drilled(problems, figures)
 
+    def inspect(self, artifacts: ArtifactReader) -> dict[str, Any]:
+        """What the backup's RDB holds, read from a throwaway redis-server that loaded it
+        (:mod:`opskit.services.redis.inspect`); the live Redis is never asked."""
+        from opskit.services.redis.inspect import inspect_redis
+
+        with _throwaway(artifacts) as loaded:
+            if isinstance(loaded, str):
+                raise OpskitError(f"{self.role.spec.name}: {loaded}")
+            return inspect_redis(loaded.port)
+
     # -- restore -------------------------------------------------------------------------------
 
     def plan(self, artifacts: ArtifactReader, metadata: dict) -> RestorePlan:

@@ -275,6 +275,10 @@ class RedisRole(Role):
         with self._backup() as backup:
             return backup.check(artifacts, metadata, deep)
 
+    def inspect_backup(self, artifacts: ArtifactReader) -> dict[str, Any]:
+        with self._backup() as backup:
+            return backup.inspect(artifacts)
+
     def drill_backup(self, artifacts: ArtifactReader, metadata: dict) -> Drilled:
         with self._backup() as backup:
             return backup.drill(artifacts, metadata)
