@@ -259,6 +259,7 @@ class StackConfig:
     health: HealthSettings = field(default_factory=HealthSettings)
     backups_dir: Path | None = None
     backups_keep: Any = None  # opskit.backup.retention.KeepPolicy
+    backups_encrypt_to: tuple[str, ...] = ()  # age recipients: every backup file encrypted
     recover: RecoverSettings = field(default_factory=RecoverSettings)
     alerts: Any = None  # opskit.alerts.settings.AlertSettings
     options: Mapping[str, Any] = field(default_factory=dict)
@@ -458,6 +459,7 @@ class _Reader:
         from opskit.backup.retention import KeepPolicy
 
         backups_keep = KeepPolicy.from_mapping(backups.mapping("keep"), self.label)
+        encrypt_to = self.age_recipients(backups)
         backups.finish()
         recover = RecoverSettings.read(top_reader.section("recover"))
         from opskit.alerts.settings import AlertSettings
@@ -501,6 +503,7 @@ class _Reader:
             health=health,
             backups_dir=backups_dir,
             backups_keep=backups_keep,
+            backups_encrypt_to=encrypt_to,
             recover=recover,
             alerts=alerts,
             options=top,
@@ -556,6 +559,25 @@ class _Reader:
                 seen[(host, mapping.host_port, mapping.protocol)] = key
                 if host == "":  # 0.0.0.0 covers every address
                     seen[("", mapping.host_port, mapping.protocol)] = key
+
+    def age_recipients(self, backups: OptionReader) -> tuple[str, ...]:
+        """``x-opskit.backups.encrypt_to``: age public keys (``age1…``, as ``age-keygen``
+        prints them), one or a list; an empty string (an unset variable) means none."""
+        from opskit.backup.encryption import RECIPIENT
+
+        values = backups.items("encrypt_to")
+        found = []
+        for index, value in enumerate(values):
+            text = str(value).strip() if value is not None else ""
+            if not text:
+                continue
+            if not RECIPIENT.match(text):
+                raise backups.fail(
+                    f"encrypt_to[{index}]",
+                    f"expected an age recipient (age1… as age-keygen prints it), got {text[:20]!r}",
+                )
+            found.append(text)
+        return tuple(found)
 
     def _size(self, value: Any, key: str) -> int:
         try:

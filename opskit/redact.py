@@ -21,7 +21,9 @@ import re
 from collections import Counter
 from collections.abc import Iterable
 
-SECRET_NAME = re.compile(r"PASSWORD|PASSWD|SECRET|TOKEN|API_KEY|WEBHOOK|_KEY$|^KEY$", re.I)
+SECRET_NAME = re.compile(
+    r"PASSWORD|PASSWD|SECRET|TOKEN|API_KEY|WEBHOOK|IDENTITY$|_KEY$|^KEY$", re.I
+)
 MASK = "***"
 # Shorter values are too likely to be ordinary words or numbers ("0", "yes") to replace blindly.
 MIN_SECRET_LENGTH = 4
@@ -30,6 +32,7 @@ MIN_SECRET_LENGTH = 4
 # the URL's user) and masks only the value.
 _SECRET_SHAPES: tuple[tuple[str, str, str], ...] = (
     ("anthropic_key", r"sk-ant-[A-Za-z0-9_-]{8,}", "sk-ant-" + MASK),
+    ("age_identity", r"AGE-SECRET-KEY-1[0-9A-Z]{20,}", "AGE-SECRET-KEY-" + MASK),
     (
         "aws_access_key",
         r"\b(?:AKIA|ASIA|AGPA|AIDA|AROA|ANPA|ANVA|AIPA)[A-Z0-9]{16}\b",

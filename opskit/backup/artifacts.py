@@ -18,10 +18,18 @@ import io
 import os
 import tarfile
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
-from typing import BinaryIO
+from typing import Any, BinaryIO
 
+from opskit.backup.encryption import (
+    IDENTITY_FILE_VARIABLE,
+    IDENTITY_VARIABLE,
+    SUFFIX,
+    EncryptingSink,
+    EncryptionError,
+    decrypted,
+)
 from opskit.backup.manifest import Manifest, StoredFile, safe_member
 from opskit.errors import Interrupted, OpskitError
 from opskit.files import private_dir
@@ -66,11 +74,13 @@ class ArtifactWriter:
         *,
         level: int = ZSTD_LEVEL,
         count_prefixes: bool = False,
+        recipients: Sequence[str] = (),
     ):
         self.root = root
         self.stop = stop
         self.level = level  # 1 for a restore's safety copy: it only has to be correct
         self.count_prefixes = count_prefixes  # roles' optional second pass (Redis's SCAN)
+        self.recipients = tuple(recipients)  # age public keys: every file encrypted to them
         self.files: list[StoredFile] = []
 
     def for_service(self, service: str) -> ServiceArtifacts:
@@ -79,11 +89,12 @@ class ArtifactWriter:
     def add_stream(
         self, name: str, source: BinaryIO, observe: Callable[[bytes], None] | None = None
     ) -> StoredFile:
-        """Compress ``source`` into ``name`` (+ ``.zst``); ``observe`` sees every raw chunk
-        (the RDB check runs there, in the same pass)."""
+        """Compress ``source`` into ``name`` (+ ``.zst``, and ``.age`` when encrypted to
+        recipients); ``observe`` sees every raw chunk (the RDB check runs there, in the same
+        pass). The SHA-256 and size are of the bytes on disk."""
         import zstandard
 
-        member = safe_member(f"{name}.zst")
+        member = safe_member(f"{name}.zst" + (SUFFIX if self.recipients else ""))
         target = self.root / member
         private_dir(target.parent)
         raw_size = 0
@@ -91,12 +102,17 @@ class ArtifactWriter:
         fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
         with os.fdopen(fd, "wb") as handle:
             hashed = _HashingFile(handle, self.stop)
-            with compressor.stream_writer(hashed, closefd=False) as writer:
-                while chunk := source.read(CHUNK):
-                    if observe is not None:
-                        observe(chunk)
-                    writer.write(chunk)
-                    raw_size += len(chunk)
+            sink = EncryptingSink(hashed, self.recipients) if self.recipients else hashed
+            try:
+                with compressor.stream_writer(sink, closefd=False) as writer:
+                    while chunk := source.read(CHUNK):
+                        if observe is not None:
+                            observe(chunk)
+                        writer.write(chunk)
+                        raw_size += len(chunk)
+            finally:
+                if sink is not hashed:
+                    sink.close()
             handle.flush()
             os.fsync(handle.fileno())
         stored = StoredFile(member, hashed.size, hashed.sha256.hexdigest(), raw_size)
@@ -133,14 +149,22 @@ class ServiceArtifacts:
 class ArtifactReader:
     """Files of a finished backup, checked against its manifest as they are read."""
 
-    def __init__(self, root: Path, manifest: Manifest, service: str | None = None):
+    def __init__(
+        self,
+        root: Path,
+        manifest: Manifest,
+        service: str | None = None,
+        identities: Sequence[Any] | None = None,
+    ):
         self.root, self.manifest, self.service = root, manifest, service
+        self.identities = identities  # age identities, for an encrypted backup
 
     def for_service(self, service: str) -> ArtifactReader:
-        return ArtifactReader(self.root, self.manifest, service)
+        return ArtifactReader(self.root, self.manifest, service, self.identities)
 
     def entry(self, name: str) -> StoredFile:
-        member = f"{self.service}/{name}.zst" if self.service else f"{name}.zst"
+        suffix = ".zst" + (SUFFIX if self.manifest.encrypted_to else "")
+        member = f"{self.service}/{name}{suffix}" if self.service else f"{name}{suffix}"
         entry = self.manifest.file(member)
         if entry is None:
             raise ArtifactError(f"{member}: not in the manifest")
@@ -158,7 +182,7 @@ class ArtifactReader:
         """The decompressed content of ``name``; at its end the stored bytes' size and SHA-256
         must match the manifest, else ArtifactError (a reader that stops early checks less)."""
         entry = self.entry(name)
-        with open_checked(self.root, entry) as data:
+        with open_checked(self.root, entry, self.identities) as data:
             yield data
 
     def read_bytes(self, name: str) -> bytes:
@@ -170,17 +194,30 @@ class ArtifactReader:
 
 
 @contextlib.contextmanager
-def open_checked(root: Path, entry: StoredFile) -> Iterator[BinaryIO]:
+def open_checked(
+    root: Path, entry: StoredFile, identities: Sequence[Any] | None = None
+) -> Iterator[BinaryIO]:
+    """``entry``'s content, decompressed (and decrypted, for an ``.age`` file); its size and
+    SHA-256 on disk are checked when the reader reaches its end."""
     import zstandard
 
     path = root / safe_member(entry.path)
+    encrypted = entry.path.endswith(SUFFIX)
+    if encrypted and not identities:
+        raise ArtifactError(
+            f"{entry.path}: encrypted; set {IDENTITY_VARIABLE} (or {IDENTITY_FILE_VARIABLE}) to "
+            "the age identity to read it"
+        )
     try:
         handle = path.open("rb")
     except OSError as exc:
         raise ArtifactError(f"{entry.path}: cannot read: {exc.strerror}") from None
-    with handle:
+    with handle, contextlib.ExitStack() as layers:
         hashed = _HashingReader(handle, entry)
-        reader = zstandard.ZstdDecompressor().stream_reader(hashed, read_across_frames=True)
+        compressed = (
+            layers.enter_context(decrypted(hashed, identities, entry.path)) if encrypted else hashed
+        )
+        reader = zstandard.ZstdDecompressor().stream_reader(compressed, read_across_frames=True)
         try:
             yield _Checked(reader, hashed)
         except zstandard.ZstdError as exc:
@@ -255,6 +292,8 @@ class _Checked(io.RawIOBase):
                 chunk = b"".join(parts)
         except zstandard.ZstdError as exc:
             raise ArtifactError(f"{self.hashed.entry.path}: damaged zstd stream: {exc}") from None
+        except EncryptionError as exc:
+            raise ArtifactError(str(exc)) from None
         self.raw += len(chunk)
         if not chunk or count is None or count < 0:
             self._finish()

@@ -46,6 +46,7 @@ class Manifest:
     includes_secrets: bool = False
     services: dict[str, dict[str, Any]] = field(default_factory=dict)
     files: list[StoredFile] = field(default_factory=list)
+    encrypted_to: list[str] = field(default_factory=list)  # age recipients of every file
     format: int = FORMAT
     seal: dict[str, str] | None = None
     #: manifest.json exactly as read (what the seal covers); None for one being written
@@ -61,6 +62,8 @@ class Manifest:
     def as_document(self) -> dict[str, Any]:
         document = asdict(self)
         document.pop("document")
+        if not document["encrypted_to"]:
+            del document["encrypted_to"]  # a plaintext backup's manifest reads as it always did
         return document
 
     def sealed(self, key: bytes) -> Manifest:
@@ -123,6 +126,7 @@ class Manifest:
             includes_secrets=bool(raw.get("includes_secrets", False)),
             services=services,
             files=files,
+            encrypted_to=[str(r) for r in raw.get("encrypted_to") or []],
         )
 
 

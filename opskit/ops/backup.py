@@ -91,6 +91,27 @@ def seal_key(stack: Stack) -> bytes | None:
     return value.encode() if len(value) >= MIN_KEY_LENGTH else None
 
 
+def identities(stack: Stack) -> list[Any] | None:
+    """The age identities the stack's environment gives for reading encrypted backups."""
+    from opskit.backup.encryption import identities as from_environ
+
+    return from_environ(stack.config.environ)
+
+
+def readable(stack: Stack, manifest: Manifest, what: str) -> list[Any] | None:
+    """The identities to read ``manifest``'s files; a UsageError naming the variable when the
+    backup is encrypted and the environment gives none (nothing has been changed yet)."""
+    keys = identities(stack)
+    if manifest.encrypted_to and not keys:
+        from opskit.backup.encryption import IDENTITY_FILE_VARIABLE, IDENTITY_VARIABLE
+
+        raise UsageError(
+            f"backup {manifest.id} is encrypted: {what} needs its age identity in "
+            f"{IDENTITY_VARIABLE} or {IDENTITY_FILE_VARIABLE}"
+        )
+    return keys
+
+
 def require_seal_key(stack: Stack) -> bytes:
     key = seal_key(stack)
     if key is None:
@@ -128,7 +149,11 @@ def backup(
     key = require_seal_key(stack)
     with mutation(stack, "backup"):
         try:
-            writer_options = {"level": 1 if quick else ZSTD_LEVEL, "count_prefixes": count_prefixes}
+            writer_options = {
+                "level": 1 if quick else ZSTD_LEVEL,
+                "count_prefixes": count_prefixes,
+                "recipients": stack.config.backups_encrypt_to,
+            }
             result = _backup(
                 stack, store, names, tag, include_secrets, on_event, stop, key, writer_options
             )
@@ -173,7 +198,8 @@ def _backup(
             files = [f for f in writer.files if f.path.startswith(f"{name}/")]
             raw = sum(f.raw_size for f in files)
             stored = sum(f.size for f in files)
-            detail = f"{len(files)} file(s), {human_bytes(raw)} → {human_bytes(stored)} zstd"
+            how = "zstd + age" if writer.recipients else "zstd"
+            detail = f"{len(files)} file(s), {human_bytes(raw)} → {human_bytes(stored)} {how}"
             seconds = time.monotonic() - service_began
             return StepResult(name, StepOutcome.DONE, detail, seconds)
 
@@ -196,6 +222,7 @@ def _backup(
             includes_secrets=include_secrets,
             services=metadata,
             files=sorted(writer.files, key=lambda f: f.path),
+            encrypted_to=list(writer.recipients),
         )
         atomic_write(folder / MANIFEST, manifest.sealed(key).to_json())
     result.path = store.root / backup_id
@@ -243,13 +270,20 @@ class Validation(ExitsByOk):
     checked: list[str] = field(default_factory=list)
     deep: bool = False
     seconds: float = 0.0
+    notes: list[str] = field(default_factory=list)  # what was not checked, and why
 
     @property
     def ok(self) -> bool:
         return not self.problems
 
     def to_dict(self) -> dict[str, Any]:
-        return {"id": self.backup_id, "ok": self.ok, "deep": self.deep, "problems": self.problems}
+        return {
+            "id": self.backup_id,
+            "ok": self.ok,
+            "deep": self.deep,
+            "problems": self.problems,
+            "notes": self.notes,
+        }
 
 
 def validate(
@@ -287,8 +321,19 @@ def validate(
     if unknown:
         raise UsageError(f"backup {backup_id} holds no {', '.join(sorted(unknown))}")
     report.problems += _file_set_problems(path, manifest)
+    keys = identities(stack)
+    if manifest.encrypted_to and not keys:
+        if deep:
+            readable(stack, manifest, "validate --deep")  # raises: it must read the content
+        report.problems += _stored_problems(path, manifest, wanted)
+        report.notes.append(
+            "encrypted: sizes and SHA-256 of the stored files checked; their content needs the "
+            "age identity (validate --deep, drill, restore)"
+        )
+        report.seconds = time.monotonic() - began
+        return report
     checked_by_role: set[str] = set()
-    reader = ArtifactReader(path, manifest)
+    reader = ArtifactReader(path, manifest, identities=keys)
     for name in sorted(wanted):
         metadata = manifest.services[name]
         role = stack.role(name) if name in stack.config.services else None
@@ -314,12 +359,40 @@ def validate(
         if service in manifest.services and service not in wanted:
             continue
         try:
-            with open_stored(path, entry) as data:
+            with open_stored(path, entry, keys) as data:
                 drain(data)
         except ArtifactError as exc:
             report.problems.append(str(exc))
     report.seconds = time.monotonic() - began
     return report
+
+
+def _stored_problems(path: Path, manifest: Manifest, wanted: set[str]) -> list[str]:
+    """Size and SHA-256 of every stored file of ``wanted`` services (and of the stack's own
+    files), without reading what is inside: what can be checked without the identity."""
+    import hashlib
+
+    problems = []
+    for entry in manifest.files:
+        service = entry.path.split("/", 1)[0]
+        if service in manifest.services and service not in wanted:
+            continue
+        stored = path / entry.path
+        if not stored.is_file():
+            continue  # reported as missing already
+        digest = hashlib.sha256()
+        with stored.open("rb") as data:
+            while chunk := data.read(1 << 22):
+                digest.update(chunk)
+        size = stored.stat().st_size
+        if size != entry.size:
+            problems.append(f"{entry.path}: {size} bytes on disk, the manifest says {entry.size}")
+        elif digest.hexdigest() != entry.sha256:
+            problems.append(
+                f"{entry.path}: SHA-256 {digest.hexdigest()[:16]}… differs from the manifest's "
+                f"{entry.sha256[:16]}… (changed since the backup)"
+            )
+    return problems
 
 
 @dataclass

@@ -20,7 +20,7 @@ from opskit.backup.artifacts import ArtifactError, ArtifactReader
 from opskit.backup.drills import DrillRecord, last_drill, record_drill
 from opskit.backup.manifest import Manifest, written_by_same_kind
 from opskit.errors import OpskitError, UsageError
-from opskit.ops.backup import store_of, validate
+from opskit.ops.backup import readable, store_of, validate
 from opskit.results import ExitsByOk
 from opskit.services.capabilities import BackingUp, DataInspecting, Drilling
 from opskit.stack import Stack
@@ -71,7 +71,7 @@ def drill(stack: Stack, backup_id: str | None = None) -> DrillResult:
     if not result.problems:
         path = store_of(stack).path(backup_id)
         manifest = Manifest.read(path)
-        reader = ArtifactReader(path, manifest)
+        reader = ArtifactReader(path, manifest, identities=readable(stack, manifest, "a drill"))
         for name in sorted(manifest.services):
             problems, figures = _drill_service(stack, name, manifest, reader)
             result.problems += problems
@@ -139,7 +139,7 @@ def inspect(stack: Stack, backup_id: str | None = None) -> InspectResult:
         raise OpskitError(f"backup {backup_id}: " + "; ".join(sealed.problems))
     path = store_of(stack).path(backup_id)
     manifest = Manifest.read(path)
-    reader = ArtifactReader(path, manifest)
+    reader = ArtifactReader(path, manifest, identities=readable(stack, manifest, "inspect"))
     result = InspectResult(backup_id)
     for name in sorted(manifest.services):
         role = stack.role(name) if name in stack.config.services else None

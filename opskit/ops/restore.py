@@ -224,7 +224,7 @@ def _restore_locked(
     if unsealed:  # first, and alone: nothing a changed manifest says is used, not even to plan
         detail = f"the backup is not intact, nothing changed: {path / MANIFEST}: {unsealed}"
         return RestoreResult(backup_id, RestoreState.REFUSED, detail)
-    reader = ArtifactReader(path, manifest)
+    reader = ArtifactReader(path, manifest, identities=backups.readable(stack, manifest, "restore"))
     try:
         plans = _plans(stack, reader, manifest, targets)
     except OpskitError as exc:
@@ -302,7 +302,8 @@ def _resume_locked(stack, path, manifest, pending: RestoreJournal, on_event, sto
     if not check.ok:
         detail = "the backup is not intact, nothing resumed: " + "; ".join(check.problems)
         return RestoreResult(backup_id, RestoreState.REFUSED, f"{detail}; {pending.describe()}")
-    reader = ArtifactReader(path, manifest)
+    keys = backups.readable(stack, manifest, "restore --resume")
+    reader = ArtifactReader(path, manifest, identities=keys)
     plans = _plans(stack, reader, manifest, pending.services)
     journals = JournalFile(stack.state_dir)
     journal = journals.begin(
@@ -394,7 +395,8 @@ def _put_safety_back(stack, safety_id, services, on_event, plans=None) -> list[S
     failed restore put things) or planned now from the live stack."""
     safety_path = backups.store_of(stack).path(safety_id)
     safety_manifest = Manifest.read(safety_path)
-    safety_reader = ArtifactReader(safety_path, safety_manifest)
+    keys = backups.readable(stack, safety_manifest, "putting the safety backup back")
+    safety_reader = ArtifactReader(safety_path, safety_manifest, identities=keys)
     if plans is None:
         plans = _plans(stack, safety_reader, safety_manifest, services)
     # Never what the failed restore staged: the safety backup's own data goes back.

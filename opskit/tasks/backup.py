@@ -124,7 +124,11 @@ def validate(c, backup_id=None, all=False, deep=False, json=False, stack=None, r
         for report in reports:
             if report.ok:
                 how = "deep" if report.deep else "files, checksums and contents"
+                if report.notes:
+                    how = "files and checksums"
                 print(f"{report.backup_id}: ok ({how}, {report.seconds:.2f}s)")
+            for note in report.notes:
+                print(f"{report.backup_id}: note: {note}")
             for problem in report.problems:
                 print(f"{report.backup_id}: FAILED: {problem}")
     if not reports or any(not r.ok for r in reports):
