@@ -13,7 +13,9 @@ import json
 import os
 import tempfile
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import Any, BinaryIO, TypeVar
+
+R = TypeVar("R")
 
 
 def private_dir(path: Path) -> Path:
@@ -123,3 +125,24 @@ def pid_alive(pid: int) -> bool:
     except PermissionError:
         return True
     return True
+
+
+def write_record(path: Path, record: Any) -> None:
+    """A dataclass kept as JSON (a state file: the last backup attempt, the last drill), in a
+    private folder, written atomically."""
+    from dataclasses import asdict
+
+    private_dir(path.parent)
+    atomic_write_json(path, asdict(record))
+
+
+def read_record(path: Path, kind: type[R]) -> R | None:
+    """The dataclass :func:`write_record` kept, or None when there is none or it was written
+    by another version of opskit (other fields)."""
+    raw = read_json(path)
+    if not isinstance(raw, dict):
+        return None
+    try:
+        return kind(**raw)
+    except TypeError:
+        return None

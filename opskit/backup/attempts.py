@@ -7,10 +7,10 @@ the backup holds). It records no secret: an id, a size, a time and a one-line re
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 
-from opskit.files import atomic_write_json, private_dir, read_json
+from opskit.files import read_record, write_record
 
 FILE = "backup-last.json"
 
@@ -26,15 +26,8 @@ class BackupAttempt:
 
 
 def record_attempt(state_dir: Path, attempt: BackupAttempt) -> None:
-    private_dir(state_dir)
-    atomic_write_json(state_dir / FILE, asdict(attempt))
+    write_record(state_dir / FILE, attempt)
 
 
 def last_attempt(state_dir: Path) -> BackupAttempt | None:
-    raw = read_json(state_dir / FILE)
-    if not isinstance(raw, dict):
-        return None
-    try:
-        return BackupAttempt(**raw)
-    except TypeError:
-        return None  # written by another version
+    return read_record(state_dir / FILE, BackupAttempt)

@@ -7,10 +7,10 @@ one-line reason.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 
-from opskit.files import atomic_write_json, private_dir, read_json
+from opskit.files import read_record, write_record
 
 FILE = "backup-drill.json"
 
@@ -27,15 +27,8 @@ class DrillRecord:
 
 
 def record_drill(state_dir: Path, record: DrillRecord) -> None:
-    private_dir(state_dir)
-    atomic_write_json(state_dir / FILE, asdict(record))
+    write_record(state_dir / FILE, record)
 
 
 def last_drill(state_dir: Path) -> DrillRecord | None:
-    raw = read_json(state_dir / FILE)
-    if not isinstance(raw, dict):
-        return None
-    try:
-        return DrillRecord(**raw)
-    except TypeError:
-        return None  # written by another version
+    return read_record(state_dir / FILE, DrillRecord)
