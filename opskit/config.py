@@ -562,15 +562,23 @@ class _Reader:
 
     def age_recipients(self, backups: OptionReader) -> tuple[str, ...]:
         """``x-opskit.backups.encrypt_to``: age public keys (``age1…``, as ``age-keygen``
-        prints them), one or a list; an empty string (an unset variable) means none."""
+        prints them), one or a list. An empty entry — a variable that is not set — is an
+        error, not "no encryption": backups meant to be encrypted are never written in
+        plaintext by accident."""
         from opskit.backup.encryption import RECIPIENT
 
-        values = backups.items("encrypt_to")
+        values = [
+            v for v in backups.items("encrypt_to") if v is not None
+        ]  # `encrypt_to:` alone: none
         found = []
         for index, value in enumerate(values):
             text = str(value).strip() if value is not None else ""
             if not text:
-                continue
+                raise backups.fail(
+                    f"encrypt_to[{index}]",
+                    "expected an age recipient, got an empty value (a variable that is not "
+                    "set?); remove encrypt_to to back up without encryption",
+                )
             if not RECIPIENT.match(text):
                 raise backups.fail(
                     f"encrypt_to[{index}]",

@@ -180,3 +180,17 @@ def test_a_recipient_that_is_not_an_age_key_is_named_when_the_stack_loads(write_
         load_config(path, environ={})
     assert error.value.key == "x-opskit.backups.encrypt_to[0]"
     assert "expected an age recipient" in error.value.problem
+
+
+def test_an_unset_recipient_variable_is_refused_not_read_as_no_encryption(write_stack):
+    from opskit.config import load_config
+    from opskit.errors import ConfigError
+
+    path = write_stack(
+        'x-opskit: {runtime: process, state_dir: "{state}", '
+        'backups: {dir: b, encrypt_to: ["${BACKUP_RECIPIENT}"]}}\nservices: {app: {image: x}}\n'
+    )
+    with pytest.raises(ConfigError) as error:
+        load_config(path, environ={})
+    assert error.value.key == "x-opskit.backups.encrypt_to[0]"
+    assert "a variable that is not set" in error.value.problem
