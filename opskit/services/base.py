@@ -40,7 +40,7 @@ class Check:
     """
 
     name: str
-    run: Callable[[], Any]
+    run: Callable[[], CheckOutcome]
 
 
 @dataclass(frozen=True)
