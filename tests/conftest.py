@@ -50,6 +50,24 @@ def stacks() -> Iterator[list]:
             lifecycle.stop(stack)
         except Exception as exc:  # teardown must reach every stack
             print(f"teardown: stopping {stack.name} failed: {exc}", file=sys.stderr)
+        if stack.config.runtime in ("docker", "swarm"):
+            remove_test_volumes(stack.name)
+
+
+def remove_test_volumes(project: str) -> None:
+    """The named volumes opskit (or Compose, in the adoption test) created for a test's stack —
+    their labels say which: opskit never removes data, so the tests clean up what their own
+    stacks left."""
+    import docker
+
+    client = docker.from_env(timeout=30)
+    labels = (f"io.opskit.stack={project}", f"com.docker.compose.project={project}")
+    volumes = {v.name: v for label in labels for v in client.volumes.list(filters={"label": label})}
+    for volume in volumes.values():
+        try:
+            volume.remove(force=True)
+        except docker.errors.APIError as exc:  # still in use: say so, never fail a test
+            print(f"teardown: volume {volume.name} stays: {exc.explanation}", file=sys.stderr)
 
 
 @pytest.fixture
