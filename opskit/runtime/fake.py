@@ -306,8 +306,22 @@ def _sleep(unit: FakeUnit, argv: list[str]) -> ExecResult:
     return ExecResult(0, "")
 
 
+def _operands(argv: list[str], with_value: tuple[str, ...] = ()) -> list[str]:
+    """The operands of a command line: its options (and the values of ``with_value`` ones,
+    like mkdir's ``-m MODE``) left out."""
+    operands, skip = [], False
+    for arg in argv[1:]:
+        if skip:
+            skip = False
+        elif arg in with_value:
+            skip = True
+        elif not arg.startswith("-"):
+            operands.append(arg)
+    return operands
+
+
 def _mkdir(unit: FakeUnit, argv: list[str]) -> ExecResult:
-    paths = [arg for arg in argv[1:] if not arg.startswith("-") and not arg.isdigit()]
+    paths = _operands(argv, with_value=("-m",))
     with unit._lock:
         for path in paths:
             pure = PurePosixPath(path)
@@ -316,7 +330,7 @@ def _mkdir(unit: FakeUnit, argv: list[str]) -> ExecResult:
 
 
 def _rm(unit: FakeUnit, argv: list[str]) -> ExecResult:
-    paths = [arg for arg in argv[1:] if not arg.startswith("-")]
+    paths = _operands(argv)
     with unit._lock:
         for path in paths:
             inside = f"{path.rstrip('/')}/"
