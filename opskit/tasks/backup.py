@@ -144,11 +144,13 @@ def validate(c, backup_id=None, all=False, deep=False, json=False, stack=None, r
 def drill(c, backup_id=None, json=False, stack=None, runtime=None):
     """Restore a backup into throwaway instances (never the live stack) and check what came back."""
     from opskit.ops.drill import drill as run_drill
+    from opskit.redact import Redactor
 
     loaded = common.load(c, stack, runtime)
+    redact = Redactor(loaded.secrets())
     result = run_drill(loaded, backup_id or None)
     if json:
-        print(result_json(result))
+        print(result_json(result, redact))
     else:
         for name, figures in result.services.items():
             shown = ", ".join(
@@ -157,7 +159,7 @@ def drill(c, backup_id=None, json=False, stack=None, runtime=None):
             state = "drilled" if figures.get("drilled") else f"skipped ({figures.get('why')})"
             print(f"{name}: {state}" + (f": {shown}" if shown else ""))
         for problem in result.problems:
-            print(f"{result.backup_id}: FAILED: {problem}", file=sys.stderr)
+            print(f"{result.backup_id}: FAILED: {redact(problem)}", file=sys.stderr)
         verdict = "restores" if result.ok else "does NOT restore"
         print(f"{result.backup_id}: {verdict} ({result.seconds:.2f}s)")
     if result.exit_code:
