@@ -21,6 +21,7 @@ from opskit.backup.drills import DrillRecord, last_drill, record_drill
 from opskit.backup.manifest import Manifest, written_by_same_kind
 from opskit.errors import OpskitError, UsageError
 from opskit.ops.backup import readable, store_of, validate
+from opskit.redact import Redactor
 from opskit.results import ExitsByOk
 from opskit.services.capabilities import BackingUp, DataInspecting, Drilling
 from opskit.stack import Stack
@@ -86,7 +87,7 @@ def drill(stack: Stack, backup_id: str | None = None) -> DrillResult:
             backup_id=backup_id,
             seconds=round(result.seconds, 3),
             keys=result.keys,
-            detail="; ".join(result.problems)[:500],
+            detail=Redactor(stack.secrets())("; ".join(result.problems))[:500],
             last_success=now if result.ok else (before.last_success if before else None),
         ),
     )
