@@ -16,6 +16,7 @@ from __future__ import annotations
 import signal
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from opskit.errors import ConfigError
@@ -158,6 +159,15 @@ class Role:
         """The service's environment as its unit sees it (:meth:`Unit.environment`).
         Templates render from it; checks read listener settings from it."""
         return self.unit.environment()
+
+    def render_template(self, path: Path) -> str:
+        """``path`` rendered from the service's environment (``${VAR}``); a variable it names
+        that is not set is a ConfigError naming the service's environment."""
+        from opskit.services.template import render_template
+
+        return render_template(
+            path, self.environment(), f"services.{self.spec.name}.environment", self.config.source
+        )
 
     def base_url(self) -> str:
         host, port = self.address()

@@ -36,7 +36,6 @@ from opskit.services.capabilities import (
 )
 from opskit.services.kong.file import TemplatePin, persist
 from opskit.services.probes import HttpAnswer, ProbeError
-from opskit.services.template import render_template
 from opskit.vocabulary import CheckStatus
 
 if TYPE_CHECKING:
@@ -133,12 +132,7 @@ class KongRole(Role):
 
     def render_template_text(self) -> str:
         assert self.template is not None
-        return render_template(
-            self.template,
-            self.environment(),
-            f"services.{self.spec.name}.environment",
-            self.config.source,
-        )
+        return self.render_template(self.template)
 
     def prepare(self) -> None:
         """Render the file Kong loads: the template, or the config applied since (its pin)."""

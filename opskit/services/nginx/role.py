@@ -30,7 +30,6 @@ from opskit.services.capabilities import (
     Verdict,
 )
 from opskit.services.probes import ProbeError
-from opskit.services.template import render_template
 from opskit.vocabulary import CheckStatus
 
 if TYPE_CHECKING:
@@ -136,12 +135,7 @@ class NginxRole(Role):
         return Launch(argv=(self.binary, *self.nginx_args(), "-g", "daemon off;"))
 
     def render(self) -> str:
-        return render_template(
-            self.template_path,
-            self.environment(),
-            f"services.{self.spec.name}.environment",
-            self.config.source,
-        )
+        return self.render_template(self.template_path)
 
     def prepare(self) -> None:
         if not self.renders_config:
