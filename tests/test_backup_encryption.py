@@ -189,3 +189,21 @@ def test_a_recipient_that_is_not_an_age_key_is_named_when_the_stack_loads(
         load_config(path, environ={})
     assert error.value.key == "x-opskit.backups.encrypt_to[0]"
     assert expected in error.value.problem
+
+
+def test_a_changed_encrypted_file_is_found_without_the_identity(encrypted):
+    stack, _key_file, _identity = encrypted
+    made = backups.backup(stack)
+    assert made.ok
+    stored = made.path / "redis" / "dump.rdb.zst.age"
+    data = bytearray(stored.read_bytes())
+    data[len(data) // 2] ^= 0x01
+    stored.write_bytes(bytes(data))
+    checked = backups.validate(stack, made.backup_id)
+    assert not checked.ok
+    assert checked.problems == [
+        f"redis/dump.rdb.zst.age: SHA-256 {checked.problems[0].split('SHA-256 ')[1][:16]}… "
+        "differs from the manifest's "
+        f"{backups.Manifest.read(made.path).file('redis/dump.rdb.zst.age').sha256[:16]}… "
+        "(changed since the backup)"
+    ]

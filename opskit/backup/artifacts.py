@@ -254,16 +254,34 @@ class _HashingReader:
         while self.read(CHUNK):  # what the decompressor did not need still counts
             pass
         self._hasher.join()
-        if self.size != self.entry.size:
-            raise ArtifactError(
-                f"{self.entry.path}: {self.size} bytes on disk, the manifest says {self.entry.size}"
-            )
-        digest = self._digest[0] if self._digest else ""
-        if digest != self.entry.sha256:
-            raise ArtifactError(
-                f"{self.entry.path}: SHA-256 {digest[:16]}… differs from the manifest's "
-                f"{self.entry.sha256[:16]}… (changed since the backup)"
-            )
+        problem = _mismatch(self.entry, self.size, self._digest[0] if self._digest else "")
+        if problem:
+            raise ArtifactError(problem)
+
+
+def stored_problem(root: Path, entry: StoredFile) -> str | None:
+    """What is wrong with the bytes of ``entry`` on disk (size, SHA-256), without reading
+    what they hold: all that can be checked of an encrypted file without its identity."""
+    digest, size = hashlib.sha256(), 0
+    try:
+        with (root / safe_member(entry.path)).open("rb") as data:
+            while chunk := data.read(4 * CHUNK):
+                digest.update(chunk)
+                size += len(chunk)
+    except OSError as exc:
+        return f"{entry.path}: cannot read: {exc.strerror}"
+    return _mismatch(entry, size, digest.hexdigest())
+
+
+def _mismatch(entry: StoredFile, size: int, digest: str) -> str | None:
+    if size != entry.size:
+        return f"{entry.path}: {size} bytes on disk, the manifest says {entry.size}"
+    if digest != entry.sha256:
+        return (
+            f"{entry.path}: SHA-256 {digest[:16]}… differs from the manifest's "
+            f"{entry.sha256[:16]}… (changed since the backup)"
+        )
+    return None
 
 
 class _Checked(io.RawIOBase):

@@ -25,6 +25,7 @@ from opskit.backup.artifacts import (
     ArtifactReader,
     ArtifactWriter,
     drain,
+    stored_problem,
 )
 from opskit.backup.artifacts import open_checked as open_stored
 from opskit.backup.attempts import BackupAttempt, record_attempt
@@ -370,28 +371,13 @@ def validate(
 def _stored_problems(path: Path, manifest: Manifest, wanted: set[str]) -> list[str]:
     """Size and SHA-256 of every stored file of ``wanted`` services (and of the stack's own
     files), without reading what is inside: what can be checked without the identity."""
-    import hashlib
-
     problems = []
     for entry in manifest.files:
         service = entry.path.split("/", 1)[0]
         if service in manifest.services and service not in wanted:
             continue
-        stored = path / entry.path
-        if not stored.is_file():
-            continue  # reported as missing already
-        digest = hashlib.sha256()
-        with stored.open("rb") as data:
-            while chunk := data.read(1 << 22):
-                digest.update(chunk)
-        size = stored.stat().st_size
-        if size != entry.size:
-            problems.append(f"{entry.path}: {size} bytes on disk, the manifest says {entry.size}")
-        elif digest.hexdigest() != entry.sha256:
-            problems.append(
-                f"{entry.path}: SHA-256 {digest.hexdigest()[:16]}… differs from the manifest's "
-                f"{entry.sha256[:16]}… (changed since the backup)"
-            )
+        if (path / entry.path).is_file():  # a missing one is reported already
+            problems += filter(None, [stored_problem(path, entry)])
     return problems
 
 
