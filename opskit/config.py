@@ -260,6 +260,7 @@ class StackConfig:
     backups_dir: Path | None = None
     backups_keep: Any = None  # opskit.backup.retention.KeepPolicy
     backups_encrypt_to: tuple[str, ...] = ()  # age recipients: every backup file encrypted
+    backups_copies: Any = None  # opskit.backup.copies.CopySettings: restic repositories
     recover: RecoverSettings = field(default_factory=RecoverSettings)
     alerts: Any = None  # opskit.alerts.settings.AlertSettings
     options: Mapping[str, Any] = field(default_factory=dict)
@@ -279,6 +280,8 @@ class StackConfig:
             if isinstance(password, str):
                 values.add(password)
         values.update(d.value for d in self.secrets.values() if d.value)
+        for copy in self.backups_copies.copies if self.backups_copies else ():
+            values.update(copy.secrets(self.environ))  # restic passwords, REST credentials
         if self.alerts is not None:  # notifier URLs carry tokens (Slack, Teams, webhooks)
             for url in self.alerts.urls():
                 values.update((url, url.partition("://")[2]))  # with and without the scheme
@@ -460,6 +463,9 @@ class _Reader:
 
         backups_keep = KeepPolicy.from_mapping(backups.mapping("keep"), self.label)
         encrypt_to = self.age_recipients(backups)
+        from opskit.backup.copies import read_copy_settings
+
+        copies = read_copy_settings(backups)
         backups.finish()
         recover = RecoverSettings.read(top_reader.section("recover"))
         from opskit.alerts.settings import AlertSettings
@@ -504,6 +510,7 @@ class _Reader:
             backups_dir=backups_dir,
             backups_keep=backups_keep,
             backups_encrypt_to=encrypt_to,
+            backups_copies=copies,
             recover=recover,
             alerts=alerts,
             options=top,

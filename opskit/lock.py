@@ -55,11 +55,14 @@ class Holder:
 
 
 @contextlib.contextmanager
-def stack_lock(state_dir: Path, operation: str, wait: float = 10.0) -> Iterator[None]:
+def stack_lock(
+    state_dir: Path, operation: str, wait: float = 10.0, *, file: str = "lock"
+) -> Iterator[None]:
     """Hold the stack lock for ``operation``; wait up to ``wait`` seconds, saying at once whom
-    it waits for, then fail naming the holder."""
+    it waits for, then fail naming the holder. ``file`` names another lock of the stack (the
+    copies' lock, ``copies.lock``: copies run long and must not hold up ``inv recover``)."""
     private_dir(state_dir)
-    path = state_dir / "lock"
+    path = state_dir / file
     fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
     try:
         if not _try_lock(fd):
@@ -75,7 +78,8 @@ def _wait(fd: int, path: Path, operation: str, wait: float) -> None:
     holder = read_holder(fd)
     if _reporter is not None and wait > 0:
         who = holder.describe() if holder else "an opskit operation that has not said who it is"
-        _reporter(f"{operation}: waiting up to {wait:g}s for the stack lock {path}: held by {who}")
+        what = "the stack lock" if path.name == "lock" else "the lock"
+        _reporter(f"{operation}: waiting up to {wait:g}s for {what} {path}: held by {who}")
     if poll_until(lambda: _try_lock(fd), deadline_in(wait), first=0.01, cap=0.05):
         return
     holder = read_holder(fd) or holder

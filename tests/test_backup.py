@@ -608,8 +608,9 @@ def test_backup_json_and_list(running_sandbox):
     payload = json.loads(made.stdout)
     assert payload["ok"] and payload["id"]
     listed = json.loads(run_inv(env, "backup.list", "--json").stdout)
-    row = next(r for r in listed if r["id"] == payload["id"])
+    row = next(r for r in listed["backups"] if r["id"] == payload["id"])
     assert row["status"] == "complete" and row["services"] == ["redis"]
+    assert row["where"] == {"local": True} and listed["copies"] == []
     assert env["REDIS_PASSWORD"] not in made.stdout + made.stderr
     checked = run_inv(env, "backup.validate", payload["id"])
     assert checked.returncode == 0 and "ok" in checked.stdout

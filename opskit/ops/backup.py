@@ -44,7 +44,7 @@ from opskit.ops.engine import (
     mutation,
 )
 from opskit.redact import Redactor, is_secret_name
-from opskit.results import ExitsByOk
+from opskit.results import ExitsByOk, Result
 from opskit.services.capabilities import BackingUp
 from opskit.stack import Stack
 from opskit.vocabulary import BackupState, ExitCode, StepOutcome
@@ -67,9 +67,10 @@ class BackupResult(OperationResult):
     path: Path | None = None
     size: int = 0
     includes_secrets: bool = False
+    copies: Result | None = None  # the copies sent after it (never part of ok: the backup stays)
 
     def to_dict(self) -> dict[str, Any]:
-        return {
+        found = {
             "ok": self.ok,
             "id": self.backup_id if self.ok else None,
             "path": str(self.path) if self.path else None,
@@ -78,6 +79,9 @@ class BackupResult(OperationResult):
             "seconds": round(self.seconds, 3),
             "services": [outcome.to_dict() for outcome in self.outcomes],
         }
+        if self.copies is not None:
+            found["copies"] = self.copies.to_dict()
+        return found
 
 
 def store_of(stack: Stack) -> BackupStore:
@@ -295,6 +299,7 @@ def validate(
     services: Iterable[str] | None = None,
     check_seal: bool = True,
     checked: Mapping[str, Sequence[str]] | None = None,
+    folder: Path | None = None,
 ) -> Validation:
     """The manifest's seal under the stack's key first (a manifest that was changed, is not
     sealed, or was sealed with another key is one problem, and nothing else in it is trusted);
@@ -302,10 +307,10 @@ def validate(
     stream), then each role's own check of its files (RDB header and CRC-64, Kong YAML,
     ``nginx -t``); ``deep`` loads the RDB into a throwaway redis-server. ``checked`` holds the
     problems of role checks the caller already made (a restore staging an RDB reads it through
-    the same checks): those services' files are not read again."""
+    the same checks): those services' files are not read again. ``folder``: validate a copy
+    fetched elsewhere (from a restic repository) instead of the backups folder's."""
     began = time.monotonic()
-    store = store_of(stack)
-    path = store.path(backup_id)
+    path = folder if folder is not None else store_of(stack).path(backup_id)
     report = Validation(backup_id, deep=deep)
     try:
         manifest = Manifest.read(path)
@@ -315,6 +320,10 @@ def validate(
     unsealed = manifest.seal_problem(seal_key(stack))
     if unsealed and check_seal:
         report.problems.append(f"{path / MANIFEST}: {unsealed}")  # nothing in it is trusted
+        report.seconds = time.monotonic() - began
+        return report
+    if manifest.id != backup_id:  # a sealed manifest of another backup, renamed
+        report.problems.append(f"{path / MANIFEST}: holds backup {manifest.id}, not {backup_id}")
         report.seconds = time.monotonic() - began
         return report
     wanted = set(services) if services is not None else set(manifest.services)
@@ -446,9 +455,15 @@ class PruneResult:
     removed: list[str]
     dry_run: bool
     policy: str
+    copies: list[Any] = field(default_factory=list)  # opskit.ops.copies.CopyPrune, per copy
 
-    ok = True  # a rule that removes nothing is not a failure
-    exit_code = ExitCode.OK
+    @property
+    def ok(self) -> bool:  # a rule that removes nothing is not a failure; a copy not pruned is
+        return not any(copy.problem for copy in self.copies)
+
+    @property
+    def exit_code(self) -> int:
+        return ExitCode.OK if self.ok else ExitCode.FAILED
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -458,6 +473,7 @@ class PruneResult:
             "remove": [d.id for d in self.decisions if not d.keep],
             "interrupted": [e.id for e in self.leftovers],
             "removed": self.removed,
+            "copies": [copy.to_dict() for copy in self.copies],
         }
 
 
@@ -486,4 +502,7 @@ def prune(stack: Stack, *, dry_run: bool = False) -> PruneResult:
             for leftover in leftovers:
                 store.remove(leftover)
                 removed.append(leftover.id)
-    return PruneResult(decisions, leftovers, removed, dry_run, policy.describe())
+        from opskit.ops import copies  # the same rules, over what each copy holds
+
+        pruned_copies = copies.prune(stack, dry_run=dry_run)
+    return PruneResult(decisions, leftovers, removed, dry_run, policy.describe(), pruned_copies)

@@ -20,6 +20,7 @@ from opskit.backup.artifacts import ArtifactError, ArtifactReader
 from opskit.backup.drills import DrillRecord, last_drill, record_drill
 from opskit.backup.manifest import Manifest, written_by_same_kind
 from opskit.errors import OpskitError, UsageError
+from opskit.ops import copies
 from opskit.ops.backup import readable, store_of, validate
 from opskit.redact import Redactor
 from opskit.results import ExitsByOk
@@ -54,10 +55,23 @@ class DrillResult(ExitsByOk):
 
 
 def newest_complete(stack: Stack) -> str:
+    """The newest complete local backup; with none, the newest a copy holds."""
     complete = [e for e in store_of(stack).entries() if e.state is BackupState.COMPLETE]
-    if not complete:
-        raise UsageError(f"{stack.config.backups_dir}: no complete backup to drill")
-    return complete[-1].id
+    if complete:
+        return complete[-1].id
+    if copies.configured(stack):
+        held = copies.listing(stack).ids()
+        if held:
+            return held[-1]
+    raise UsageError(f"{stack.config.backups_dir}: no complete backup to drill")
+
+
+def _local(stack: Stack, backup_id: str | None) -> str:
+    """``backup_id`` (default: the newest), fetched from a copy when the folder lacks it."""
+    backup_id = backup_id or newest_complete(stack)
+    if copies.missing_locally(stack, backup_id):
+        copies.fetch(stack, backup_id)
+    return backup_id
 
 
 def drill(stack: Stack, backup_id: str | None = None) -> DrillResult:
@@ -67,8 +81,15 @@ def drill(stack: Stack, backup_id: str | None = None) -> DrillResult:
     began = time.monotonic()
     backup_id = backup_id or newest_complete(stack)
     result = DrillResult(backup_id)
-    sealed = validate(stack, backup_id, services=[])  # the seal and the files, nothing else
-    result.problems += sealed.problems
+    try:
+        _local(stack, backup_id)
+    except UsageError:
+        raise
+    except OpskitError as exc:  # no copy could give it: a failed drill, recorded as one
+        result.problems.append(str(exc))
+    if not result.problems:
+        sealed = validate(stack, backup_id, services=[])  # the seal and the files only
+        result.problems += sealed.problems
     if not result.problems:
         path = store_of(stack).path(backup_id)
         manifest = Manifest.read(path)
@@ -134,7 +155,7 @@ def inspect(stack: Stack, backup_id: str | None = None) -> InspectResult:
     every service whose data the backup holds, from a throwaway copy (the drill's). A backup
     that fails its seal or file checks is refused: nothing from it is loaded."""
     began = time.monotonic()
-    backup_id = backup_id or newest_complete(stack)
+    backup_id = _local(stack, backup_id)
     sealed = validate(stack, backup_id, services=[])
     if sealed.problems:
         raise OpskitError(f"backup {backup_id}: " + "; ".join(sealed.problems))

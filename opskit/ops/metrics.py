@@ -307,7 +307,51 @@ def _backup_values(stack: Stack) -> list[MetricValue]:
         )
     )
     values.append(MetricValue("backups", "Complete backups kept.", float(len(complete))))
-    return values + _drill_values(stack)
+    return values + _drill_values(stack) + _copy_values(stack)
+
+
+def _copy_values(stack: Stack) -> list[MetricValue]:
+    """Per copy (label ``copy``), from what the last copies recorded: no repository is asked."""
+    from opskit.backup.copies import CopyRecord, read_records
+
+    settings = stack.config.backups_copies
+    if settings is None or not settings.copies:
+        return []
+    records = read_records(stack.state_dir)
+    values = []
+    for spec in settings.copies:
+        record = records.get(spec.name, CopyRecord())
+        labels = (("copy", spec.name),)
+        for name, text, value in (
+            (
+                "backup_copy_last_success_timestamp_seconds",
+                "When a backup last reached this copy (epoch seconds; 0: never).",
+                record.last_success,
+            ),
+            ("backup_copy_last_ok", "1 when the last copy attempt worked.", float(record.last_ok)),
+            (
+                "backup_copy_last_size_bytes",
+                "Stored size of the backup last sent to this copy.",
+                float(record.last_size),
+            ),
+            (
+                "backup_copy_last_added_bytes",
+                "What the copy stored for it after deduplication.",
+                float(record.last_added),
+            ),
+            (
+                "backup_copy_pending",
+                "Backups this copy is owed (a failed copy, retried next time).",
+                float(len(record.pending)),
+            ),
+            (
+                "backup_copy_max_age_seconds",
+                "x-opskit.backups.copy_max_age: OpskitBackupCopyTooOld fires past it.",
+                settings.max_age,
+            ),
+        ):
+            values.append(MetricValue(name, text, value, labels=labels))
+    return values
 
 
 def _drill_values(stack: Stack) -> list[MetricValue]:

@@ -33,9 +33,10 @@ from typing import Any
 
 from opskit.backup.artifacts import ArtifactReader
 from opskit.backup.journal import JournalFile, RestoreJournal
-from opskit.backup.manifest import MANIFEST, Manifest, written_by_same_kind
+from opskit.backup.manifest import MANIFEST, Manifest, ManifestError, written_by_same_kind
 from opskit.errors import Interrupted, OpskitError, UsageError
 from opskit.ops import backup as backups
+from opskit.ops import copies
 from opskit.ops.engine import (
     EventSink,
     StepResult,
@@ -59,6 +60,7 @@ class RestoreResult:
     safety_backup: str | None = None
     seconds: float = 0.0
     interrupted: bool = False  # SIGINT/SIGTERM arrived while it ran
+    intact: bool = True  # False: refused because the backup's files are not what was written
 
     @property
     def ok(self) -> bool:
@@ -102,19 +104,54 @@ def restore(
     back — uninterruptibly — and the result says so (``interrupted``). Each step is journaled
     (:mod:`opskit.backup.journal`); an interrupted earlier restore refuses a new one."""
     began = time.monotonic()
-    store = backups.store_of(stack)
-    path = store.path(backup_id)
     with mutation(stack, "restore"):
         pending = JournalFile(stack.state_dir).interrupted()
         if pending is not None and not dry_run:
             detail = f"refused: {pending.describe()}"
             result = RestoreResult(backup_id, RestoreState.REFUSED, detail)
         else:
-            manifest = Manifest.read(path)
-            targets = _targets(stack, manifest, services)
-            result = _restore_locked(stack, path, manifest, targets, dry_run, deep, on_event, stop)
+            result = _restore_from_anywhere(
+                stack, backup_id, services, dry_run, deep, on_event, stop
+            )
     result.interrupted = stop is not None and stop.is_set()
     result.seconds = time.monotonic() - began
+    return result
+
+
+def _restore_from_anywhere(
+    stack, backup_id, services, dry_run, deep, on_event, stop
+) -> RestoreResult:
+    """From the backups folder; from a copy (fetched, validated, put in the folder) when the
+    folder lost it; and again from a copy when the local one is damaged — found by the
+    restore's own validation, which changed nothing."""
+    store = backups.store_of(stack)
+    fetched = None
+    if copies.missing_locally(stack, backup_id):
+        fetched = copies.fetch(stack, backup_id, on_event=on_event, stop=stop)
+    path = store.path(backup_id)
+
+    def attempt() -> RestoreResult:
+        try:
+            manifest = Manifest.read(path)
+        except ManifestError as exc:
+            return RestoreResult(backup_id, RestoreState.REFUSED, str(exc), intact=False)
+        if manifest.id != backup_id:  # a sealed manifest of another backup, renamed
+            detail = f"{path / MANIFEST}: holds backup {manifest.id}, not {backup_id}"
+            return RestoreResult(backup_id, RestoreState.REFUSED, detail, intact=False)
+        targets = _targets(stack, manifest, services)
+        return _restore_locked(stack, path, manifest, targets, dry_run, deep, on_event, stop)
+
+    result = attempt()
+    if not result.intact and fetched is None and copies.configured(stack):
+        damaged = result.detail
+        fetched = copies.fetch(stack, backup_id, replace_damaged=True, on_event=on_event, stop=stop)
+        result = attempt()
+        result.detail += (
+            f" (the local backup was damaged — {damaged} — and was set aside as "
+            f"{fetched.set_aside}; this one came from copy {fetched.copy})"
+        )
+    elif fetched is not None:
+        result.detail += f" (fetched from copy {fetched.copy}: the backups folder lacked it)"
     return result
 
 
@@ -223,7 +260,7 @@ def _restore_locked(
     unsealed = manifest.seal_problem(backups.seal_key(stack))
     if unsealed:  # first, and alone: nothing a changed manifest says is used, not even to plan
         detail = f"the backup is not intact, nothing changed: {path / MANIFEST}: {unsealed}"
-        return RestoreResult(backup_id, RestoreState.REFUSED, detail)
+        return RestoreResult(backup_id, RestoreState.REFUSED, detail, intact=False)
     reader = ArtifactReader(path, manifest, identities=backups.readable(stack, manifest, "restore"))
     try:
         plans = _plans(stack, reader, manifest, targets)
@@ -233,7 +270,7 @@ def _restore_locked(
         check = backups.validate(stack, backup_id, deep=deep, services=targets)
         if not check.ok:
             detail = "the backup is not intact, nothing changed: " + "; ".join(check.problems)
-            return RestoreResult(backup_id, RestoreState.REFUSED, detail)
+            return RestoreResult(backup_id, RestoreState.REFUSED, detail, intact=False)
         outcomes = [StepResult(n, StepOutcome.SKIPPED, f"would {plans[n].detail}") for n in targets]
         return RestoreResult(backup_id, RestoreState.PLANNED, "dry run: nothing changed", outcomes)
     journals = JournalFile(stack.state_dir)
@@ -264,7 +301,7 @@ def _restore_locked(
             if check.ok:
                 return RestoreResult(backup_id, RestoreState.REFUSED, refusal)
             detail = "the backup is not intact, nothing changed: " + "; ".join(check.problems)
-            return RestoreResult(backup_id, RestoreState.REFUSED, detail)
+            return RestoreResult(backup_id, RestoreState.REFUSED, detail, intact=False)
         journal.safety_backup = safety.backup_id
         journals.step(journal, "safety backup taken")
         plans = {name: replace(plan, staged=staged.get(name)) for name, plan in plans.items()}

@@ -38,6 +38,7 @@ def _help(*names: str, **extra: str) -> dict[str, str]:
         "stack",
         "runtime",
         count_prefixes="also count Redis's keys per aws_masker: prefix (a second pass)",
+        no_copy="do not send it to x-opskit.backups.copies now (inv backup.copy later)",
     ),
 )
 @common.handles_errors
@@ -47,13 +48,17 @@ def backup(
     tag=None,
     include_secrets=False,
     count_prefixes=False,
+    no_copy=False,
     json=False,
     stack=None,
     runtime=None,
 ):
-    """Back up Redis's data and Kong's and nginx's configuration into one verified folder."""
+    """Back up Redis's data and Kong's and nginx's configuration into one verified folder,
+    then send it to every copy (a copy that fails is retried later and alerted, the backup
+    stays: exit 0)."""
     from opskit.console import Progress, print_lifecycle
     from opskit.ops import backup as backups
+    from opskit.ops import copies
     from opskit.redact import Redactor
 
     names = common.services_option(service)
@@ -75,6 +80,11 @@ def backup(
             )
         except backups.BackupFailed as exc:
             result = exc.result
+    copied = None
+    if result.ok and copies.configured(loaded) and not no_copy and not stop.is_set():
+        with Progress(redact, []) as progress, common.finishing_on_signals() as stop:
+            copied = copies.copy(loaded, [result.backup_id], on_event=progress, stop=stop)
+        result.copies = copied
     if json:
         print(result_json(result, redact))
     else:
@@ -84,8 +94,64 @@ def backup(
             print(f"backup {result.backup_id}{secrets}: {result.path}")
         else:
             print("backup failed: nothing was kept", file=sys.stderr)
+        if copied is not None:
+            _print_copies(copied, redact)
     if not result.ok:
         raise Exit(code=1)
+
+
+def _print_copies(result, redact) -> None:
+    for outcome in result.outcomes:
+        what = outcome.backup_id or "-"
+        if outcome.ok:
+            print(f"copy {outcome.copy}: {what}: {redact(outcome.detail)}")
+        else:
+            owed = ", ".join(result.pending.get(outcome.copy, [])) or "nothing"
+            print(
+                f"copy {outcome.copy}: FAILED: {redact(outcome.detail)} — retried by the next "
+                f"inv backup or inv backup.copy (owed: {owed})",
+                file=sys.stderr,
+            )
+
+
+@task(
+    name="copy",
+    klass=common.OpskitTask,
+    positional=["backup_id"],
+    help=_help(
+        "json",
+        "stack",
+        "runtime",
+        backup_id="the backup to send (default: the newest, and whatever a copy is owed)",
+        all="send every complete local backup a copy does not hold yet",
+    ),
+)
+@common.handles_errors
+def copy_(c, backup_id=None, all=False, json=False, stack=None, runtime=None):
+    """Send backups to every restic repository of x-opskit.backups.copies (exit 1 when one
+    failed; it stays owed and is retried next time)."""
+    from opskit.console import Progress
+    from opskit.ops import copies
+    from opskit.redact import Redactor
+
+    if backup_id and all:
+        raise common.UsageError("backup.copy: a backup id or --all, not both")
+    loaded = common.load(c, stack, runtime)
+    redact = Redactor(loaded.secrets())
+    with Progress(redact, []) as progress, common.finishing_on_signals() as stop:
+        result = copies.copy(
+            loaded,
+            [backup_id] if backup_id else [],
+            every_local=all,
+            on_event=progress,
+            stop=stop,
+        )
+    if json:
+        print(result_json(result, redact))
+    else:
+        _print_copies(result, redact)
+    if result.exit_code:
+        raise Exit(code=result.exit_code)
 
 
 @task(
@@ -98,15 +164,22 @@ def backup(
         backup_id="the backup to check (default: the newest)",
         all="check every backup",
         deep="also load each RDB into a throwaway redis-server and count its keys",
+        copies="check every copy instead: restic check (a share of the data re-read), then "
+        "the backup (default: the copy's newest) fetched and validated",
     ),
 )
 @common.handles_errors
-def validate(c, backup_id=None, all=False, deep=False, json=False, stack=None, runtime=None):
+def validate(
+    c, backup_id=None, all=False, deep=False, copies=False, json=False, stack=None, runtime=None
+):
     """Check a backup: every SHA-256, the RDB's CRC-64, Kong's YAML, nginx -t on the tree."""
     from opskit.ops import backup as backups
     from opskit.vocabulary import BackupState
 
     loaded = common.load(c, stack, runtime)
+    if copies:
+        _validate_copies(loaded, backup_id, all, deep, json)
+        return
     entries = [e for e in backups.entries(loaded) if not e.id.startswith(".")]
     if all:
         ids = [e.id for e in entries]
@@ -132,6 +205,29 @@ def validate(c, backup_id=None, all=False, deep=False, json=False, stack=None, r
             for problem in report.problems:
                 print(f"{report.backup_id}: FAILED: {problem}")
     if not reports or any(not r.ok for r in reports):
+        raise Exit(code=1)
+
+
+def _validate_copies(loaded, backup_id, all, deep, json) -> None:
+    from opskit.ops import copies
+    from opskit.redact import Redactor
+
+    if all or deep:
+        raise common.UsageError("backup.validate --copies takes no --all or --deep")
+    redact = Redactor(loaded.secrets())
+    reports = copies.check(loaded, backup_id or None)
+    if json:
+        print(result_json(reports, redact))
+    else:
+        for report in reports:
+            if report.ok:
+                print(
+                    f"copy {report.copy}: ok (restic check, {report.backup_id} fetched and "
+                    f"validated, {report.seconds:.2f}s)"
+                )
+            for problem in report.problems:
+                print(f"copy {report.copy}: FAILED: {redact(problem)}")
+    if any(not r.ok for r in reports):
         raise Exit(code=1)
 
 
@@ -245,37 +341,66 @@ def seal(c, backup_id=None, stack=None, runtime=None):
 @task(name="list", klass=common.OpskitTask, help=_help("json", "stack", "runtime"))
 @common.handles_errors
 def list_(c, json=False, stack=None, runtime=None):
-    """The backups: id, age, size, services, status (incomplete ones too, never as complete)."""
+    """The backups: id, age, size, services, status (incomplete ones too, never as complete),
+    and with copies configured, where each exists and each copy's last success."""
     import time
 
-    from opskit.ops import backup as backups
+    from opskit.ops import copies
 
     loaded = common.load(c, stack, runtime)
-    entries = backups.entries(loaded)
+    listed = copies.listing(loaded)
     now = time.time()
-    rows = [e.to_dict(now) for e in entries]
+    document = listed.to_dict(now)
     if json:
-        print(result_json(entries))
+        from opskit.redact import Redactor
+
+        print(result_json(listed, Redactor(loaded.secrets())))
         return
     from opskit.console import Grid, print_grid
     from opskit.ops.backup import human_bytes
 
+    names = [c.name for c in listed.copies]
     grid = Grid(
-        ("id", "age", "size", "services", "status"),
+        ("id", "age", "size", "services", "status", *(["where"] if names else [])),
         title=f"backups in {loaded.config.backups_dir.resolve()}",
     )
-    for row in rows:
-        status = row["status"] + (" (WITH SECRETS)" if row["includes_secrets"] else "")
-        if row["detail"]:
+    for row in document["backups"]:
+        if "age_seconds" not in row:  # only a copy holds it
+            row.update(age_seconds=now - (_created(row["id"]) or now), size=None, services=[])
+        status = row["status"] + (" (WITH SECRETS)" if row.get("includes_secrets") else "")
+        if row.get("detail"):
             status += f": {row['detail']}"
+        where = [place for place, present in row["where"].items() if present]
         grid.add_row(
             row["id"],
             _age(row["age_seconds"]),
-            human_bytes(row["size"]),
+            human_bytes(row["size"]) if row["size"] is not None else "-",
             ", ".join(row["services"]),
             status,
+            *([", ".join(where) or "nowhere"] if names else []),
         )
     print_grid(grid)
+    for listing in document["copies"]:
+        print(_copy_line(listing, now))
+
+
+def _created(backup_id: str) -> float | None:
+    from opskit.backup.store import parse_id_time
+
+    return parse_id_time(backup_id)
+
+
+def _copy_line(listing: dict, now: float) -> str:
+    success = listing["last_success"]
+    last = f"last success {_age(now - success)} ago" if success else "no copy has succeeded yet"
+    line = f"copy {listing['name']}: {listing['backups']} backup(s); {last}"
+    if listing["problem"]:
+        line += f"; NOT REACHABLE now: {listing['problem']}"
+    elif listing["last_ok"] is False:
+        line += f"; last attempt FAILED: {listing['last_detail']}"
+    if listing["pending"]:
+        line += f"; owed: {', '.join(listing['pending'])}"
+    return line
 
 
 def _age(seconds: float) -> str:
@@ -291,21 +416,30 @@ def prune(c, dry_run=False, json=False, stack=None, runtime=None):
     """Remove backups that x-opskit.backups.keep does not keep (restic's rules), and
     interrupted builds whose process is gone."""
     from opskit.ops import backup as backups
+    from opskit.redact import Redactor
 
     loaded = common.load(c, stack, runtime)
     result = backups.prune(loaded, dry_run=dry_run)
     if json:
-        print(result_json(result))
-        return
-    verb = "would remove" if dry_run else "removed"
-    print(f"policy: {result.policy}")
-    for decision in result.decisions:
-        if decision.keep:
-            print(f"keep    {decision.id}  ({', '.join(decision.reasons)})")
-        else:
-            print(f"{'remove' if dry_run else 'removed'}  {decision.id}")
-    for leftover in result.leftovers:
-        print(f"{verb} interrupted build {leftover.id}")
+        print(result_json(result, Redactor(loaded.secrets())))
+    else:
+        verb = "would remove" if dry_run else "removed"
+        print(f"policy: {result.policy}")
+        for decision in result.decisions:
+            if decision.keep:
+                print(f"keep    {decision.id}  ({', '.join(decision.reasons)})")
+            else:
+                print(f"{'remove' if dry_run else 'removed'}  {decision.id}")
+        for leftover in result.leftovers:
+            print(f"{verb} interrupted build {leftover.id}")
+        for copy in result.copies:
+            if copy.problem:
+                print(f"copy {copy.copy}: FAILED: {copy.problem}", file=sys.stderr)
+                continue
+            gone = ", ".join(copy.remove) or "nothing"
+            print(f"copy {copy.copy}: keep {len(copy.keep)}; {verb}: {gone}")
+    if result.exit_code:
+        raise Exit(code=result.exit_code)
 
 
 @task(
@@ -392,6 +526,6 @@ def restore(
 
 
 COLLECTIONS = [
-    common.collection("backup", backup, validate, drill, inspect, list_, prune, seal),
+    common.collection("backup", backup, copy_, validate, drill, inspect, list_, prune, seal),
     common.collection("restore", restore),
 ]
