@@ -546,3 +546,99 @@ def test_copy_metrics_say_when_each_copy_last_succeeded(copied, tmp_path):
     assert values[("backup_copy_last_size_bytes", "vault")] == made.size
     assert values[("backup_copy_pending", "gone")] == 1.0
     assert values[("backup_copy_max_age_seconds", "vault")] == 7200.0
+
+
+def _restic_in(folder: Path) -> list[int]:
+    """restic processes working in ``folder`` (the copies run restic there)."""
+    import psutil
+
+    found = []
+    for process in psutil.process_iter(["name"]):
+        with contextlib.suppress(psutil.Error):
+            if process.info["name"] == "restic" and Path(process.cwd()) == folder:
+                found.append(process.pid)
+    return found
+
+
+def _uploading(folder: Path, low: int = 1_000_000) -> bool:
+    data = folder / "data"
+    return data.is_dir() and any(p.is_file() and p.stat().st_size > low for p in data.rglob("*"))
+
+
+def test_inv_backup_copy_killed_leaves_no_restic_behind_and_the_backup_stays_owed(copied, tmp_path):
+    if not shutil.which("rclone"):
+        pytest.skip("rclone (apt install rclone)")
+    server = RestServer(tmp_path / "rest-repo")
+    server.folder.mkdir()
+    server.start(bwlimit="1M")
+    try:
+        stack = copied([_copy("rest", server.repository, "REST_PW")], {"REST_PW": "r" * 20})
+        _seed(stack, 80, 50_000)
+        made = backups.backup(stack)
+        copies.owe(stack, made.backup_id)  # what inv backup does before it copies
+        env = cli_env(stack)
+        inv = subprocess.Popen(
+            [
+                PYTHON,
+                "-m",
+                "invoke",
+                "--search-root",
+                str(Path(__file__).parents[1]),
+                "backup.copy",
+            ],
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        deadline = time.monotonic() + 60
+        while not _uploading(server.folder) and time.monotonic() < deadline:
+            time.sleep(0.02)
+        assert _uploading(server.folder)
+        inv.kill()  # kill -9, mid-upload
+        inv.wait(10)
+        deadline = time.monotonic() + 10
+        while _restic_in(stack.config.backups_dir) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert _restic_in(stack.config.backups_dir) == []  # restic did not outlive it
+
+        server.kill()
+        server.start(bwlimit=None)
+        server.bwlimit = None
+        again = run_inv(env, "backup.copy")
+        assert again.returncode == 0, again.stderr
+        assert f"copy rest: {made.backup_id}: stored" in again.stdout
+        assert _ids(_restic_snapshots(server.repository, "r" * 20)) == [made.backup_id]
+    finally:
+        server.kill()
+
+
+def test_two_copies_at_once_wait_for_each_other_and_store_the_backup_once(copied, tmp_path):
+    if not shutil.which("rclone"):
+        pytest.skip("rclone (apt install rclone)")
+    server = RestServer(tmp_path / "rest-repo")
+    server.folder.mkdir()
+    server.start(bwlimit="1M")
+    try:
+        stack = copied([_copy("rest", server.repository, "REST_PW")], {"REST_PW": "r" * 20})
+        _seed(stack, 30, 50_000)  # ~3 MB: seconds at 1 MB/s
+        made = backups.backup(stack)
+        env = cli_env(stack)
+        repo_root = str(Path(__file__).parents[1])
+        runs = [
+            subprocess.Popen(
+                [PYTHON, "-m", "invoke", "--search-root", repo_root, "backup.copy", made.backup_id],
+                env=env,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                text=True,
+            )
+            for _ in range(2)
+        ]
+        outputs = [run.communicate(timeout=120) for run in runs]
+        assert [run.returncode for run in runs] == [0, 0], outputs
+        said = "".join(out for out, _err in outputs)
+        assert said.count("stored") == 1 and said.count("already there") == 1, outputs
+        assert "waiting up to" in "".join(err for _out, err in outputs)
+        assert _ids(_restic_snapshots(server.repository, "r" * 20)) == [made.backup_id]
+    finally:
+        server.kill()

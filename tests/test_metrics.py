@@ -16,7 +16,7 @@ import time
 import httpx
 import pytest
 
-from opskit.ops import backup, lifecycle
+from opskit.ops import backup, copies, lifecycle
 from opskit.ops.drill import drill
 from opskit.stack import load_stack
 
@@ -70,6 +70,8 @@ def _expressions() -> tuple[list[str], list[tuple[str, str]]]:
 @pytest.fixture
 def started(tmp_path):
     env = make_sandbox_env(tmp_path)
+    # the sandbox's copy on: its metrics (and the copy-age rule's series) exist
+    env.update(OPSKIT_COPY_REPOSITORY=str(tmp_path / "copy"), OPSKIT_COPY_PASSWORD="c" * 20)
     stack = load_stack(REPO / "sandbox" / "stack.yml", environ=env)
     result = lifecycle.start(stack)
     try:
@@ -83,7 +85,8 @@ def started(tmp_path):
 def test_prometheus_scrapes_answers_every_expression_and_fires_service_down(started, tmp_path):
     stack, env = started
     _mask_request(stack)  # plugin keys and cnt: counters exist
-    backup.backup(stack)  # backup metrics exist
+    made = backup.backup(stack)  # backup metrics exist
+    assert copies.copy(stack, [made.backup_id]).ok  # and the copy's
     drill(stack)  # and drill metrics
     port, prom_port = free_port(), free_port()
     server = inv_process(env, "metrics", "--serve", str(port), "--cache-ttl", "0.25")

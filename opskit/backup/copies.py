@@ -16,11 +16,14 @@ x-opskit:
         check_subset: 5%               # backup.validate --copies: restic check --read-data-subset
 ```
 
-The password is read from the named variable when a copy runs — not when the stack file is
-loaded — so every other command works on a machine without it; its value, the URL's user
-information and the ``environment`` values are secrets (redacted everywhere). A copy stores the
-backup folder as it is on disk (zstd, and age when ``encrypt_to`` is set), one snapshot per
-backup, tagged ``opskit`` and ``opskit-id:<id>``, under the stack's name as restic's host.
+A copy whose ``repository`` is empty is off (``repository: ${OFFSITE_REPO:-}``: machines
+without it). The password is read from the named variable when a copy runs — not when the
+stack file is loaded — so every other command works on a machine without it; its value, the
+URL's user information and the ``environment`` values are secrets (redacted everywhere).
+
+A copy stores the backup folder as it is on disk (zstd, and age when ``encrypt_to`` is set),
+one snapshot per backup, tagged ``opskit`` and ``opskit-id:<id>``, under the stack's name as
+restic's host.
 
 ``<state_dir>/backup-copies.json`` keeps, per copy, the last attempt and the last success and
 the backups still owed (a copy that failed is retried by the next ``inv backup`` or
@@ -87,19 +90,27 @@ def read_copy_settings(backups: OptionReader) -> CopySettings:
             raise backups.fail(key, "expected a mapping with name, repository, password_from")
         reader = OptionReader(backups.source, backups.key(key), item, backups.project_dir)
         spec = _copy(reader)
+        if spec is None:
+            continue
         if any(c.name == spec.name for c in copies):
             raise reader.fail("name", f"{spec.name!r} is used by another copy")
         copies.append(spec)
     return CopySettings(tuple(copies), max_age)
 
 
-def _copy(reader: OptionReader) -> CopySpec:
+def _copy(reader: OptionReader) -> CopySpec | None:
+    """One copy; None when its repository is empty — ``${VAR:-}`` with VAR unset switches
+    it off, so one stack file serves machines with and without that repository."""
     name = reader.required_string("name", "a name (lowercase letters, digits, _ and -)")
     if not NAME.match(name):
         raise reader.fail("name", f"expected lowercase letters, digits, _ and -, got {name!r}")
-    repository = reader.required_string(
-        "repository", "a restic repository (a path, sftp:…, rest:…, s3:…, rclone:…)"
-    )
+    if not reader.has("repository"):
+        raise reader.fail(
+            "repository", "expected a restic repository (a path, sftp:…, rest:…, s3:…, rclone:…)"
+        )
+    repository = reader.string("repository") or ""
+    if not repository:
+        return None
     if repository.strip() != repository or "\n" in repository:
         raise reader.fail("repository", "expected a URL without spaces around it")
     variable = reader.required_string("password_from", "the name of the password's variable")

@@ -14,6 +14,7 @@ data that the next ``prune`` removes.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -178,6 +179,7 @@ class Restic:
                 stderr=subprocess.PIPE,
                 text=True,
                 start_new_session=True,  # its ssh too: the whole group is stopped at timeout
+                preexec_fn=_die_with_parent,
             )
         except FileNotFoundError:
             raise ResticError(
@@ -223,6 +225,19 @@ class Restic:
         fatal = [line for line in lines if line.startswith("Fatal:")]
         reason = (fatal or lines or [f"exit status {code}"])[-1].removeprefix("Fatal: ")
         return ResticError(f"{self.label}: restic {command} failed: {reason[:300]}")
+
+
+def _die_with_parent() -> None:
+    """In the child, before restic starts: SIGTERM when opskit's thread that started it dies
+    (``kill -9`` of ``inv backup.copy`` must not leave restic uploading on its own). The
+    thread waits for its child, so it never ends first otherwise."""
+    import ctypes
+
+    with contextlib.suppress(OSError, AttributeError):
+        ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
+
+
+_PR_SET_PDEATHSIG = 1
 
 
 def _stop_group(process: subprocess.Popen) -> None:

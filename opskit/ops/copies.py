@@ -165,6 +165,9 @@ def copy(
     wanted = list(complete) if every_local else list(backup_ids) or list(complete)[-1:]
     result = CopyResult()
     with copies_lock(stack, "backup.copy"):
+        promised = _owed_folder(stack)
+        markers = sorted(promised.iterdir()) if promised.is_dir() else []
+        wanted = [m.name for m in markers if m.name in complete] + wanted
         records = read_records(stack.state_dir)
         for spec in copies:
             record = records.setdefault(spec.name, CopyRecord())
@@ -173,9 +176,24 @@ def copy(
             result.outcomes += outcomes
             result.pending[spec.name] = list(record.pending)
             write_records(stack.state_dir, records)  # after each copy: a kill loses no news
-        _alert(stack, copies, records)
+        for marker in markers:  # each copy's record now holds what it still owes
+            marker.unlink(missing_ok=True)
+        if stop is None or not stop.is_set():  # an operator's Ctrl-C is not news to page about
+            _alert(stack, copies, records)
     result.seconds = time.monotonic() - began
     return result
+
+
+def owe(stack: Stack, backup_id: str) -> None:
+    """Promise ``backup_id`` to every copy, without the copies' lock (a copy may be running
+    for an hour): a marker file the next :func:`copy` takes into each copy's owed list."""
+    folder = _owed_folder(stack)
+    private_dir(folder)
+    (folder / backup_id).touch(mode=0o600)
+
+
+def _owed_folder(stack: Stack) -> Path:
+    return stack.state_dir / "copies-owed"
 
 
 def _copy_to(

@@ -57,6 +57,7 @@ def backup(
     then send it to every copy (a copy that fails is retried later and alerted, the backup
     stays: exit 0)."""
     from opskit.console import Progress, print_lifecycle
+    from opskit.errors import LockBusyError
     from opskit.ops import backup as backups
     from opskit.ops import copies
     from opskit.redact import Redactor
@@ -80,11 +81,16 @@ def backup(
             )
         except backups.BackupFailed as exc:
             result = exc.result
-    copied = None
-    if result.ok and copies.configured(loaded) and not no_copy and not stop.is_set():
-        with Progress(redact, []) as progress, common.finishing_on_signals() as stop:
-            copied = copies.copy(loaded, [result.backup_id], on_event=progress, stop=stop)
-        result.copies = copied
+    copied, busy = None, None
+    if result.ok and copies.configured(loaded) and not stop.is_set():
+        copies.owe(loaded, result.backup_id)  # kept even if this process dies now
+        if not no_copy:
+            try:
+                with Progress(redact, []) as progress, common.finishing_on_signals() as stop:
+                    copied = copies.copy(loaded, [result.backup_id], on_event=progress, stop=stop)
+                result.copies = copied
+            except LockBusyError as exc:
+                busy = str(exc)
     if json:
         print(result_json(result, redact))
     else:
@@ -96,6 +102,12 @@ def backup(
             print("backup failed: nothing was kept", file=sys.stderr)
         if copied is not None:
             _print_copies(copied, redact)
+    if busy:
+        print(
+            f"copies: not sent now ({redact(busy)}); the backup is owed to every copy and goes "
+            "with the next inv backup or inv backup.copy",
+            file=sys.stderr,
+        )
     if not result.ok:
         raise Exit(code=1)
 
