@@ -214,8 +214,8 @@ def _copy_to(
             return outcomes
         restic = restic_for(stack, spec, stop)
         on_event(Event(label, Phase.STARTING, "opening the repository"))
-        created = restic.open(spec.connect_timeout)
-        present = {s.backup_id for s in restic.snapshots(stack.name, spec.connect_timeout)}
+        held, created = restic.open(stack.name, spec.connect_timeout)
+        present = {s.backup_id for s in held}
         if created:
             on_event(Event(label, Phase.RUNNING, "initialized a new restic repository"))
         for backup_id in owed:
