@@ -97,6 +97,10 @@ def main() -> None:
     try:
         client = stack.role("redis").client(timeout=120)
         fill_random(client, keys)
+        # Redis grows its key table while it is filled and moves keys to the bigger one a
+        # millisecond per tick afterwards: until that ends, two RDBs of the same data list the
+        # keys in other orders. A stack that has run for a while is past it.
+        time.sleep(10)
         _took, _rss, out = inv(env, "backup", "--no-copy")
         backup_id = out.split("backup ", 1)[1].split(":", 1)[0]
         folder = stack.config.backups_dir / backup_id
@@ -127,7 +131,16 @@ def main() -> None:
         ratio = ours / theirs
         print(f"  copy / by hand = {ratio:.2f}×; target ≤ 1.2×: {verdict(ratio <= 1.2)}")
 
-        # 2. deduplication: 1 % of the keys change, a second backup goes to the same repository
+        # 2. deduplication: a backup of the same data, then one after 1 % of the keys changed,
+        # each sent to the repository that holds the first
+        _took, _rss, out = inv(env, "backup", "--no-copy")
+        same = out.split("backup ", 1)[1].split(":", 1)[0]
+        _took, _rss, out = inv(env, "backup.copy", same, "--json")
+        sent = next(c for c in json.loads(out)["copies"] if c["id"] == same)
+        print(
+            f"  a second backup of unchanged data: restic stored {sent['added'] / 2**20:.1f} MiB "
+            f"of {sent['size'] / 2**20:.0f} MiB ({sent['added'] / sent['size']:.1%})"
+        )
         changed = max(1, keys // 100)
         pipe = client.pipeline(transaction=False)
         for i in range(0, keys, keys // changed):
@@ -149,7 +162,7 @@ def main() -> None:
         raw_repo = work / "raw"
         restic(raw_repo, "init")
         shares = []
-        for backup in (backup_id, second):
+        for backup in (backup_id, same, second):
             raw = work / "raw-src"
             shutil.rmtree(raw, ignore_errors=True)
             raw.mkdir()
@@ -160,14 +173,19 @@ def main() -> None:
             out = restic(raw_repo, "backup", "--json", "raw-src", cwd=work)
             shares.append(added(out) / (raw / "dump.rdb").stat().st_size)
         print(
-            f"  the same with restic given the decompressed RDB: the second stored "
-            f"{shares[1]:.0%} of its size (the first {shares[0]:.0%})"
+            f"  the same with restic given the decompressed RDB: unchanged data stored "
+            f"{shares[1]:.1%}, after 1 % changed {shares[2]:.0%} of its size"
         )
-        better = "zstd as stored" if share <= shares[1] + 0.02 else "the decompressed RDB"
+        saves = share < 0.9 or shares[2] < 0.9
         print(
-            f"  dedup verdict: {better} stores less for the second copy; a 1 % change of keys "
-            "spread over the keyspace touches nearly every restic chunk (about 1 MiB, some "
-            "thousand keys each) either way"
+            "  dedup after 1 % of the keys changed: "
+            + (
+                f"saves (zstd as stored {1 - share:.0%}, decompressed {1 - shares[2]:.0%})"
+                if saves
+                else f"saves nothing with either storage (zstd as stored {1 - share:.0%}, "
+                f"decompressed {1 - shares[2]:.0%}): changes spread over the keyspace touch "
+                "nearly every restic chunk (about 1 MiB, a thousand keys or more)"
+            )
         )
     finally:
         lifecycle.stop(stack)

@@ -502,7 +502,7 @@ def prune(stack: Stack, *, dry_run: bool = False) -> PruneResult:
             for leftover in leftovers:
                 store.remove(leftover)
                 removed.append(leftover.id)
-        from opskit.ops import copies  # the same rules, over what each copy holds
+    from opskit.ops import copies  # the same rules, over what each copy holds: under the
 
-        pruned_copies = copies.prune(stack, dry_run=dry_run)
+    pruned_copies = copies.prune(stack, dry_run=dry_run)  # copies' lock, not the stack's
     return PruneResult(decisions, leftovers, removed, dry_run, policy.describe(), pruned_copies)
