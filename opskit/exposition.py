@@ -26,21 +26,36 @@ class SampleCollector:
         self.samples = samples
 
     def collect(self) -> Iterator:
-        from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+        from prometheus_client.core import (
+            CounterMetricFamily,
+            GaugeMetricFamily,
+            HistogramMetricFamily,
+        )
 
+        kinds = {
+            MetricType.COUNTER: CounterMetricFamily,
+            MetricType.GAUGE: GaugeMetricFamily,
+            MetricType.HISTOGRAM: HistogramMetricFamily,
+        }
         families: dict[str, object] = {}
         for sample in self.samples():
             name = PREFIX + sample.name
             label_names = [key for key, _value in sample.labels]
             family = families.get(name)
             if family is None:
-                kind = (
-                    CounterMetricFamily if sample.type is MetricType.COUNTER else GaugeMetricFamily
-                )
-                family = kind(name, sample.help, labels=label_names)
+                family = kinds[sample.type](name, sample.help, labels=label_names)
                 families[name] = family
-            family.add_metric([value for _key, value in sample.labels], sample.value)
+            label_values = [value for _key, value in sample.labels]
+            if sample.type is MetricType.HISTOGRAM:
+                buckets = [(_bound(le), count) for le, count in sample.buckets]
+                family.add_metric(label_values, buckets=buckets, sum_value=sample.value)
+            else:
+                family.add_metric(label_values, sample.value)
         yield from families.values()
+
+
+def _bound(le: float) -> str:
+    return "+Inf" if le == float("inf") else repr(float(le))
 
 
 def registry_for(samples: Callable[[], list[MetricValue]]) -> CollectorRegistry:

@@ -320,3 +320,12 @@ class Wanted(Word):
 class MetricType(Word):
     GAUGE = "gauge"
     COUNTER = "counter"
+    HISTOGRAM = "histogram"  # value: the sum; buckets: cumulative counts per upper bound
+
+
+class SecurityIncident(Word):
+    """What opskit itself saw go wrong with masking (``opskit_security_incidents_total``)."""
+
+    UNMASKED = "unmasked"  # the e2e check's AWS id went through the gateway without a mask
+    LEAK = "leak"  # the raw id reached the upstream (the fail-secure drill's recorder saw it)
+    FAIL_OPEN = "fail-open"  # with Redis down the gateway answered 200 instead of refusing

@@ -390,7 +390,7 @@ def test_a_server_killed_mid_copy_leaves_nothing_listed_and_the_next_copy_comple
     server.start(bwlimit="1M")  # an 8 MB upload takes seconds: "mid-copy" is certain
     try:
         stack = copied(
-            [_copy("rest", server.repository, "REST_PW", timeout="20s", connect_timeout="3s")],
+            [_copy("rest", server.repository, "REST_PW", timeout="20s", connect_timeout="15s")],
             {"REST_PW": "r" * 20},
         )
         _seed(stack, 80, 50_000)  # ~8 MB of random values: zstd cannot shrink them
@@ -413,7 +413,7 @@ def test_a_server_killed_mid_copy_leaves_nothing_listed_and_the_next_copy_comple
         watcher.start()
         failed = copies.copy(stack, [made.backup_id])
         watcher.join()
-        assert killed.is_set()
+        assert killed.is_set(), failed.outcomes  # it was killed while it uploaded
         assert not failed.ok and read_records(stack.state_dir)["rest"].pending == [made.backup_id]
 
         server.start(bwlimit=None)

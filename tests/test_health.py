@@ -16,6 +16,7 @@ import jsonschema
 import pytest
 import yaml
 
+from opskit.incidents import incident_counts
 from opskit.ops import e2e, lifecycle
 from opskit.ops.health import HealthSettings, run_health
 from opskit.report import CRITICAL, OK, UNKNOWN, WARNING
@@ -260,6 +261,7 @@ def test_e2e_fails_when_masking_is_switched_off_where_an_echo_check_passes(start
     assert "was NOT masked" in checks[("e2e", "masked_in_redis")].detail
     assert checks[("kong", "masker_attached")].status == CRITICAL
     assert report.exit_code == 2
+    assert incident_counts(started.state_dir) == {"unmasked": 1}  # a security incident, counted
 
 
 def test_e2e_against_a_paid_upstream_needs_allow_cost(started):
@@ -285,6 +287,7 @@ def test_the_drill_reports_the_real_plugins_verdict_and_redis_is_back(started):
     assert "masked the id but never recorded the mapping in Redis" in drill.detail
     assert "counter-0 tokens (AWS_EC2_000) collide" in drill.detail
     assert started.role("redis").probe_ready().ready
+    assert incident_counts(started.state_dir) == {"fail-open": 1}
 
 
 def test_the_drill_is_ok_against_the_fixed_plugin(sandbox_env, stacks):
@@ -297,6 +300,7 @@ def test_the_drill_is_ok_against_the_fixed_plugin(sandbox_env, stacks):
     drill = by_key(run_health(stack, ["kong"], e2e=True, fail_secure=True))[("e2e", "fail_secure")]
     assert drill.status == OK and "503 AWS_MASKER_1001" in drill.detail, drill
     assert stack.role("redis").probe_ready().ready
+    assert incident_counts(stack.state_dir) == {}  # refusing is what a gateway should do
 
 
 def test_the_drill_calls_a_500_critical(sandbox_env, stacks):

@@ -34,6 +34,7 @@ import uuid
 from typing import Any
 
 from opskit.errors import LockBusyError
+from opskit.incidents import record_incident
 from opskit.ops.engine import capable, deadline_in, ensure_ready, mutation
 from opskit.report import CheckResult
 from opskit.services.capabilities import (
@@ -44,7 +45,7 @@ from opskit.services.capabilities import (
 )
 from opskit.services.probes import RedisProbeError
 from opskit.stack import Stack
-from opskit.vocabulary import CheckStatus
+from opskit.vocabulary import CheckStatus, SecurityIncident
 
 SERVICE = "e2e"
 MAX_TOKENS = 16
@@ -131,9 +132,12 @@ def masking_checks(
         status, detail = _round_trip(chain.url, api_key, request_id, original, deadline)
         steps.add("round_trip", step, status, detail)
 
+        reached = status is CheckStatus.OK  # the gateway answered: the text went upstream
         step = time.perf_counter()
         status, detail, token = _masked_in_store(chain, original)
         steps.add("masked_in_redis", step, status, detail)
+        if reached and token is None and status is CheckStatus.CRITICAL:
+            record_incident(stack.state_dir, SecurityIncident.UNMASKED)
 
         step = time.perf_counter()
         wait = min(event_wait, max(0.0, deadline - time.monotonic()))
@@ -317,6 +321,10 @@ def _drill(stack: Stack, chain: _Chain, timeout: float, result) -> CheckResult:
     verdict = (
         _classify(stack, chain, original, *answer) if answer else (CheckStatus.CRITICAL, problem)
     )
+    if answer and answer[0] == 200:  # the gateway let an AWS-bearing request through
+        leaked = verdict[0] is CheckStatus.CRITICAL
+        incident = SecurityIncident.LEAK if leaked else SecurityIncident.FAIL_OPEN
+        record_incident(stack.state_dir, incident)
     if not restored.ok:
         return result(
             CheckStatus.CRITICAL,

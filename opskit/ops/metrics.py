@@ -19,20 +19,25 @@ Names follow Prometheus conventions (docs/practices/naming.md): ``opskit_`` pref
 
 from __future__ import annotations
 
+import contextlib
 import threading
 import time
 from collections import Counter
 from dataclasses import dataclass, field
 
 from opskit.backup.attempts import last_attempt
+from opskit.errors import OpskitError
+from opskit.logs.requests import Counts
 from opskit.ops.health import run_health
 from opskit.recovery.intent import wanted_stopped
 from opskit.recovery.state import RecoveryState, RestartBudget
-from opskit.services.capabilities import MetricReporting, MetricValue
+from opskit.services.capabilities import MetricReporting, MetricValue, RequestLogReading
 from opskit.stack import Stack
 from opskit.vocabulary import CheckStatus, MetricType
 
 COUNTER = MetricType.COUNTER
+#: the plugin masks in well under a millisecond to a few; Redis round trips add the rest
+PROCESSING_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0)
 _STATUS_CODE = {
     CheckStatus.OK: 0.0,
     CheckStatus.WARNING: 1.0,
@@ -48,15 +53,24 @@ class EventCounts:
     lock: threading.Lock = field(default_factory=threading.Lock)
     by_result: Counter[str] = field(default_factory=lambda: Counter(success=0, failure=0))
     by_pattern: Counter[str] = field(default_factory=Counter)
+    #: processing seconds of the events each pattern took part in (the plugin times a whole
+    #: request, not one pattern: a pattern's histogram is that of the requests it matched in)
+    timing: dict[str, Counts] = field(default_factory=dict)
     subscribed: bool = False
 
     def add(self, events: list[dict]) -> None:
-        from opskit.events.model import patterns_of
+        from opskit.events.model import patterns_of, processing_ms
 
         with self.lock:
             for event in events:
                 self.by_result["failure" if event.get("success") is False else "success"] += 1
-                self.by_pattern.update(patterns_of(event))
+                patterns = patterns_of(event)
+                self.by_pattern.update(patterns)
+                ms = processing_ms(event)
+                if ms is None:
+                    continue
+                for pattern in patterns or {"none": 0}:
+                    self.timing.setdefault(pattern, Counts(PROCESSING_BUCKETS)).add(ms / 1000)
 
     def values(self) -> list[MetricValue]:
         with self.lock:
@@ -86,6 +100,18 @@ class EventCounts:
                     )
                     for pattern, count in sorted(self.by_pattern.items())
                 ),
+                *(
+                    MetricValue(
+                        "masking_processing_seconds",
+                        "The plugin's processing time of the requests each pattern matched in "
+                        "(pattern none: requests with nothing to mask).",
+                        counts.seconds,
+                        MetricType.HISTOGRAM,
+                        (("pattern", pattern),),
+                        counts.cumulative(),
+                    )
+                    for pattern, counts in sorted(self.timing.items())
+                ),
             ]
 
 
@@ -114,6 +140,9 @@ def gather(stack: Stack, events: EventCounts | None = None) -> list[MetricValue]
         values.extend(_with_service(sample, name) for sample in samples)
     values.extend(_recovery_values(stack))
     values.extend(_backup_values(stack))
+    values.extend(_request_values(stack))
+    values.extend(_incident_values(stack))
+    values.extend(_host_values(stack))
     if events is not None:
         values.extend(events.values())
     values.append(
@@ -184,6 +213,26 @@ def _service_values(stack: Stack) -> list[MetricValue]:
                     labels,
                 )
             )
+        stats = stack.role(name).unit.stats() if status.running else None
+        if stats is not None:
+            values.append(
+                MetricValue(
+                    "service_memory_bytes",
+                    "Resident memory of the service's processes.",
+                    float(stats.rss_bytes),
+                    labels=labels,
+                )
+            )
+            if stats.cpu_seconds is not None:
+                values.append(
+                    MetricValue(
+                        "service_cpu_seconds_total",
+                        "CPU time the service's live processes used (rate(): cores in use).",
+                        stats.cpu_seconds,
+                        COUNTER,
+                        labels,
+                    )
+                )
         if status.running and status.started_at:
             values.append(
                 MetricValue(
@@ -225,6 +274,83 @@ def _check_values(report) -> list[MetricValue]:
             )
         )
     return values
+
+
+def _request_values(stack: Stack) -> list[MetricValue]:
+    """Requests read from the access logs since the last gather (bounded per service), added
+    to the counts kept in the state dir (:mod:`opskit.logs.requests`)."""
+    from opskit.logs.requests import RequestCounts
+
+    readers = [
+        (name, role)
+        for name in stack.start_order()
+        if isinstance(role := stack.role(name), RequestLogReading)
+    ]
+    if not readers:
+        return []
+    with RequestCounts(stack.state_dir).updating() as counts:
+        for name, role in readers:
+            with contextlib.suppress(OpskitError, OSError):
+                counts.read(name, role)
+    return counts.values()
+
+
+def _host_values(stack: Stack) -> list[MetricValue]:
+    """The machine the stack runs on: what its health checks judge, as numbers."""
+    from opskit.runtime import host
+
+    values = [
+        MetricValue("host_load_per_core", "1-minute load average per core.", host.load_per_core()),
+        MetricValue(
+            "host_memory_used_ratio",
+            "Memory in use (total − available) / total.",
+            host.memory_used_percent() / 100,
+        ),
+    ]
+    backups = stack.config.backups_dir or stack.config.project_dir / "backups"
+    for label, path in (("state", stack.state_dir), ("backups", backups)):
+        usage = host.disk_usage(path)
+        values.append(
+            MetricValue(
+                "host_disk_used_ratio",
+                "Used share of the filesystem holding the state or the backups folder.",
+                usage.used_percent / 100,
+                labels=(("dir", label),),
+            )
+        )
+    for device, (received, sent) in sorted(host.network_bytes().items()):
+        for direction, verb, count in (
+            ("receive", "received", received),
+            ("transmit", "sent", sent),
+        ):
+            values.append(
+                MetricValue(
+                    f"host_network_{direction}_bytes_total",
+                    f"Bytes the host's network device {verb} since boot (loopback left out).",
+                    float(count),
+                    COUNTER,
+                    (("device", device),),
+                )
+            )
+    return values
+
+
+def _incident_values(stack: Stack) -> list[MetricValue]:
+    """Every kind, 0 until seen: the alert's ``increase()`` needs the series to exist."""
+    from opskit.incidents import incident_counts
+    from opskit.vocabulary import SecurityIncident
+
+    counts = incident_counts(stack.state_dir)
+    return [
+        MetricValue(
+            "security_incidents_total",
+            "Masking failures opskit saw that may have let an AWS id out, by kind.",
+            float(counts.get(kind.value, 0)),
+            COUNTER,
+            (("kind", kind.value),),
+        )
+        for kind in SecurityIncident
+    ]
 
 
 def _recovery_values(stack: Stack) -> list[MetricValue]:

@@ -14,6 +14,7 @@ A runtime answers, where the default is not true for it
     environment()             what its processes get from the stack
     scratch(files, dirs)      a private folder its own binary can read, removed after
     file_lines / follow_file  a log file it writes, rotation first / as it grows
+    read_output(cursor)       its output since a cursor, bounded (request metrics)
     processes()               its process list (nginx: same master, new workers?)
     host_file / keeps_file    where a file it reads lives on this host / survives a restart
     create()                  exist without running, so files can be placed (docker)
@@ -32,6 +33,7 @@ from __future__ import annotations
 import contextlib
 import io
 import signal
+import time
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
@@ -97,6 +99,17 @@ class UnitStats:
 
     rss_bytes: int
     cpu_percent: float  # average since the unit started
+    cpu_seconds: float | None = None  # CPU time its live processes used (a counter's value)
+
+
+@dataclass(frozen=True)
+class OutputCursor:
+    """Where a reader of a unit's output stopped: a file position (``inode``, ``offset``) where
+    the output is a file on this host, else the time of the last line read (``time``)."""
+
+    inode: int = 0
+    offset: int = 0
+    time: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -289,6 +302,26 @@ class Unit(ABC):
         import collections
 
         return [line.text for line in collections.deque(self.logs(), maxlen=lines)]
+
+    def read_output(
+        self, cursor: OutputCursor | None, limit: int = 16 << 20
+    ) -> tuple[list[str], OutputCursor]:
+        """The lines of its output written since ``cursor`` — about ``limit`` bytes at most, the
+        rest next time — and where to continue. ``None`` starts at the end: nothing old is read,
+        so a reader's cost never depends on how long the service has run. Default: by time,
+        over :meth:`logs` (an engine's timestamp per line); a runtime whose output is a file
+        overrides it with file offsets."""
+        if cursor is None:
+            return [], OutputCursor(time=time.time())
+        lines, last, size = [], cursor.time, 0
+        for line in self.logs(since=cursor.time):
+            if line.timestamp is None or line.timestamp <= cursor.time:
+                continue
+            lines.append(line.text)
+            last, size = line.timestamp, size + len(line.text) + 1
+            if size >= limit:
+                break
+        return lines, OutputCursor(time=last)
 
     def processes(self) -> list[UnitProcess]:
         """The unit's processes right now (empty when it does not run). Pids are in the

@@ -44,6 +44,23 @@ def memory_used_percent() -> float:
     return round(100.0 * (total - values[b"MemAvailable"]) / total, 1)
 
 
+def network_bytes() -> dict[str, tuple[int, int]]:
+    """Bytes received and sent per network device since boot (``/proc/net/dev``), loopback
+    left out: the stack's own hops over 127.0.0.1 are not the host's traffic."""
+    found = {}
+    try:
+        with open("/proc/net/dev") as handle:
+            rows = handle.read().splitlines()[2:]
+    except OSError:
+        return {}
+    for row in rows:
+        device, _, numbers = row.partition(":")
+        fields = numbers.split()
+        if device.strip() != "lo" and len(fields) >= 9:
+            found[device.strip()] = (int(fields[0]), int(fields[8]))
+    return found
+
+
 def disk_usage(path: Path) -> DiskUsage:
     """Usage of the filesystem holding ``path`` (or its nearest existing parent)."""
     existing = path
@@ -134,7 +151,7 @@ def process_tree_stats(pid: int) -> UnitStats | None:
     if oldest is None:
         return None
     age = max(time.time() - oldest, 1e-3)
-    return UnitStats(rss_bytes=rss, cpu_percent=100.0 * cpu_seconds / age)
+    return UnitStats(rss_bytes=rss, cpu_percent=100.0 * cpu_seconds / age, cpu_seconds=cpu_seconds)
 
 
 def descendants(pid: int) -> list[int]:

@@ -45,6 +45,7 @@ from opskit.runtime.base import (
     HostFile,
     Launch,
     LogLine,
+    OutputCursor,
     Runtime,
     Unit,
     UnitProcess,
@@ -453,6 +454,29 @@ class ProcessUnit(Unit):
             for text in follow_lines(self.logfile):
                 yield LogLine(self.name, text, time.time())
 
+    def read_output(
+        self, cursor: OutputCursor | None, limit: int = 16 << 20
+    ) -> tuple[list[str], OutputCursor]:
+        """By file offset in ``logs/<svc>.log``. A rotation — renamed at a restart, or copied
+        and truncated while it runs — leaves the unread rest in ``.1``: read from there first.
+        Only whole lines are taken; a line being written is read next time."""
+        try:
+            now = self.logfile.stat()
+        except FileNotFoundError:
+            return [], cursor or OutputCursor()
+        if cursor is None:
+            return [], OutputCursor(now.st_ino, now.st_size)
+        data, offset = b"", cursor.offset
+        if now.st_ino != cursor.inode or now.st_size < cursor.offset:
+            # rotated since: the rest of what was read is the start of .1 (beyond ``limit``,
+            # it is skipped: the cost stays bounded); the new file is read from its start
+            data = _read_from(self.logfile.with_name(self.logfile.name + ".1"), offset, limit)
+            data, offset = data[: data.rfind(b"\n") + 1], 0
+        fresh = _read_from(self.logfile, offset, max(0, limit - len(data)))
+        cut = fresh.rfind(b"\n") + 1
+        text = (data + fresh[:cut]).decode("utf-8", errors="replace")
+        return text.splitlines(), OutputCursor(now.st_ino, offset + cut)
+
     @contextlib.contextmanager
     def open_file(self, path: str) -> Iterator[BinaryIO]:
         """The service runs on this host: its paths are host paths."""
@@ -604,6 +628,16 @@ def _walk_groups() -> dict[int, list[int]]:
 
 
 _GROUPS = _ProcessGroups()
+
+
+def _read_from(path: Path, offset: int, limit: int) -> bytes:
+    """Up to ``limit`` bytes of ``path`` from ``offset`` (nothing when it is gone or shorter)."""
+    try:
+        with path.open("rb") as handle:
+            handle.seek(offset)
+            return handle.read(limit)
+    except FileNotFoundError:
+        return b""
 
 
 def rotate_log(path: Path, max_bytes: int, keep: int) -> None:

@@ -24,7 +24,7 @@ from opskit.vocabulary import MetricType
 if TYPE_CHECKING:
     from opskit.backup.artifacts import ArtifactReader, ServiceArtifacts
     from opskit.config import ServiceSpec
-    from opskit.runtime.base import Launch, StopResult
+    from opskit.runtime.base import Launch, OutputCursor, StopResult
 
 PlanState = TypeVar("PlanState")
 
@@ -326,6 +326,26 @@ class TrafficReporting(Protocol):
 
 
 @dataclass(frozen=True)
+class RequestRecord:
+    """One request from an access log: what the request metrics count."""
+
+    path: str  # without the query string
+    status: int
+    seconds: float
+
+
+@runtime_checkable
+class RequestLogReading(Protocol):
+    """Reads the requests its service logged since a cursor, incrementally and bounded (the
+    unit's :meth:`~opskit.runtime.base.Unit.read_output`): the source of the request-rate,
+    latency, error-rate and auth-failure metrics."""
+
+    def request_records(
+        self, cursor: OutputCursor | None, limit: int
+    ) -> tuple[list[RequestRecord], OutputCursor]: ...
+
+
+@dataclass(frozen=True)
 class MetricValue:
     """One sample a role reports about its service, in base units (seconds, bytes, 0/1).
 
@@ -339,6 +359,8 @@ class MetricValue:
     value: float
     type: MetricType = MetricType.GAUGE
     labels: tuple[tuple[str, str], ...] = ()
+    #: a histogram's cumulative counts per upper bound, ``+Inf`` last (its count)
+    buckets: tuple[tuple[float, float], ...] = ()
 
 
 @runtime_checkable
@@ -352,6 +374,7 @@ class MetricReporting(Protocol):
 
 _DESCRIPTIONS: dict[type, str] = {
     MetricReporting: "report metrics",
+    RequestLogReading: "report the requests it logged",
     TrafficReporting: "report the traffic it served",
     GracefullyRestartable: "restart without downtime",
     Relievable: "run a relief instance",

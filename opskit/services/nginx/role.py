@@ -25,6 +25,7 @@ from opskit.services.capabilities import (
     LogSource,
     MetricType,
     MetricValue,
+    RequestRecord,
     RestorePlan,
     Traffic,
     Verdict,
@@ -34,7 +35,7 @@ from opskit.vocabulary import CheckStatus
 
 if TYPE_CHECKING:
     from opskit.backup.artifacts import ArtifactReader, ServiceArtifacts
-    from opskit.runtime.base import Launch, UnitProcess
+    from opskit.runtime.base import Launch, OutputCursor, UnitProcess
     from opskit.services.nginx.backup import NginxBackup
     from opskit.services.nginx.upstream import UpstreamEditor
 
@@ -354,6 +355,28 @@ class NginxRole(Role):
         durations.sort()
         p95 = durations[min(len(durations) - 1, int(len(durations) * 0.95))] if durations else None
         return Traffic(len(durations), errors, p95, to_path)
+
+    def request_records(
+        self, cursor: OutputCursor | None, limit: int
+    ) -> tuple[list[RequestRecord], OutputCursor]:
+        """The requests in the JSON access lines written since ``cursor`` (the stack's
+        ``log_format json``: status, request_time, uri); other lines are not requests."""
+        import json
+
+        lines, cursor = self.unit.read_output(cursor, limit)
+        records = []
+        for text in lines:
+            text = text.strip()
+            if not text.startswith("{"):
+                continue
+            try:
+                record = json.loads(text)
+                status, seconds = int(record["status"]), float(record.get("request_time") or 0)
+            except (ValueError, KeyError, TypeError):
+                continue
+            path = str(record.get("uri", "")).partition("?")[0]
+            records.append(RequestRecord(path, status, seconds))
+        return records, cursor
 
     def entry_url(self, path: str) -> str:
         return self.base_url() + path

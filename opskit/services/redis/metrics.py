@@ -17,6 +17,7 @@ import time
 from typing import TYPE_CHECKING
 
 from opskit.services.capabilities import MetricValue
+from opskit.services.probes import RedisProbeError
 from opskit.vocabulary import MetricType
 
 if TYPE_CHECKING:
@@ -71,6 +72,16 @@ def redis_metric_values(connection: RedisProbe) -> list[MetricValue]:
             _num(info, "rdb_changes_since_last_save"),
         ),
     ]
+    refused = _auth_failures(connection, info)
+    if refused is not None:
+        values.append(
+            MetricValue(
+                "redis_auth_failures_total",
+                "AUTH attempts Redis refused (wrong password or user) since it started.",
+                refused,
+                MetricType.COUNTER,
+            )
+        )
     counts, created = _plugin_keys(connection)
     if counts is not None:
         values.extend(
@@ -93,6 +104,24 @@ def redis_metric_values(connection: RedisProbe) -> list[MetricValue]:
         for kind, count in sorted(created.items())
     )
     return values
+
+
+def _auth_failures(connection: RedisProbe, info: dict[str, str]) -> float | None:
+    """INFO's ``acl_access_denied_auth`` (Redis 7.2 and later); before it, the sum of the
+    ``auth`` entries' counts in ``ACL LOG`` (Redis 6+: repeated failures of one client are one
+    entry with a count; the log keeps its newest 128 entries). None without either."""
+    if "acl_access_denied_auth" in info:
+        return _num(info, "acl_access_denied_auth")
+    try:
+        entries = connection.call("ACL", "LOG", "128")
+    except (RedisProbeError, OSError):
+        return None
+    total = 0
+    for entry in entries if isinstance(entries, list) else []:
+        fields = dict(zip(entry[::2], entry[1::2], strict=False)) if isinstance(entry, list) else {}
+        if fields.get(b"reason") == b"auth":
+            total += int(fields.get(b"count", 0))
+    return float(total)
 
 
 def _plugin_keys(connection: RedisProbe) -> tuple[dict[str, int] | None, dict[str, int]]:
