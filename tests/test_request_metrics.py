@@ -186,3 +186,35 @@ def test_redis_counts_refused_auth_attempts(sandbox):
             conn.sendall(b"AUTH not-the-password\r\n")
             assert conn.recv(200).startswith(b"-WRONGPASS")
     assert refused() == before + 3
+
+
+def test_a_rotated_backlog_bigger_than_one_read_is_read_over_several(write_stack, load):
+    """A log copied and truncated while 30 MB were unread: every line still comes back, in
+    bounded steps, and then the new file's lines — none lost, none twice."""
+    stack = load(
+        write_stack(
+            stack_text(
+                "  app:\n    image: x\n    x-opskit: {role: http, process: {command: ["
+                f'"{sys.executable}", "-c", "import time; time.sleep(600)"]}}}}'
+            )
+        )
+    )
+    from opskit.ops import lifecycle
+
+    assert lifecycle.start(stack).ok
+    unit = stack.role("app").unit
+    _lines, cursor = unit.read_output(None)
+    with unit.logfile.open("a") as out:
+        out.writelines(f"old {n:07d} {'x' * 90}\n" for n in range(300_000))
+    copytruncate_log(unit.logfile, 0, 3)
+    with unit.logfile.open("a") as out:
+        out.writelines(f"new {n}\n" for n in range(5))
+    seen: list[str] = []
+    for _ in range(20):
+        lines, cursor = unit.read_output(cursor, limit=8 << 20)
+        seen += lines
+        if not lines:
+            break
+    assert len(seen) == 300_005
+    assert seen[0].startswith("old 0000000") and seen[299_999].startswith("old 0299999")
+    assert seen[-5:] == [f"new {n}" for n in range(5)]

@@ -84,13 +84,23 @@ class ServiceRequests:
 
     def add(self, record: RequestRecord) -> None:
         route = route_of(record.path)
-        routes = {key.rpartition(" ")[0] for key in self.counts}
-        if route not in routes and len(routes) >= MAX_ROUTES:
-            route = "other"
+        routes = self._routes()
+        if route not in routes:
+            if len(routes) >= MAX_ROUTES:
+                route = "other"
+            routes.add(route)
         key = f"{route} {status_class(record.status)}"
         self.counts.setdefault(key, Counts()).add(record.seconds)
         self.auth_failures += record.status in AUTH_FAILURES
         self.lines += 1
+
+    def _routes(self) -> set[str]:
+        """The routes counted so far (kept beside the counts, not in the file)."""
+        routes = self.__dict__.get("_known_routes")
+        if routes is None:
+            routes = {key.rpartition(" ")[0] for key in self.counts}
+            self.__dict__["_known_routes"] = routes
+        return routes
 
     @classmethod
     def from_json(cls, raw: dict) -> ServiceRequests:

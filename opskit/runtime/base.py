@@ -110,6 +110,7 @@ class OutputCursor:
     inode: int = 0
     offset: int = 0
     time: float = 0.0
+    rotation: int = 0  # the inode of the newest rotated file then: a new one means a rotation
 
 
 @dataclass(frozen=True)

@@ -457,25 +457,53 @@ class ProcessUnit(Unit):
     def read_output(
         self, cursor: OutputCursor | None, limit: int = 16 << 20
     ) -> tuple[list[str], OutputCursor]:
-        """By file offset in ``logs/<svc>.log``. A rotation — renamed at a restart, or copied
-        and truncated while it runs — leaves the unread rest in ``.1``: read from there first.
-        Only whole lines are taken; a line being written is read next time."""
+        """By file offset in ``logs/<svc>.log``. The cursor names a file by its inode: after a
+        rotation — renamed at a restart, or copied to ``.1`` and truncated while it runs — the
+        unread rest is read from the rotated file first, over as many calls as ``limit`` needs,
+        then the live file from its start. Only whole lines are taken."""
         try:
             now = self.logfile.stat()
         except FileNotFoundError:
             return [], cursor or OutputCursor()
+        newest = self._inode(1)
         if cursor is None:
-            return [], OutputCursor(now.st_ino, now.st_size)
-        data, offset = b"", cursor.offset
-        if now.st_ino != cursor.inode or now.st_size < cursor.offset:
-            # rotated since: the rest of what was read is the start of .1 (beyond ``limit``,
-            # it is skipped: the cost stays bounded); the new file is read from its start
-            data = _read_from(self.logfile.with_name(self.logfile.name + ".1"), offset, limit)
-            data, offset = data[: data.rfind(b"\n") + 1], 0
-        fresh = _read_from(self.logfile, offset, max(0, limit - len(data)))
-        cut = fresh.rfind(b"\n") + 1
-        text = (data + fresh[:cut]).decode("utf-8", errors="replace")
-        return text.splitlines(), OutputCursor(now.st_ino, offset + cut)
+            return [], OutputCursor(now.st_ino, now.st_size, rotation=newest)
+        truncated = cursor.inode == now.st_ino and (
+            now.st_size < cursor.offset or newest != cursor.rotation  # copied and truncated
+        )
+        if cursor.inode == now.st_ino and not truncated:
+            return self._read_lines(self.logfile, now.st_ino, cursor.offset, limit, newest)
+        rotated = 1 if truncated else self._index_of(cursor.inode)
+        if rotated is None:  # gone (rotated past keep): what it held is lost; go on
+            return self._read_lines(self.logfile, now.st_ino, 0, limit, newest)
+        path = self.logfile.with_name(f"{self.logfile.name}.{rotated}")
+        lines, after = self._read_lines(path, path.stat().st_ino, cursor.offset, limit, newest)
+        if after.offset < path.stat().st_size:
+            return lines, after  # more of the rotated file next time
+        used = after.offset - cursor.offset
+        more, after = self._read_lines(self.logfile, now.st_ino, 0, limit - used, newest)
+        return lines + more, after
+
+    def _inode(self, index: int) -> int:
+        with contextlib.suppress(FileNotFoundError):
+            return self.logfile.with_name(f"{self.logfile.name}.{index}").stat().st_ino
+        return 0
+
+    def _index_of(self, inode: int) -> int | None:
+        """Which rotated file (``.1`` … ``.keep``) is the one with ``inode`` (renamed)."""
+        for index in range(1, self.runtime.config.logs.keep + 1):
+            if self._inode(index) == inode:
+                return index
+        return None
+
+    @staticmethod
+    def _read_lines(
+        path: Path, inode: int, offset: int, limit: int, rotation: int
+    ) -> tuple[list[str], OutputCursor]:
+        data = _read_from(path, offset, max(0, limit))
+        cut = data.rfind(b"\n") + 1
+        text = data[:cut].decode("utf-8", errors="replace")
+        return text.splitlines(), OutputCursor(inode, offset + cut, rotation=rotation)
 
     @contextlib.contextmanager
     def open_file(self, path: str) -> Iterator[BinaryIO]:
