@@ -41,6 +41,20 @@ def _mask_request(stack) -> None:
     assert response.status_code == 200, response.text
 
 
+def _give_kong_a_certificate(stack, folder) -> None:
+    import yaml
+
+    from .test_certificates import make_certificate
+
+    cert, key = make_certificate(folder, "site", "site.test", 60.5)
+    kong = stack.role("kong")
+    document = yaml.safe_load(kong.export_config())
+    document["certificates"] = [
+        {"cert": cert.read_text(), "key": key.read_text(), "snis": [{"name": "site.test"}]}
+    ]
+    assert kong.apply_config(yaml.safe_dump(document)).status == 201
+
+
 def _query(base: str, expr: str) -> list:
     answer = httpx.get(f"{base}/api/v1/query", params={"query": expr}, timeout=5).json()
     assert answer["status"] == "success", (expr, answer)
@@ -86,6 +100,7 @@ def test_prometheus_scrapes_answers_every_expression_and_fires_service_down(star
     stack, env = started
     _mask_request(stack)  # plugin keys and cnt: counters exist
     made = backup.backup(stack)  # backup metrics exist
+    _give_kong_a_certificate(stack, tmp_path)  # certificate metrics exist
     assert copies.copy(stack, [made.backup_id]).ok  # and the copy's
     drill(stack)  # and drill metrics
     port, prom_port = free_port(), free_port()

@@ -95,6 +95,8 @@ class Config:
     services: list[dict] = field(default_factory=list)
     routes: list[dict] = field(default_factory=list)
     plugins: list[dict] = field(default_factory=list)
+    certificates: list[dict] = field(default_factory=list)
+    snis: list[dict] = field(default_factory=list)
     hash: str = EMPTY_HASH
 
     @property
@@ -117,6 +119,9 @@ class Config:
                 for plugin in self.plugins
             ],
         }
+        if self.certificates:  # flat too: each SNI names its certificate by id
+            document["certificates"] = [dict(c) for c in self.certificates]
+            document["snis"] = [dict(sni) for sni in self.snis]
         return yaml.safe_dump(document, sort_keys=False)
 
     def service_url(self, service: dict) -> str:
@@ -178,10 +183,12 @@ def load(document: dict, text: str | None = None) -> Config:
         builder.route(route, None, ["routes", index])
     for index, plugin in enumerate(document.get("plugins") or []):
         builder.plugin(plugin, None, None, ["plugins", index])
+    for index, certificate in enumerate(document.get("certificates") or []):
+        builder.certificate(certificate, ["certificates", index])
     if builder.errors:
         raise InvalidConfig(builder.errors, builder.fields)
     config = builder.config
-    if config.services or config.plugins or config.routes:
+    if config.services or config.plugins or config.routes or config.certificates:
         config.hash = raw_hash(text, document)
     return config
 
@@ -198,6 +205,26 @@ class _Builder:
         for step in path[:-1]:
             node = node.setdefault(str(step), {})
         node[str(path[-1])] = message
+
+    def certificate(self, certificate: Any, path: list) -> None:
+        """A certificate with its nested SNIs (K:kong/db/schema/entities/certificates.lua:
+        ``cert`` and ``key`` required); stored flat, as an export gives them back."""
+        if not isinstance(certificate, dict) or not certificate.get("cert"):
+            self.fail("certificate", None, "cert", "required field missing", [*path, "cert"])
+            return
+        if not certificate.get("key"):
+            self.fail("certificate", None, "key", "required field missing", [*path, "key"])
+            return
+        index = len(self.config.certificates)
+        certificate_id = certificate.get("id") or _id("certificate", str(index))
+        self.config.certificates.append(
+            {"id": certificate_id, "cert": certificate["cert"], "key": certificate["key"]}
+        )
+        for sni in certificate.get("snis") or []:
+            name = sni.get("name") if isinstance(sni, dict) else sni
+            self.config.snis.append(
+                {"id": _id("sni", str(name)), "name": name, "certificate": certificate_id}
+            )
 
     def service(self, service: Any, path: list) -> None:
         name = service.get("name") if isinstance(service, dict) else None

@@ -41,6 +41,7 @@ from opskit.vocabulary import CheckStatus
 if TYPE_CHECKING:
     from opskit.backup.artifacts import ArtifactReader, ServiceArtifacts
     from opskit.runtime.base import Launch, StopResult
+    from opskit.services.certificates import CertificateInfo
     from opskit.services.kong.admin import ConfigApplied, KongAdmin
     from opskit.services.kong.backup import KongBackup
 
@@ -49,6 +50,7 @@ KONG_DEFAULT_STATUS_PORT = 8007  # K:kong/templates/kong_defaults.lua:31 status_
 STATUS_LISTEN_HINT = "set KONG_STATUS_LISTEN; Kong's default is 127.0.0.1:8007"
 HUP_WAIT = 5.0
 DEFAULT_MASKED_PATH = "/v1/messages"
+CERTIFICATE_CACHE = 300.0  # seconds
 _KONG_LOG_SETTINGS = (
     "KONG_PROXY_ERROR_LOG",
     "KONG_PROXY_ACCESS_LOG",
@@ -172,6 +174,7 @@ class KongRole(Role):
             Check("ready", self.check_ready),
             Check("masker_attached", self.check_masker_attached),
             Check("config_drift", self.check_config_drift),
+            Check("certificates", self.check_certificates),
         ]
 
     def check_config_drift(self) -> CheckOutcome:
@@ -281,7 +284,53 @@ class KongRole(Role):
                 1.0 if ready is not None and ready.status_code == 200 else 0.0,
             )
         )
-        return values
+        from opskit.services import certificates
+
+        return values + certificates.metric_values(self.certificates())
+
+    def certificates(self) -> list[CertificateInfo]:
+        """The ``certificates`` of the configuration Kong runs (each judged against its first
+        SNI) and the certificate of every TLS endpoint its services point at (kept
+        :data:`CERTIFICATE_CACHE` seconds: expiry does not move). Empty when Kong cannot say."""
+        import time
+
+        import yaml
+
+        from opskit.services import certificates
+
+        cached = self.__dict__.get("_certificates")
+        if cached is not None and time.monotonic() - cached[0] < CERTIFICATE_CACHE:
+            return cached[1]
+        try:
+            document = yaml.safe_load(self.export_config()) or {}
+        except (OpskitError, ProbeError, yaml.YAMLError, ValueError):
+            return []
+        found = []
+        flat: dict[str, list[str]] = {}  # an export lists SNIs apart, naming their certificate
+        for sni in document.get("snis") or []:
+            if isinstance(sni, dict) and sni.get("name"):
+                owner = sni.get("certificate")
+                owner = owner.get("id") if isinstance(owner, dict) else owner
+                flat.setdefault(str(owner), []).append(str(sni["name"]))
+        for index, item in enumerate(document.get("certificates") or []):
+            if not isinstance(item, dict):
+                continue
+            snis = [s.get("name") if isinstance(s, dict) else s for s in item.get("snis") or []]
+            snis += flat.get(str(item.get("id")), [])
+            host = next((str(n) for n in snis if n and "*" not in str(n)), None)
+            pem = str(item.get("cert") or "").encode()
+            found.append(certificates.from_pem(f"certificates[{index}]", pem, host))
+        for service in document.get("services") or []:
+            if isinstance(service, dict) and service.get("protocol") in ("https", "tls"):
+                port = int(service.get("port") or 443)
+                found.append(certificates.from_endpoint(str(service.get("host")), port))
+        self.__dict__["_certificates"] = (time.monotonic(), found)
+        return found
+
+    def check_certificates(self) -> CheckOutcome:
+        from opskit.services import certificates
+
+        return certificates.judge(self.certificates())
 
     def check_ready(self) -> CheckOutcome:
         response, error = self._get(f"{self.status_url}/status/ready")

@@ -13,7 +13,7 @@ import re
 import signal
 import time
 from dataclasses import dataclass
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from opskit.config import ServiceSpec, StackConfig
@@ -36,6 +36,7 @@ from opskit.vocabulary import CheckStatus
 if TYPE_CHECKING:
     from opskit.backup.artifacts import ArtifactReader, ServiceArtifacts
     from opskit.runtime.base import Launch, OutputCursor, UnitProcess
+    from opskit.services.certificates import CertificateInfo
     from opskit.services.nginx.backup import NginxBackup
     from opskit.services.nginx.upstream import UpstreamEditor
 
@@ -47,6 +48,7 @@ _STUB_STATUS = re.compile(
     re.S,
 )
 CHAIN_PROBE_PATH = "/__opskit/chain-probe"
+CERTIFICATE_CACHE = 300.0  # seconds
 _LOG_DIRECTIVE = re.compile(r"(?:^|[;{}])[ \t]*(access_log|error_log)\s+([^\s;]+)", re.M)
 _NOT_FILES = {"off", "stderr", "stdout"}
 _TEMP_DIRS = ("client_body", "proxy", "fastcgi", "uwsgi", "scgi")
@@ -416,6 +418,7 @@ class NginxRole(Role):
             self.http_check("health", base + self.options.health_path),
             Check("stub_status", lambda: self.check_stub_status(base)),
             Check("config", self.check_config),
+            Check("certificates", self.check_certificates),
         ]
         if self.options.proxies_to == "kong":
             checks.append(Check("reaches_kong", lambda: self.check_reaches_kong(base)))
@@ -442,7 +445,48 @@ class NginxRole(Role):
         return CheckStatus.OK, detail
 
     def metric_values(self) -> list[MetricValue]:
-        """stub_status as nginx-prometheus-exporter names it, under opskit's prefix."""
+        """stub_status as nginx-prometheus-exporter names it, under opskit's prefix; the
+        expiry of its TLS certificates."""
+        from opskit.services import certificates
+
+        return self._stub_status_values() + certificates.metric_values(self.certificates())
+
+    def certificates(self) -> list[CertificateInfo]:
+        """The ``ssl_certificate`` files of the configuration nginx loads, read where it runs
+        (kept :data:`CERTIFICATE_CACHE` seconds: a certificate's expiry does not move, and
+        ``nginx -T`` need not run on every health pass). Empty when nginx cannot say."""
+        cached = self.__dict__.get("_certificates")
+        if cached is not None and time.monotonic() - cached[0] < CERTIFICATE_CACHE:
+            return cached[1]
+        from opskit.services import certificates
+        from opskit.services.nginx.backup import split_dump
+
+        try:
+            files = split_dump(self.dump_config())
+        except OpskitError:
+            return []
+        prefix = PurePosixPath(next(iter(files), "/etc/nginx/nginx.conf")).parent
+        found = []
+        for path, host in certificates.nginx_certificates(files):
+            full = str(prefix / path) if not path.startswith("/") else path
+            try:
+                with self.unit.open_file(full) as data:
+                    pem = data.read(1 << 20)
+            except (OpskitError, OSError) as exc:
+                found.append(
+                    certificates.CertificateInfo(full, "", 0.0, host=host, problem=str(exc))
+                )
+                continue
+            found.append(certificates.from_pem(full, pem, host))
+        self.__dict__["_certificates"] = (time.monotonic(), found)
+        return found
+
+    def check_certificates(self) -> CheckOutcome:
+        from opskit.services import certificates
+
+        return certificates.judge(self.certificates())
+
+    def _stub_status_values(self) -> list[MetricValue]:
         try:
             response = self.get(self.base_url() + self.options.status_path)
         except ProbeError:
