@@ -14,10 +14,14 @@ from __future__ import annotations
 import json
 import socket
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 HTTP_TIMEOUT = 2.0
+
+
+if TYPE_CHECKING:
+    import ssl
 
 
 class ProbeError(Exception):
@@ -90,6 +94,10 @@ class RedisLoading(RedisProbeError):
     """LOADING: the server is reading its dataset into memory."""
 
 
+class RedisNoPermission(RedisProbeError):
+    """NOPERM: the ACL user may not run this command, or touch this key or channel."""
+
+
 class RedisReplyError(RedisProbeError):
     """Any other error reply (``-ERR unknown command``, ``-MISCONF``, …)."""
 
@@ -100,19 +108,42 @@ class RedisProbe:
     Use as a context manager; every call is bounded by ``timeout``.
     """
 
-    def __init__(self, host: str, port: int, password: str | None, timeout: float = 1.0):
+    def __init__(
+        self,
+        host: str,
+        port: int,
+        password: str | None,
+        timeout: float = 1.0,
+        *,
+        username: str | None = None,
+        tls: tuple[ssl.SSLContext, str] | None = None,
+    ):
         self.host, self.port, self.password, self.timeout = host, port, password, timeout
+        self.username = username
+        self.tls = tls  # a context and the name the server's certificate must have
         self._socket: socket.socket | None = None
         self._reader = None
 
     def __enter__(self) -> RedisProbe:
         try:
-            self._socket = socket.create_connection((self.host, self.port), timeout=self.timeout)
+            raw = socket.create_connection((self.host, self.port), timeout=self.timeout)
         except OSError as exc:
             raise RedisUnreachable(f"Error connecting to {self.host}:{self.port}: {exc}") from None
+        if self.tls is not None:
+            import ssl  # only here: a plain connection does not pay its import
+
+            context, name = self.tls
+            try:
+                raw = context.wrap_socket(raw, server_hostname=name)
+            except (OSError, ssl.SSLError) as exc:
+                raw.close()
+                why = getattr(exc, "reason", None) or exc
+                raise RedisUnreachable(f"TLS with {self.host}:{self.port} failed: {why}") from None
+        self._socket = raw
         self._reader = self._socket.makefile("rb")
         if self.password:
-            self.call("AUTH", self.password)
+            credentials = (self.username, self.password) if self.username else (self.password,)
+            self.call("AUTH", *credentials)
         return self
 
     def __exit__(self, *exc_info: object) -> None:
@@ -131,6 +162,12 @@ class RedisProbe:
             self._socket.sendall(frame)
             return self._read()
         except (OSError, EOFError) as exc:
+            if self.tls is not None and type(exc).__name__.startswith("SSL"):
+                raise RedisUnreachable(
+                    f"the server closed the TLS connection ({type(exc).__name__}): does it "
+                    "require a client certificate (x-opskit.tls.cert_file/key_file) that it "
+                    "does not accept?"
+                ) from None
             raise RedisUnreachable(f"{type(exc).__name__}: {exc}") from None
 
     def info(self, section: str | None = None) -> dict[str, str]:
@@ -153,6 +190,11 @@ class RedisProbe:
                 raise RedisAuthFailed(text if code in ("NOAUTH", "WRONGPASS") else message)
             if message.startswith("LOADING"):
                 raise RedisLoading(message)
+            if message.startswith("NOPERM"):  # an ACL user without this command or key
+                raise RedisNoPermission(
+                    f"the ACL user lacks a permission (docs/configuration.md, 'Redis with its "
+                    f"own user'): {message}"
+                )
             raise RedisReplyError(message)
         if kind == b":":
             return int(rest)

@@ -34,7 +34,7 @@ from opskit.services.probes import (
     RedisReplyError,
     RedisUnreachable,
 )
-from opskit.services.redis.options import EVENTS_CHANNEL, RedisOptions
+from opskit.services.redis.options import EVENTS_CHANNEL, RedisOptions, RedisTls
 from opskit.vocabulary import CheckStatus, ShutdownMode
 
 if TYPE_CHECKING:
@@ -64,7 +64,9 @@ class RedisRole(Role):
     ) -> RedisOptions:
         health = reader.section("health")
         options = RedisOptions(
+            username=reader.string("username") or None,
             password=reader.string("password") or None,
+            tls=_tls(reader.section("tls")) if reader.has("tls") else None,
             config=reader.mapping("config"),
             shutdown=reader.choice("shutdown", ShutdownMode, ShutdownMode.SAVE),
             memory_warning_percent=health.number(
@@ -108,8 +110,13 @@ class RedisRole(Role):
         directives.update(self.options.config)
         if restoring is not None and restoring.appendonly:
             directives["appendonly"] = "no"  # the restored RDB must win over the old AOF
+        if self.options.tls is not None:  # the port speaks TLS only (certificates: config)
+            directives.setdefault("tls-port", port)
+            directives["port"] = 0
         lines = [f"{key} {_value(value)}" for key, value in directives.items()]
-        if self.password:
+        if self.password and self.options.username:  # opskit's user, with the minimal ACL
+            lines.append(f"user {self.options.username} on >{self.password} {MINIMAL_ACL}")
+        elif self.password:
             lines.append(f"requirepass {_quote(self.password)}")
         return "\n".join(lines) + "\n"
 
@@ -126,18 +133,33 @@ class RedisRole(Role):
         from redis.retry import Retry
 
         host, port = self.address(CONTAINER_PORT)
+        tls: dict[str, Any] = {}
+        if self.options.tls is not None:
+            tls = {  # redis-py checks the certificate against ``host`` (no server_name)
+                "ssl": True,
+                "ssl_ca_certs": self.options.tls.ca_file,
+                "ssl_certfile": self.options.tls.cert_file,
+                "ssl_keyfile": self.options.tls.key_file,
+                "ssl_cert_reqs": "required" if self.options.tls.verify else "none",
+                "ssl_check_hostname": self.options.tls.verify,
+            }
         return redis.Redis(
             host=host,
             port=port,
+            username=self.options.username,
             password=self.password,
             socket_timeout=timeout,
             socket_connect_timeout=timeout,
             retry=Retry(NoBackoff(), 0),
+            **tls,
         )
 
     def probe(self, timeout: float = 1.0) -> RedisProbe:
         host, port = self.address(CONTAINER_PORT)
-        return RedisProbe(host, port, self.password, timeout)
+        tls = self.options.tls.context(host) if self.options.tls is not None else None
+        return RedisProbe(
+            host, port, self.password, timeout, username=self.options.username, tls=tls
+        )
 
     def probe_ready(self) -> Probe:
         try:
@@ -329,6 +351,36 @@ class RedisRole(Role):
     ) -> Verdict:
         with self._backup() as backup:
             return backup.apply(plan.state, metadata)
+
+
+#: What opskit's own ACL user needs, and no more (docs/configuration.md says which operation
+#: needs which): reading state (INFO, PING, SCAN/TYPE/TTL/GET over the masker's keys, DBSIZE),
+#: the write probe's own keys, BGSAVE/LASTSAVE/CONFIG GET for backups, SHUTDOWN to stop,
+#: CONFIG SET appendonly and BGREWRITEAOF for a restore, SUBSCRIBE to the events channel,
+#: ACL LOG for the refused-AUTH count.
+MINIMAL_ACL = (
+    "resetchannels resetkeys -@all "
+    "+ping +info +dbsize +scan +type +ttl +pttl +get +mget +exists +memory|usage +eval "
+    "+set +del +expire "
+    "+bgsave +lastsave +config|get +config|set +bgrewriteaof +shutdown "
+    "+subscribe +unsubscribe +acl|log +client|setname "
+    "~aws_masker:* ~opskit:* &aws-masker:events:*"
+)
+
+
+def _tls(reader: OptionReader) -> RedisTls:
+    """``x-opskit.tls``: paths on the host opskit runs on; every one must exist now."""
+    tls = RedisTls(
+        ca_file=str(p) if (p := reader.existing_path("ca_file")) else None,
+        cert_file=str(p) if (p := reader.existing_path("cert_file")) else None,
+        key_file=str(p) if (p := reader.existing_path("key_file")) else None,
+        verify=reader.boolean("verify", True),
+        server_name=reader.string("server_name") or None,
+    )
+    if bool(tls.cert_file) != bool(tls.key_file):
+        raise reader.fail("key_file", "expected cert_file and key_file together (a client pair)")
+    reader.finish()
+    return tls
 
 
 def _value(value: Any) -> str:
