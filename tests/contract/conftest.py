@@ -20,6 +20,7 @@ from ..conftest import DOCKER_PROBLEM, SWARM_PROBLEM
 READY_LINE = "contract-ready"
 POLITE = f"echo {READY_LINE}; trap 'exit 0' TERM; while :; do sleep 0.1; done"
 STUBBORN = f"echo {READY_LINE}; trap '' TERM; while :; do sleep 0.1; done"
+CHATTY = "i=0; while :; do i=$$((i+1)); echo tick $$i; sleep 0.2; done"  # $$: Compose's escape
 
 STACK = """\
 name: {project}
@@ -36,6 +37,13 @@ services:
     x-opskit:
       role: http
       process: {{command: ["sh", "-c", "{polite}"]}}
+  chatty:
+    image: opskit-sandbox:latest
+    command: ["sh", "-c", "{chatty}"]
+    stop_grace_period: 1s
+    x-opskit:
+      role: http
+      process: {{command: ["sh", "-c", "{chatty}"]}}
   stubborn:
     image: opskit-sandbox:latest
     command: ["sh", "-c", "{stubborn}"]
@@ -97,6 +105,7 @@ def subject(request, tmp_path: Path, stacks) -> Subject:
         state=tmp_path / "state",
         polite=POLITE,
         stubborn=STUBBORN,
+        chatty=CHATTY,
     )
     path = tmp_path / "stack.yml"
     path.write_text(textwrap.dedent(text))
@@ -107,6 +116,7 @@ def subject(request, tmp_path: Path, stacks) -> Subject:
 
         stack.runtime.play("polite", FakeService(output=(READY_LINE,)))
         stack.runtime.play("stubborn", FakeService(output=(READY_LINE,), exits_on=frozenset()))
+        stack.runtime.play("chatty", FakeService(output=("tick 1",)))
     if runtime == "process":
         folder = tmp_path / "files"
         folder.mkdir(mode=0o700)

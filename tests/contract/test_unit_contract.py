@@ -159,3 +159,24 @@ def test_a_log_file_is_followed_as_it_grows(subject: Subject):
     assert not reader.is_alive(), seen
     assert "after 1" in seen and "after 2" in seen
     follower.close()  # stops the unit's tail, where there is one
+
+
+def test_output_is_read_from_a_cursor_none_twice_none_lost(subject: Subject):
+    """``read_output``: a first read starts at the end; later reads give what came since —
+    every line once (the request metrics count them)."""
+    unit = subject.started("chatty")
+    assert _printed(unit, "tick 1")
+    _old, cursor = unit.read_output(None)
+    assert _old == []
+    fake = hasattr(unit, "print")
+    seen: list[str] = []
+    for round_ in range(4):
+        if fake:  # the fake writes what the test says
+            for n in range(3):
+                unit.print(f"tick {100 + 3 * round_ + n}")
+        time.sleep(0.7)
+        lines, cursor = unit.read_output(cursor)
+        seen += lines
+    ticks = [int(line.split()[1]) for line in seen if line.startswith("tick ")]
+    assert len(ticks) >= 6, seen
+    assert ticks == list(range(ticks[0], ticks[0] + len(ticks))), ticks  # in order, no gap
