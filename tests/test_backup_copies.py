@@ -97,6 +97,16 @@ def rest_server(tmp_path):
 
 
 @pytest.fixture
+def slow_rest_server(tmp_path):
+    if not shutil.which("rclone"):
+        pytest.skip("rclone (apt install rclone)")
+    server = RestServer(tmp_path / "rest-repo")
+    server.folder.mkdir()
+    yield server.start(bwlimit="1M")
+    server.kill()
+
+
+@pytest.fixture
 def sftp_server(tmp_path):
     """OpenSSH's sshd on a free port that lets in one throwaway key, as this user."""
     if not os.path.exists(SSHD) or not shutil.which("ssh") or os.geteuid() != 0:
@@ -381,13 +391,9 @@ def test_a_frozen_server_is_bounded_by_the_timeout_and_the_backup_is_kept(copied
 
 
 def test_a_server_killed_mid_copy_leaves_nothing_listed_and_the_next_copy_completes(
-    copied, tmp_path
+    copied, slow_rest_server
 ):
-    if not shutil.which("rclone"):
-        pytest.skip("rclone (apt install rclone)")
-    server = RestServer(tmp_path / "rest-repo")
-    server.folder.mkdir()
-    server.start(bwlimit="1M")  # an 8 MB upload takes seconds: "mid-copy" is certain
+    server = slow_rest_server  # 1 MB/s: an 8 MB upload takes seconds, 'mid-copy' is certain
     try:
         stack = copied(
             [_copy("rest", server.repository, "REST_PW", timeout="20s", connect_timeout="15s")],
@@ -565,12 +571,10 @@ def _uploading(folder: Path, low: int = 1_000_000) -> bool:
     return data.is_dir() and any(p.is_file() and p.stat().st_size > low for p in data.rglob("*"))
 
 
-def test_inv_backup_copy_killed_leaves_no_restic_behind_and_the_backup_stays_owed(copied, tmp_path):
-    if not shutil.which("rclone"):
-        pytest.skip("rclone (apt install rclone)")
-    server = RestServer(tmp_path / "rest-repo")
-    server.folder.mkdir()
-    server.start(bwlimit="1M")
+def test_inv_backup_copy_killed_leaves_no_restic_behind_and_the_backup_stays_owed(
+    copied, slow_rest_server
+):
+    server = slow_rest_server  # 1 MB/s: an 8 MB upload takes seconds, 'mid-copy' is certain
     try:
         stack = copied([_copy("rest", server.repository, "REST_PW")], {"REST_PW": "r" * 20})
         _seed(stack, 80, 50_000)
@@ -612,12 +616,8 @@ def test_inv_backup_copy_killed_leaves_no_restic_behind_and_the_backup_stays_owe
         server.kill()
 
 
-def test_two_copies_at_once_wait_for_each_other_and_store_the_backup_once(copied, tmp_path):
-    if not shutil.which("rclone"):
-        pytest.skip("rclone (apt install rclone)")
-    server = RestServer(tmp_path / "rest-repo")
-    server.folder.mkdir()
-    server.start(bwlimit="1M")
+def test_two_copies_at_once_wait_for_each_other_and_store_the_backup_once(copied, slow_rest_server):
+    server = slow_rest_server  # 1 MB/s: an 8 MB upload takes seconds, 'mid-copy' is certain
     try:
         stack = copied([_copy("rest", server.repository, "REST_PW")], {"REST_PW": "r" * 20})
         _seed(stack, 30, 50_000)  # ~3 MB: seconds at 1 MB/s

@@ -5,17 +5,12 @@ and one for another host — and nothing beyond loopback is contacted."""
 
 from __future__ import annotations
 
-import datetime
 import ssl
 import threading
 from pathlib import Path
 
 import pytest
 import yaml
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import NameOID
 
 from opskit.ops import lifecycle
 from opskit.ops.health import run_health
@@ -24,37 +19,7 @@ from opskit.services.certificates import from_pem, hostname_matches, nginx_certi
 from opskit.vocabulary import CheckStatus
 
 from .conftest import free_port
-
-
-def make_certificate(folder: Path, name: str, host: str, days: float) -> tuple[Path, Path]:
-    """A self-signed certificate for ``host`` valid until ``days`` from now (negative: it
-    expired that long ago), and its key."""
-    key = ec.generate_private_key(ec.SECP256R1())
-    now = datetime.datetime.now(datetime.timezone.utc)
-    until = now + datetime.timedelta(days=days)
-    subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, host)])
-    certificate = (
-        x509.CertificateBuilder()
-        .subject_name(subject)
-        .issuer_name(subject)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(min(now, until) - datetime.timedelta(days=30))
-        .not_valid_after(until)
-        .add_extension(x509.SubjectAlternativeName([x509.DNSName(host)]), critical=False)
-        .sign(key, hashes.SHA256())
-    )
-    cert_path, key_path = folder / f"{name}.pem", folder / f"{name}.key"
-    cert_path.write_bytes(certificate.public_bytes(serialization.Encoding.PEM))
-    key_path.write_bytes(
-        key.private_bytes(
-            serialization.Encoding.PEM,
-            serialization.PrivateFormat.PKCS8,
-            serialization.NoEncryption(),
-        )
-    )
-    key_path.chmod(0o600)
-    return cert_path, key_path
+from .pki import make_certificate
 
 
 @pytest.mark.parametrize(

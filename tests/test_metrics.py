@@ -44,7 +44,7 @@ def _mask_request(stack) -> None:
 def _give_kong_a_certificate(stack, folder) -> None:
     import yaml
 
-    from .test_certificates import make_certificate
+    from .pki import make_certificate
 
     cert, key = make_certificate(folder, "site", "site.test", 60.5)
     kong = stack.role("kong")

@@ -8,18 +8,11 @@ and a plain connection to a TLS port is refused. Certificates are made by the te
 
 from __future__ import annotations
 
-import datetime
-import ipaddress
 import json
 import os
 import socket
-from pathlib import Path
 
 import pytest
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import NameOID
 
 from opskit.ops import backup as backups
 from opskit.ops import lifecycle
@@ -29,61 +22,7 @@ from opskit.ops.restore import restore
 from opskit.report import CRITICAL, OK
 
 from .helpers import stack_text
-
-
-def _key_and_name(common: str):
-    return ec.generate_private_key(ec.SECP256R1()), x509.Name(
-        [x509.NameAttribute(NameOID.COMMON_NAME, common)]
-    )
-
-
-def _write(folder: Path, name: str, certificate, key) -> tuple[str, str]:
-    cert = folder / f"{name}.pem"
-    cert.write_bytes(certificate.public_bytes(serialization.Encoding.PEM))
-    key_file = folder / f"{name}.key"
-    key_file.write_bytes(
-        key.private_bytes(
-            serialization.Encoding.PEM,
-            serialization.PrivateFormat.PKCS8,
-            serialization.NoEncryption(),
-        )
-    )
-    key_file.chmod(0o600)
-    return str(cert), str(key_file)
-
-
-def make_pki(folder: Path) -> dict[str, str]:
-    """A CA, a server certificate for 127.0.0.1 and a client certificate, all signed by it."""
-    now = datetime.datetime.now(datetime.timezone.utc)
-    ca_key, ca_name = _key_and_name("opskit test CA")
-    ca = (
-        x509.CertificateBuilder()
-        .subject_name(ca_name)
-        .issuer_name(ca_name)
-        .public_key(ca_key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - datetime.timedelta(days=1))
-        .not_valid_after(now + datetime.timedelta(days=30))
-        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
-        .sign(ca_key, hashes.SHA256())
-    )
-    paths = {"ca": _write(folder, "ca", ca, ca_key)[0]}
-    for role, san in (("server", x509.IPAddress(ipaddress.ip_address("127.0.0.1"))),
-                      ("client", x509.DNSName("opskit")) ):  # fmt: skip
-        key, name = _key_and_name(role)
-        certificate = (
-            x509.CertificateBuilder()
-            .subject_name(name)
-            .issuer_name(ca_name)
-            .public_key(key.public_key())
-            .serial_number(x509.random_serial_number())
-            .not_valid_before(now - datetime.timedelta(days=1))
-            .not_valid_after(now + datetime.timedelta(days=30))
-            .add_extension(x509.SubjectAlternativeName([san]), critical=False)
-            .sign(ca_key, hashes.SHA256())
-        )
-        paths[role], paths[f"{role}_key"] = _write(folder, role, certificate, key)
-    return paths
+from .pki import make_pki
 
 
 def _redis_stack(write_stack, load, port: int, extension: dict):

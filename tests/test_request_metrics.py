@@ -19,6 +19,23 @@ from opskit.runtime.process import copytruncate_log, rotate_log
 from .helpers import stack_text
 
 
+def _idle_unit(write_stack, load):
+    """A started process unit that writes nothing itself: the test writes its log."""
+    from opskit.ops import lifecycle
+
+    command = f'["{sys.executable}", "-c", "import time; time.sleep(600)"]'
+    stack = load(
+        write_stack(
+            stack_text(
+                "  app:\n    image: x\n"
+                f"    x-opskit: {{role: http, process: {{command: {command}}}}}"
+            )
+        )
+    )
+    assert lifecycle.start(stack).ok
+    return stack.role("app").unit
+
+
 def _proxy(stack) -> str:
     return f"http://127.0.0.1:{stack.config.environ['NGINX_PROXY_PORT']}"
 
@@ -98,18 +115,7 @@ def test_routes_are_two_segments_and_bounded():
 
 def test_the_output_cursor_follows_both_rotations_without_loss_or_double(write_stack, load):
     """The process runtime's log: renamed at a restart, copied and truncated while it runs."""
-    stack = load(
-        write_stack(
-            stack_text(
-                "  app:\n    image: x\n    x-opskit: {role: http, process: {command: ["
-                f'"{sys.executable}", "-c", "import time; time.sleep(600)"]}}}}'
-            )
-        )
-    )
-    from opskit.ops import lifecycle
-
-    assert lifecycle.start(stack).ok
-    unit = stack.role("app").unit
+    unit = _idle_unit(write_stack, load)
     log = unit.logfile
     with log.open("a") as out:
         out.write("old line, before the reader\n")
@@ -144,18 +150,7 @@ def test_the_output_cursor_follows_both_rotations_without_loss_or_double(write_s
 
 
 def test_a_big_log_is_not_read_by_the_first_gather(write_stack, load):
-    stack = load(
-        write_stack(
-            stack_text(
-                "  app:\n    image: x\n    x-opskit: {role: http, process: {command: ["
-                f'"{sys.executable}", "-c", "import time; time.sleep(600)"]}}}}'
-            )
-        )
-    )
-    from opskit.ops import lifecycle
-
-    assert lifecycle.start(stack).ok
-    unit = stack.role("app").unit
+    unit = _idle_unit(write_stack, load)
     with unit.logfile.open("a") as out:
         out.write(("x" * 99 + "\n") * 200_000)  # 20 MB of history
     lines, cursor = unit.read_output(None)
@@ -191,18 +186,7 @@ def test_redis_counts_refused_auth_attempts(sandbox):
 def test_a_rotated_backlog_bigger_than_one_read_is_read_over_several(write_stack, load):
     """A log copied and truncated while 30 MB were unread: every line still comes back, in
     bounded steps, and then the new file's lines — none lost, none twice."""
-    stack = load(
-        write_stack(
-            stack_text(
-                "  app:\n    image: x\n    x-opskit: {role: http, process: {command: ["
-                f'"{sys.executable}", "-c", "import time; time.sleep(600)"]}}}}'
-            )
-        )
-    )
-    from opskit.ops import lifecycle
-
-    assert lifecycle.start(stack).ok
-    unit = stack.role("app").unit
+    unit = _idle_unit(write_stack, load)
     _lines, cursor = unit.read_output(None)
     with unit.logfile.open("a") as out:
         out.writelines(f"old {n:07d} {'x' * 90}\n" for n in range(300_000))
