@@ -455,7 +455,9 @@ class PruneResult:
     removed: list[str]
     dry_run: bool
     policy: str
-    copies: list[Any] = field(default_factory=list)  # opskit.ops.copies.CopyPrune, per copy
+    # opskit.ops.copies.CopyPrune per copy: the same rules over each copy (inv backup.prune
+    # applies them after the local ones, under the copies' lock, not the stack's)
+    copies: list[Any] = field(default_factory=list)
 
     @property
     def ok(self) -> bool:  # a rule that removes nothing is not a failure; a copy not pruned is
@@ -502,7 +504,4 @@ def prune(stack: Stack, *, dry_run: bool = False) -> PruneResult:
             for leftover in leftovers:
                 store.remove(leftover)
                 removed.append(leftover.id)
-    from opskit.ops import copies  # the same rules, over what each copy holds: under the
-
-    pruned_copies = copies.prune(stack, dry_run=dry_run)  # copies' lock, not the stack's
-    return PruneResult(decisions, leftovers, removed, dry_run, policy.describe(), pruned_copies)
+    return PruneResult(decisions, leftovers, removed, dry_run, policy.describe())

@@ -426,12 +426,14 @@ def _age(seconds: float) -> str:
 @common.handles_errors
 def prune(c, dry_run=False, json=False, stack=None, runtime=None):
     """Remove backups that x-opskit.backups.keep does not keep (restic's rules), and
-    interrupted builds whose process is gone."""
+    interrupted builds whose process is gone; then the same rules in every copy."""
     from opskit.ops import backup as backups
+    from opskit.ops import copies
     from opskit.redact import Redactor
 
     loaded = common.load(c, stack, runtime)
     result = backups.prune(loaded, dry_run=dry_run)
+    result.copies = copies.prune(loaded, dry_run=dry_run)  # the same rules, in every copy
     if json:
         print(result_json(result, Redactor(loaded.secrets())))
     else:
