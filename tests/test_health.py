@@ -94,6 +94,7 @@ def test_service_filter_checks_kong_alone(running_sandbox):
         "ready",
         "masker_attached",
         "config_drift",
+        "certificates",
     }
 
 
