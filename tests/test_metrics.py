@@ -133,8 +133,9 @@ def test_prometheus_scrapes_answers_every_expression_and_fires_service_down(star
         assert {s["metric"]["service"] for s in up} == set(stack.services)
 
         panels, rules = _expressions()
-        for expr in panels:
-            _wait(lambda e=expr: _query(base, e), 20, f"a result for {expr!r}")
+        for expr in panels:  # printed: with -s, the proof that each panel shows data
+            answer = _wait(lambda e=expr: _query(base, e), 20, f"a result for {expr!r}")
+            print(f"panel query: {len(answer)} series: {expr}")
         for alert, expr in rules:  # a quiet alert's expression is empty by design:
             for name in set(re.findall(r"\bopskit_\w+", expr)):  # its series must exist
                 assert _query(base, f"count({name})"), f"{alert}: no series {name}"
@@ -191,7 +192,9 @@ def test_textfile_passes_promtool_and_rules_pass_their_tests(started, tmp_path):
     assert 'opskit_kong_ready{service="kong"} 1.0' in text
     assert stack_secret_free(text, env)
     for args in (["check", "rules", "alerts.yml"], ["test", "rules", "alerts.test.yml"]):
-        done = subprocess.run([PROMTOOL, *args], cwd=MONITORING, capture_output=True, text=True)
+        done = subprocess.run(  # seconds: the rule tests place old times before t=0
+            [PROMTOOL, *args], cwd=MONITORING, capture_output=True, text=True, timeout=60
+        )
         assert done.returncode == 0, done.stdout + done.stderr
 
     bad = run_inv(env, "metrics", "--textfile", str(tmp_path / "opskit.txt"))
