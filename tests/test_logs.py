@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import signal
 import subprocess
 import tarfile
 import time
@@ -133,7 +134,8 @@ def test_tail_merges_services_by_time_and_greps(running_sandbox):
 
 def test_follow_prints_new_lines_of_every_service_until_interrupted(running_sandbox):
     stack = running_sandbox
-    env = {**stack.config.environ, "PATH": os.environ["PATH"]}
+    # faulthandler: if it does not end after SIGINT, SIGABRT prints where each thread is
+    env = {**stack.config.environ, "PATH": os.environ["PATH"], "PYTHONFAULTHANDLER": "1"}
     watcher = inv_process(env, "logs", "--follow", "-n", "1", "--grep", "rid")
     try:
         time.sleep(1.5)  # the followers open their files at the end
@@ -158,7 +160,15 @@ def test_follow_prints_new_lines_of_every_service_until_interrupted(running_sand
         assert {"front", "backend", "nginx", "kong"} <= seen, buffer[-2000:]
     finally:
         watcher.send_signal(2)
-        assert watcher.wait(10) == 0
+        try:
+            code = watcher.wait(10)
+        except subprocess.TimeoutExpired:
+            watcher.send_signal(signal.SIGABRT)
+            watcher.wait(10)
+            os.set_blocking(watcher.stdout.fileno(), True)
+            stuck = watcher.stdout.read()[-6000:]
+            raise AssertionError(f"inv logs --follow did not end after SIGINT:\n{stuck}") from None
+        assert code == 0
 
 
 def test_retention_removes_only_old_bundles(tmp_path):
