@@ -215,10 +215,15 @@ class Restic:
         text = self.redact(stderr)
         if "wrong password or no key found" in text:
             return ResticError(f"{self.label}: wrong password: the repository does not open")
-        if "Is there a repository at the following location?" in text or (
-            "unable to open config file" in text
-        ):
+        lowered = text.lower()
+        if "unable to open config file" in lowered and any(absent in lowered for absent in _ABSENT):
             return NoRepository(f"{self.label}: no restic repository there yet")
+        if "unable to open config file" in lowered:  # restic could not ask: the server is away
+            cause = next((line for line in text.splitlines() if "config file" in line), text)
+            return ResticError(
+                f"{self.label}: the repository does not answer: "
+                f"{cause.strip().removeprefix('Fatal: ')[:300]}"
+            )
         lines = [line.strip() for line in text.splitlines() if line.strip()]
         fatal = [line for line in lines if line.startswith("Fatal:")]
         reason = (fatal or lines or [f"exit status {code}"])[-1].removeprefix("Fatal: ")
@@ -236,6 +241,11 @@ def _die_with_parent() -> None:
 
 
 _PR_SET_PDEATHSIG = 1
+
+
+#: How each backend says that nothing is there (a path, sftp, rest, s3): only then is a
+#: repository created — never because a server did not answer.
+_ABSENT = ("no such file or directory", "does not exist", "not found", "404", "nosuchkey")
 
 
 def _stop_group(process: subprocess.Popen) -> None:

@@ -407,7 +407,7 @@ def _copy_line(listing: dict, now: float) -> str:
     last = f"last success {_age(now - success)} ago" if success else "no copy has succeeded yet"
     line = f"copy {listing['name']}: {listing['backups']} backup(s); {last}"
     if listing["problem"]:
-        line += f"; NOT REACHABLE now: {listing['problem']}"
+        line += f"; cannot be listed now: {listing['problem']}"
     elif listing["last_ok"] is False:
         line += f"; last attempt FAILED: {listing['last_detail']}"
     if listing["pending"]:
