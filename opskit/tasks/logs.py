@@ -88,12 +88,11 @@ def tail(
         loaded, names, lines=count, grep=pattern, since=_since(since), mask_aws=mask_aws
     ):
         _print_entry(entry, width)
-    if follow:
-        try:
-            for entry in logs.follow(loaded, names, grep=pattern, mask_aws=mask_aws):
+    if follow:  # until SIGINT or SIGTERM, handled here: a shell that started it in the
+        # background (SIGINT ignored, inherited) cannot make Ctrl-C's signal a no-op
+        with common.finishing_on_signals() as stop:
+            for entry in logs.follow(loaded, names, grep=pattern, mask_aws=mask_aws, stop=stop):
                 _print_entry(entry, width)
-        except KeyboardInterrupt:
-            return
 
 
 @task(
