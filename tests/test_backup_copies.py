@@ -86,24 +86,23 @@ class RestServer:
             _stop(self.process)
 
 
-@pytest.fixture
-def rest_server(tmp_path):
+def _rest_server(folder: Path, bwlimit: str | None = None):
     if not shutil.which("rclone"):
         pytest.skip("rclone (apt install rclone)")
-    server = RestServer(tmp_path / "rest-repo")
+    server = RestServer(folder)
     server.folder.mkdir()
-    yield server.start()
+    yield server.start(bwlimit=bwlimit)
     server.kill()
+
+
+@pytest.fixture
+def rest_server(tmp_path):
+    yield from _rest_server(tmp_path / "rest-repo")
 
 
 @pytest.fixture
 def slow_rest_server(tmp_path):
-    if not shutil.which("rclone"):
-        pytest.skip("rclone (apt install rclone)")
-    server = RestServer(tmp_path / "rest-repo")
-    server.folder.mkdir()
-    yield server.start(bwlimit="1M")
-    server.kill()
+    yield from _rest_server(tmp_path / "rest-repo", bwlimit="1M")
 
 
 @pytest.fixture

@@ -43,7 +43,7 @@ def _checks(stack) -> dict[str, object]:
 
 
 def test_opskits_own_acl_user_with_the_minimal_acl_runs_every_operation(write_stack, load, port):
-    password = "acl-" + os.urandom(8).hex()
+    password = 'acl "quoted" ' + os.urandom(8).hex()  # spaces and quotes reach redis whole
     stack = _redis_stack(write_stack, load, port, {"username": "opskit", "password": password})
     redis = stack.role("redis")
     from opskit.services.probes import RedisNoPermission

@@ -115,7 +115,8 @@ class RedisRole(Role):
             directives["port"] = 0
         lines = [f"{key} {_value(value)}" for key, value in directives.items()]
         if self.password and self.options.username:  # opskit's user, with the minimal ACL
-            lines.append(f"user {self.options.username} on >{self.password} {MINIMAL_ACL}")
+            password = _quote(">" + self.password)  # any character, as requirepass's
+            lines.append(f"user {self.options.username} on {password} {MINIMAL_ACL}")
         elif self.password:
             lines.append(f"requirepass {_quote(self.password)}")
         return "\n".join(lines) + "\n"
