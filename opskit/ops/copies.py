@@ -41,7 +41,7 @@ from opskit.backup.store import BackupEntry, parse_id_time
 from opskit.errors import LockBusyError, OpskitError, UsageError
 from opskit.files import fsync_dir, private_dir
 from opskit.lock import stack_lock
-from opskit.ops.backup import store_of, validate
+from opskit.ops.backup import human_bytes, store_of, validate
 from opskit.ops.engine import Event, EventSink, ignore_events, mutation
 from opskit.redact import Redactor
 from opskit.results import ExitsByOk
@@ -229,7 +229,7 @@ def _copy_to(
             summary = restic.backup(entry.path.parent, backup_id, stack.name, spec.timeout)
             added = int(summary.get("data_added") or 0)
             seconds = time.monotonic() - began
-            detail = f"stored ({_size(added)} new after deduplication)"
+            detail = f"stored ({human_bytes(added)} new after deduplication)"
             outcomes.append(
                 CopyOutcome(spec.name, backup_id, True, detail, entry.size, added, seconds)
             )
@@ -269,12 +269,6 @@ def _alert(stack: Stack, copies: Sequence[CopySpec], records: dict[str, CopyReco
             dispatcher.save()
     except LockBusyError:
         pass  # the next copy or recover pass says it: the record and the metrics already do
-
-
-def _size(count: int) -> str:
-    from opskit.ops.backup import human_bytes
-
-    return human_bytes(count)
 
 
 # -- where each backup exists --------------------------------------------------------------------
