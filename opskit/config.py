@@ -20,6 +20,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 from opskit.durations import parse_duration, parse_size
 from opskit.errors import ConfigError
@@ -174,6 +175,67 @@ class MetricsSettings:
 
 
 @dataclass(frozen=True)
+class EngineTls:
+    """``x-opskit.swarm.engine_tls``: the client side of a node engine's ``--tlsverify``."""
+
+    ca_file: str | None = None
+    cert_file: str | None = None
+    key_file: str | None = None
+    verify: bool = True
+
+    @classmethod
+    def read(cls, reader: OptionReader) -> EngineTls | None:
+        if not reader.raw:
+            reader.finish()
+            return None
+        paths = {name: reader.existing_path(name) for name in ("ca_file", "cert_file", "key_file")}
+        verify = reader.boolean("verify", True)
+        reader.finish()
+        if (paths["cert_file"] is None) != (paths["key_file"] is None):
+            raise reader.fail("cert_file", "cert_file and key_file go together")
+        return cls(*(str(p) if p else None for p in paths.values()), verify=verify)
+
+    def docker_config(self):
+        """docker-py's TLSConfig (docker is imported here only: listing tasks stays light)."""
+        import docker
+
+        client_cert = (self.cert_file, self.key_file) if self.cert_file else None
+        return docker.tls.TLSConfig(
+            client_cert=client_cert, ca_cert=self.ca_file, verify=self.verify
+        )
+
+
+ENGINE_SCHEMES = ("tcp", "unix", "ssh")
+
+
+def read_engines(reader: OptionReader, name: str) -> tuple[tuple[str, str], ...]:
+    """``x-opskit.swarm.engines``: node hostname (or ``*``) → engine URL; empty URLs are off."""
+    engines = []
+    for node, url in reader.mapping(name).items():
+        url = str(url or "").strip()
+        if not url:
+            continue  # ${VAR:-}: switched off, as the alert notifiers are
+        scheme = urlsplit(url).scheme
+        if scheme not in ENGINE_SCHEMES:
+            raise ConfigError(
+                reader.source,
+                f"{reader.key(name)}.{node}",
+                f"expected a Docker Engine URL ({', '.join(s + '://' for s in ENGINE_SCHEMES)}), "
+                f"got {url!r}",
+            )
+        try:
+            url.format(address="a", hostname="h")
+        except (KeyError, IndexError, ValueError):
+            raise ConfigError(
+                reader.source,
+                f"{reader.key(name)}.{node}",
+                f"only {{address}} and {{hostname}} may be filled in, got {url!r}",
+            ) from None
+        engines.append((str(node), url))
+    return tuple(engines)
+
+
+@dataclass(frozen=True)
 class SwarmSettings:
     """``x-opskit.swarm``: how the swarm runtime exposes services. Compose's defaults (the
     routing mesh and virtual IPs) need the kernel's IPVS; ``publish: host`` with
@@ -181,13 +243,19 @@ class SwarmSettings:
 
     publish: PublishMode = PublishMode.INGRESS
     endpoint_mode: EndpointMode = EndpointMode.VIP
+    # node hostname (or "*") → that node's engine URL: how opskit reaches a task's container
+    # on another node (opskit.runtime.swarm_nodes); none: only the node opskit talks to
+    engines: tuple[tuple[str, str], ...] = ()
+    engine_tls: EngineTls | None = None
 
     @classmethod
     def read(cls, reader: OptionReader) -> SwarmSettings:
         publish = reader.choice("publish", PublishMode, cls.publish)
         endpoint_mode = reader.choice("endpoint_mode", EndpointMode, cls.endpoint_mode)
+        engines = read_engines(reader, "engines")
+        engine_tls = EngineTls.read(reader.section("engine_tls"))
         reader.finish()
-        return cls(publish, endpoint_mode)
+        return cls(publish, endpoint_mode, engines, engine_tls)
 
 
 @dataclass(frozen=True)

@@ -400,6 +400,12 @@ class Unit(ABC):
     def address(self, container_port: int) -> tuple[str, int]:
         """Host and port where opskit reaches the service's ``container_port``."""
 
+    def reach_url(self, url: str) -> str:
+        """The URL opskit uses for one the stack file names (``admin_url``): the same, where
+        the service's published ports are on this machine; a runtime that publishes them on
+        another host (a Swarm node) points it there."""
+        return url
+
     def peer_address(self, container_port: int) -> tuple[str, int]:
         """Host and port where another unit of this stack reaches ``container_port``: on one
         host the same as :meth:`address`; a container is reached by its network alias."""

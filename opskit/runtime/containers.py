@@ -63,6 +63,11 @@ def connect() -> docker.DockerClient:
         ) from None
 
 
+def is_local_engine(client: docker.DockerClient) -> bool:
+    """The engine runs on this machine (a unix socket): its container PIDs are this host's."""
+    return str(client.api.base_url).startswith("http+docker://localhost")
+
+
 def list_containers(
     client: docker.DockerClient, *, all: bool = False, filters: dict | None = None
 ) -> list[Container]:
@@ -209,8 +214,13 @@ def _exit_code(client: docker.DockerClient, exec_id: str, deadline: float) -> in
 
 
 def _kill_exec(client: docker.DockerClient, exec_id: str) -> None:
+    """Kill an exec's process tree by its PID — which is this host's only when the engine is
+    on this machine; an exec on another node's engine is left to finish (its PID there could
+    name any process here)."""
     import psutil
 
+    if not is_local_engine(client):
+        return
     with contextlib.suppress(Exception):
         pid = client.api.exec_inspect(exec_id).get("Pid")
         if pid:

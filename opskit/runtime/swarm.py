@@ -11,8 +11,9 @@ Services opskit creates are named ``<stack>_<service>`` as ``docker stack deploy
 and carry ``io.opskit.stack`` / ``io.opskit.service``; they sit on the overlay network
 ``<stack>_default`` with the service name as alias. A service ``docker stack deploy`` created
 (``com.docker.stack.namespace``) is **adopted**: scaled, updated and inspected in place, never
-removed. Exec and file copies go to the service's task container on the node opskit talks to;
-a task on another node is named, not reached.
+removed. Exec, file copies, processes and stats go to a task's container through the engine of
+the node it runs on (:mod:`opskit.runtime.swarm_nodes`): the manager's own, or the one
+``x-opskit.swarm.engines`` names; a task on a node opskit cannot reach is named, not guessed.
 """
 
 from __future__ import annotations
@@ -50,6 +51,7 @@ from opskit.runtime.containers import (
     build_images,
     connect,
     container_zone,
+    is_local_engine,
     list_containers,
     port_problems,
     read_file,
@@ -59,6 +61,7 @@ from opskit.runtime.containers import (
 )
 from opskit.runtime.containers import epoch as _epoch
 from opskit.runtime.containers import log_line as _log_line
+from opskit.runtime.swarm_nodes import NodeEngines
 from opskit.vocabulary import EndpointMode, PublishMode, TaskState, UnitState
 
 if TYPE_CHECKING:
@@ -96,7 +99,7 @@ class SwarmRuntime(Runtime):
         self._client: docker.DockerClient | None = None
         self._units: dict[str, SwarmUnit] = {}
         self._network_lock = threading.Lock()
-        self._node_names: dict[str, str] = {}
+        self._engines: NodeEngines | None = None
 
     @property
     def project(self) -> str:
@@ -147,18 +150,28 @@ class SwarmRuntime(Runtime):
 
     @property
     def local_node(self) -> str:
-        return (self.client.info().get("Swarm") or {}).get("NodeID", "")
+        return self.engines.local_node
+
+    @property
+    def engines(self) -> NodeEngines:
+        """Every node's engine: the manager's for its own node, ``x-opskit.swarm.engines``'s
+        for the others."""
+        if self._engines is None:
+            node_id = (self.client.info().get("Swarm") or {}).get("NodeID", "")
+            settings = self.config.swarm
+            self._engines = NodeEngines(self.client, node_id, settings.engines, settings.engine_tls)
+        return self._engines
 
     def node_name(self, node_id: str) -> str:
-        import docker
+        return self.engines.name(node_id)
 
-        if node_id not in self._node_names:
-            try:
-                node = self.client.nodes.get(node_id)
-                self._node_names[node_id] = node.attrs["Description"]["Hostname"]
-            except (docker.errors.APIError, KeyError):
-                return node_id[:12] or "unassigned"
-        return self._node_names[node_id]
+    def manager_host(self) -> str:
+        """Where this machine reaches the manager: its DOCKER_HOST's host, else loopback."""
+        from urllib.parse import urlsplit
+
+        url = str(self.client.api.base_url)
+        host = urlsplit(url).hostname if url.startswith(("http://", "https://")) else None
+        return host or "127.0.0.1"
 
     def ensure_network(self) -> None:
         """The stack's overlay network: ``docker stack deploy``'s when it made one, else ours.
@@ -306,8 +319,8 @@ class SwarmRuntime(Runtime):
 
 
 class SwarmUnit(Unit):
-    """A Swarm service. Container-level operations (exec, files, signals) act on its task
-    containers on this node; everything else asks Swarm."""
+    """A Swarm service. Container-level operations (exec, files, signals, stats) act on its
+    task containers through the engine of each task's node; everything else asks Swarm."""
 
     follows_launch = False  # the container runs its image's command
     rolls_replicas = True
@@ -387,6 +400,7 @@ class SwarmUnit(Unit):
         return sorted(service.tasks(), key=lambda t: t.get("CreatedAt", ""), reverse=True)
 
     def local_containers(self, running: bool = True) -> list[Container]:
+        """The service's task containers on the manager opskit talks to (by label)."""
         service = self.service()
         if service is None:
             return []
@@ -395,37 +409,101 @@ class SwarmUnit(Unit):
             filters["status"] = "running"
         return list_containers(self.runtime.client, all=not running, filters=filters)
 
+    def task_containers(self) -> list[Container]:
+        """The running tasks' containers opskit can reach, newest task first, each from the
+        engine of its own node (``container.client``)."""
+        found = []
+        for task in self.tasks():
+            if _state(task) is TaskState.RUNNING:
+                container = self._task_container(task)
+                if container is not None:
+                    found.append(container)
+        return found
+
+    def _task_container(self, task: dict) -> Container | None:
+        import docker
+        import requests
+
+        node_id = task.get("NodeID", "")
+        container_id = ((task.get("Status") or {}).get("ContainerStatus") or {}).get("ContainerID")
+        client = self.runtime.engines.client(node_id)
+        if client is None or not container_id:
+            return None
+        try:
+            container = client.containers.get(container_id)
+        except docker.errors.NotFound:
+            return None
+        except (docker.errors.DockerException, requests.RequestException, OSError):
+            self.runtime.engines.drop(node_id)
+            return None
+        return container if container.status == "running" else None
+
+    def data_node(self) -> tuple[str | None, str | None]:
+        """The node whose volumes a restore must write: (node id, None), or (None, why not).
+
+        A volume lives on one node. The service's placement pins it there (``node.hostname
+        ==`` or ``node.id ==``); on a one-node swarm there is nowhere else; otherwise the data
+        is wherever the last task ran and the next may start elsewhere, with an empty volume —
+        so a restore is refused rather than written where Redis will not read it."""
+        service = self.service()
+        constraints = (
+            (service.attrs["Spec"]["TaskTemplate"].get("Placement") or {}).get("Constraints")
+            if service is not None
+            else swarm_spec.placement_constraints(self.spec)
+        ) or []
+        nodes = self.runtime.engines.nodes()
+        for constraint in constraints:
+            field, _, value = (part.strip() for part in constraint.partition("=="))
+            for node in nodes:
+                if (field, value) in (("node.hostname", node.hostname), ("node.id", node.id)):
+                    return node.id, None
+        if len(nodes) == 1:
+            return nodes[0].id, None
+        history = self.history(service) if service is not None else []
+        last = self.runtime.node_name(history[0].get("NodeID", "")) if history else None
+        where = f" (its last task ran on {last})" if last else ""
+        return None, (
+            f"its volumes live on one node, but nothing pins it to one of the swarm's "
+            f"{len(nodes)} nodes{where}: add deploy.placement.constraints: "
+            f"[node.hostname == NODE] to services.{self.name} (docs/scaling.md)"
+        )
+
+    def _staging_client(self) -> docker.DockerClient | None:
+        node_id, _problem = self.data_node()
+        return self.runtime.engines.client(node_id) if node_id else None
+
     def staging_container(self) -> Container | None:
         import docker
 
+        client = self._staging_client()
+        if client is None:
+            return None
         try:
-            container = self.runtime.client.containers.get(self.staging_name)
+            container = client.containers.get(self.staging_name)
         except docker.errors.NotFound:
             return None
         return container if container.labels.get(STAGING_LABEL) == self.runtime.project else None
 
     def container(self) -> Container | None:
-        """A running task container on this node; while the service is scaled to 0, the
-        staging container a restore writes into (:meth:`create`)."""
-        local = self.local_containers()
-        return local[0] if local else self.staging_container()
+        """A running task container; while the service is scaled to 0, the staging container
+        a restore writes into (:meth:`create`)."""
+        reachable = self.task_containers()
+        return reachable[0] if reachable else self.staging_container()
 
     def _elsewhere(self, what: str) -> str:
-        """Why ``what`` cannot be done here: the node(s) its tasks run on, or none running."""
-        nodes = sorted(
+        """Why ``what`` cannot be done: no task running, or why each task's node is out of
+        reach."""
+        engines = self.runtime.engines
+        reasons = sorted(
             {
-                self.runtime.node_name(t.get("NodeID", ""))
+                engines.why_not(t.get("NodeID", ""))
                 for t in self.tasks()
                 if _state(t) is TaskState.RUNNING
             }
         )
-        here = self.runtime.node_name(self.runtime.local_node)
-        if not nodes:
+        if not reasons:
             return f"{self.name}: no task is running, so there is no container to {what}"
-        return (
-            f"{self.name}: its task runs on node {', '.join(nodes)}, not on {here} where opskit "
-            f"runs, so it cannot {what}: run opskit on that node (or point DOCKER_HOST at it)"
-        )
+        return f"{self.name}: cannot {what}: {'; '.join(reasons)}"
 
     # -- status ---------------------------------------------------------------------------------
 
@@ -451,7 +529,7 @@ class SwarmUnit(Unit):
         detail += f" on {placed}" if placed else ""
         last_error = _task_error(failures[0]) if failures else ""
         if running:
-            local = self.local_containers()
+            local = self.local_containers() if is_local_engine(self.runtime.client) else []
             state = local[0].attrs.get("State", {}) if len(local) == 1 else {}
             if len(running) < wanted and last_error:
                 detail += f"; last task error: {last_error}"
@@ -502,10 +580,10 @@ class SwarmUnit(Unit):
         return None
 
     def container_health(self) -> str | None:
-        """The worst HEALTHCHECK verdict among this node's task containers."""
+        """The worst HEALTHCHECK verdict among the task containers opskit reaches."""
         verdicts = {
             (c.attrs.get("State", {}).get("Health") or {}).get("Status")
-            for c in self.local_containers()
+            for c in self.task_containers()
         } - {None}
         for verdict in ("unhealthy", "starting", "healthy"):
             if verdict in verdicts:
@@ -516,23 +594,23 @@ class SwarmUnit(Unit):
         return None  # tasks come and go under Swarm: watch the service by asking
 
     def processes(self) -> list[UnitProcess]:
-        """The processes of this node's task container (the task a reload must reach)."""
-        local = self.local_containers()
-        return top(local[0]) if local else []
+        """The processes of its newest task's container (the task a reload must reach)."""
+        reachable = self.task_containers()
+        return top(reachable[0]) if reachable else []
 
     def stats(self) -> UnitStats | None:
-        """This node's task containers together (tasks on other nodes are not counted)."""
-        total_rss, total_cpu, seen = 0, 0.0, False
-        for container in self.local_containers():
-            pid = container.attrs.get("State", {}).get("Pid")
-            stats = host.process_tree_stats(pid) if pid else None
+        """Every reachable task container together: from /proc where the engine is on this
+        machine (cheap), else from the node's engine (``docker stats --no-stream``)."""
+        total = [0, 0.0, 0.0]
+        seen = False
+        for container in self.task_containers():
+            stats = _container_stats(container)
             if stats is not None:
-                total_rss, total_cpu, seen = (
-                    total_rss + stats.rss_bytes,
-                    total_cpu + stats.cpu_percent,
-                    True,
-                )
-        return UnitStats(total_rss, total_cpu) if seen else None
+                total[0] += stats.rss_bytes
+                total[1] += stats.cpu_percent
+                total[2] += stats.cpu_seconds or 0.0
+                seen = True
+        return UnitStats(int(total[0]), total[1], total[2]) if seen else None
 
     # -- start -----------------------------------------------------------------------------------
 
@@ -687,7 +765,8 @@ class SwarmUnit(Unit):
         )
 
     def _quiet(self) -> bool:
-        """No task running or on its way, and no task container left running on this node."""
+        """No task running or on its way, and no task container left running on the manager
+        (Swarm marks a task shut down before its container has finished stopping)."""
         service = self.service()
         if service is None:
             return True
@@ -698,7 +777,7 @@ class SwarmUnit(Unit):
         """SIGKILL this node's task containers, then scale to 0 so none is replaced."""
         import docker
 
-        for container in self.local_containers():
+        for container in self.task_containers():
             with contextlib.suppress(docker.errors.APIError):
                 container.kill()
         service = self.service()
@@ -707,11 +786,11 @@ class SwarmUnit(Unit):
                 service.scale(0)
 
     def send_signal(self, sig) -> bool:
-        """Signal every task container on this node (an nginx HUP reaches each replica here)."""
+        """Signal every task container opskit reaches (an nginx HUP reaches each replica)."""
         import docker
 
         sent = False
-        for container in self.local_containers():
+        for container in self.task_containers():
             with contextlib.suppress(docker.errors.APIError):
                 container.kill(signal=int(sig))
                 sent = True
@@ -838,11 +917,15 @@ class SwarmUnit(Unit):
             return None
         mode = service.attrs["Spec"].get("Mode") or {}
         replicas = (mode.get("Replicated") or {}).get("Replicas", 1)
+        constraints = (service.attrs["Spec"]["TaskTemplate"].get("Placement") or {}).get(
+            "Constraints"
+        ) or []
         nodes = [
             node
             for node in self.runtime.client.nodes.list()
             if (node.attrs.get("Status") or {}).get("State") == "ready"
             and (node.attrs.get("Spec") or {}).get("Availability") == "active"
+            and all(swarm_spec.node_satisfies(node.attrs, c) for c in constraints)
         ]
         if "Global" in mode:
             return (
@@ -880,51 +963,92 @@ class SwarmUnit(Unit):
     # -- addresses -----------------------------------------------------------------------------
 
     def address(self, container_port: int) -> tuple[str, int]:
-        """A published port on this node; an unpublished one at this node's task container
-        on ``docker_gwbridge`` (every task on an overlay network has an address there that
-        this host can reach)."""
+        """Where this machine reaches ``container_port``. Published through the routing mesh:
+        on any node, so the manager's. Published in host mode: on the node its newest running
+        task is on (loopback when that is the manager on this machine). Unpublished: at the
+        task container's address on ``docker_gwbridge``, which only its own node reaches."""
         mapping = self.spec.port(container_port)
         if mapping is not None and mapping.host_port is not None:
-            host = mapping.host_ip if mapping.host_ip not in ("", "0.0.0.0") else "127.0.0.1"
-            return (host, mapping.host_port)
+            # Swarm publishes on every address of a node: a mapping's host IP is not kept.
+            return (self._published_host(), mapping.host_port)
         gateway = self._gateway_address()
         return (gateway or "127.0.0.1", container_port)
+
+    def reach_url(self, url: str) -> str:
+        """A URL the stack file gives on loopback at one of this service's published ports
+        (``admin_url: http://127.0.0.1:8001``) reaches the node that port is published on."""
+        from urllib.parse import urlsplit, urlunsplit
+
+        parts = urlsplit(url)
+        if parts.hostname not in ("127.0.0.1", "localhost", "::1") or parts.port is None:
+            return url
+        mapping = next((p for p in self.spec.ports if p.host_port == parts.port), None)
+        if mapping is None:
+            return url
+        host, port = self.address(mapping.container_port)
+        if host in ("127.0.0.1", parts.hostname):
+            return url
+        netloc = f"{parts.username}@" if parts.username else ""
+        return urlunsplit(parts._replace(netloc=f"{netloc}{host}:{port}"))
+
+    def _published_host(self) -> str:
+        engines = self.runtime.engines
+        manager_host = self.runtime.manager_host()
+        if self.runtime.config.swarm.publish is not PublishMode.HOST:
+            return manager_host
+        for task in self.tasks():
+            if _state(task) is TaskState.RUNNING:
+                node_id = task.get("NodeID", "")
+                node = engines.node(node_id)
+                if engines.is_local(node_id) or node is None or not node.address:
+                    return manager_host
+                return node.address
+        return manager_host
 
     def _gateway_address(self) -> str | None:
         import docker
 
-        local = self.local_containers()
-        if not local:
+        reachable = self.task_containers()
+        if not reachable:
             return None
         try:
-            bridge = self.runtime.client.networks.get("docker_gwbridge")
+            bridge = reachable[0].client.networks.get("docker_gwbridge")
         except docker.errors.APIError:
             return None
-        endpoint = (bridge.attrs.get("Containers") or {}).get(local[0].id) or {}
+        endpoint = (bridge.attrs.get("Containers") or {}).get(reachable[0].id) or {}
         address = endpoint.get("IPv4Address", "")
         return address.split("/")[0] or None
 
     # -- exec, files, logs -------------------------------------------------------------------
 
     def exec(self, argv: list[str], timeout: float = 15.0) -> ExecResult:
-        local = self.local_containers()
-        if not local:
+        reachable = self.task_containers()
+        if not reachable:
             return ExecResult(None, self._elsewhere("exec into it"))
-        return bounded_exec(self.runtime.client, local[0], argv, timeout, self.name)
+        return bounded_exec(reachable[0].client, reachable[0], argv, timeout, self.name)
 
     def exec_stream(self, argv: list[str]) -> contextlib.AbstractContextManager[BinaryIO]:
-        local = self.local_containers()
-        if not local:
+        reachable = self.task_containers()
+        if not reachable:
             raise OpskitError(self._elsewhere("exec into it"))
-        return streamed_exec(self.runtime.client, local[0], argv, self.name)
+        return streamed_exec(reachable[0].client, reachable[0], argv, self.name)
 
     def create(self) -> None:
         """While the service is scaled to 0 (a restore), a stopped *staging* container with
-        the service's volumes, so files can be written where the next task will read them."""
+        the service's volumes, on the node they live on (:meth:`data_node`), so files are
+        written where the next task will read them."""
         import docker
 
-        if self.local_containers() or self.staging_container() is not None:
+        if self.task_containers() or self.staging_container() is not None:
             return
+        node_id, problem = self.data_node()
+        if node_id is None:
+            raise OpskitError(f"{self.name}: {problem}")
+        client = self.runtime.engines.client(node_id)
+        if client is None:
+            raise OpskitError(
+                f"{self.name}: cannot write its volumes: {self.runtime.engines.why_not(node_id)}"
+            )
         mounts = swarm_spec.mount_uses(
             self.spec, self.runtime.project, self.runtime.config.project_dir
         )
@@ -932,7 +1056,7 @@ class SwarmUnit(Unit):
             m.source: {"bind": m.target, "mode": "ro" if m.read_only else "rw"} for m in mounts
         }
         try:
-            self.runtime.client.containers.create(
+            client.containers.create(
                 self.spec.image or f"{self.runtime.project}-{self.spec.name}",
                 name=self.staging_name,
                 command=["true"],
@@ -947,6 +1071,10 @@ class SwarmUnit(Unit):
     def _remove_staging(self) -> None:
         import docker
 
+        if not swarm_spec.mount_uses(
+            self.spec, self.runtime.project, self.runtime.config.project_dir
+        ):
+            return  # a staging container exists only to write into volumes
         container = self.staging_container()
         if container is not None:
             with contextlib.suppress(docker.errors.APIError):
@@ -1057,6 +1185,27 @@ class SwarmUnit(Unit):
         if not isinstance(raw, bytes):
             raw = b"".join(raw)
         return raw.decode("utf-8", errors="replace").splitlines()[-lines:]
+
+
+def _container_stats(container: Container) -> UnitStats | None:
+    """One task container's use: its process tree in /proc when its engine is on this machine
+    (the PID is this host's), else the engine's own one-shot stats."""
+    import docker
+    import requests
+
+    if is_local_engine(container.client):
+        pid = container.attrs.get("State", {}).get("Pid")
+        return host.process_tree_stats(pid) if pid else None
+    try:
+        raw = container.client.api.stats(container.id, stream=False, one_shot=True)
+    except (docker.errors.DockerException, requests.RequestException, OSError):
+        return None
+    memory = raw.get("memory_stats") or {}
+    rss = (memory.get("stats") or {}).get("rss") or memory.get("usage") or 0
+    cpu_seconds = ((raw.get("cpu_stats") or {}).get("cpu_usage") or {}).get("total_usage", 0) / 1e9
+    started = _epoch(container.attrs.get("State", {}).get("StartedAt")) or time.time()
+    age = max(time.time() - started, 1e-3)
+    return UnitStats(int(rss), 100.0 * cpu_seconds / age, cpu_seconds)
 
 
 def _within(line: LogLine, since: float | None, until: float | None) -> bool:

@@ -188,7 +188,37 @@ def resource_arguments(spec: ServiceSpec) -> dict[str, Any]:
 
 def placement_constraints(spec: ServiceSpec) -> list[str]:
     placement = deploy_section(spec).get("placement") or {}
-    return [str(item) for item in placement.get("constraints") or []]
+    # an empty one is switched off (``${REDIS_PLACEMENT:-}``)
+    return [str(item) for item in placement.get("constraints") or [] if str(item).strip()]
+
+
+def node_satisfies(node: dict, constraint: str) -> bool:
+    """Whether a node (its ``docker node inspect``) meets a placement constraint, for the
+    attributes Swarm defines (node.id, node.hostname, node.role, node.platform.*, node.labels.*,
+    engine.labels.*); one it does not know is taken as met, so nothing is refused on a guess."""
+    for operator in ("==", "!="):
+        name, found, expected = constraint.partition(operator)
+        if found:
+            break
+    else:
+        return True
+    name, expected = name.strip(), expected.strip()
+    description = node.get("Description") or {}
+    values = {
+        "node.id": node.get("ID"),
+        "node.hostname": description.get("Hostname"),
+        "node.role": (node.get("Spec") or {}).get("Role"),
+        "node.platform.os": (description.get("Platform") or {}).get("OS"),
+        "node.platform.arch": (description.get("Platform") or {}).get("Architecture"),
+    }
+    if name.startswith("node.labels."):
+        values[name] = ((node.get("Spec") or {}).get("Labels") or {}).get(name[12:])
+    elif name.startswith("engine.labels."):
+        values[name] = ((description.get("Engine") or {}).get("Labels") or {}).get(name[14:])
+    if name not in values:
+        return True
+    equal = str(values[name] or "").lower() == expected.lower()
+    return equal if operator == "==" else not equal
 
 
 def container_arguments(spec: ServiceSpec) -> dict[str, Any]:

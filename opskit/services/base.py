@@ -175,9 +175,10 @@ class Role:
 
     def get(self, url: str) -> HttpAnswer:
         """One probe GET (short timeouts: a probe must never hang a start). Raises ProbeError."""
-        return http_get(url)
+        return http_get(self.unit.reach_url(url))
 
     def probe_http(self, url: str, expect: tuple[int, ...] = ()) -> Probe:
+        url = self.unit.reach_url(url)  # the details name where the request really went
         try:
             response = self.get(url)
         except ProbeError as exc:

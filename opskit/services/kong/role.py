@@ -102,11 +102,11 @@ class KongRole(Role):
 
     @property
     def admin_url(self) -> str:
-        return self.options.admin_url
+        return self.unit.reach_url(self.options.admin_url)
 
     @property
     def status_url(self) -> str:
-        return self.options.status_url
+        return self.unit.reach_url(self.options.status_url)
 
     @property
     def rendered_config(self) -> Path:
