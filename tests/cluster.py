@@ -77,9 +77,10 @@ def find_cluster() -> tuple[Cluster | None, str | None]:
         return None, f"no multi-node cluster: this machine's engine: {type(exc).__name__}"
     nodes = sorted(
         (
-            Node(c.name, (c.attrs["NetworkSettings"]["Networks"].get(NETWORK) or {}).get(
-                "IPAddress", ""
-            ))
+            Node(
+                c.name,
+                (c.attrs["NetworkSettings"]["Networks"].get(NETWORK) or {}).get("IPAddress", ""),
+            )
             for c in containers
         ),
         key=lambda n: n.hostname,

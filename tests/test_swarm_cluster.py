@@ -122,9 +122,12 @@ def test_logs_bundle_and_metrics_come_from_every_node(spread):
     collected = inv(env, "logs.collect")
     assert collected.returncode == 0, collected.stderr
     bundle = collected.stdout.split(":")[0].strip()
-    with open(bundle, "rb") as raw, zstandard.ZstdDecompressor().stream_reader(raw) as plain:
-        with tarfile.open(fileobj=plain, mode="r|") as archive:
-            names = [member.name for member in archive]
+    with (
+        open(bundle, "rb") as raw,
+        zstandard.ZstdDecompressor().stream_reader(raw) as plain,
+        tarfile.open(fileobj=plain, mode="r|") as archive,
+    ):
+        names = [member.name for member in archive]
     for service in WHERE:
         assert any(service in name for name in names), (service, names)
 
@@ -167,7 +170,7 @@ def test_kong_tasks_and_recover_find_nothing_to_do(spread):
 def test_a_node_whose_engine_opskit_was_not_given_is_named(spread):
     """Without x-opskit.swarm.engines opskit reaches no other node: one line naming the node
     and the setting, never a guess at an address."""
-    stack, env = spread
+    _stack, env = spread
     without = {**env, "OPSKIT_SWARM_ENGINES": ""}
     with docker_host(CLUSTER_FOUND.manager.url):
         blind = load_stack(REPO / "sandbox" / "stack.yml", environ=without)
