@@ -274,6 +274,8 @@ def _runtime_result(name: str, role, status) -> CheckResult:
     elif status.state is UnitState.EXITED:
         code = "?" if status.exit_code is None else status.exit_code
         state, detail = CheckStatus.CRITICAL, f"not running: exited({code})"
+        if status.detail:  # e.g. a cluster's node that is down, and what that means
+            detail += f"; {status.detail}"
     else:
         state, detail = CheckStatus.CRITICAL, "not running (absent)"
     elapsed = round((time.perf_counter() - began) * 1000, 1)

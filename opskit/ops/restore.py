@@ -98,11 +98,17 @@ def restore(
     deep: bool = False,
     on_event: EventSink = ignore_events,
     stop: threading.Event | None = None,
+    without_safety_backup: bool = False,
 ) -> RestoreResult:
     """Restore ``services`` from ``backup_id`` under the stack lock. Once ``stop`` is set
     (SIGINT/SIGTERM) no further service begins; if any was restored, the safety backup puts it
     back — uninterruptibly — and the result says so (``interrupted``). Each step is journaled
-    (:mod:`opskit.backup.journal`); an interrupted earlier restore refuses a new one."""
+    (:mod:`opskit.backup.journal`); an interrupted earlier restore refuses a new one.
+
+    ``without_safety_backup`` is the operator saying the services' current data is gone (a
+    Swarm node lost with Redis's volume, docs/scaling.md): there is nothing live to keep, so
+    none is taken, and a failure has nothing to roll back to. Never the default: a service
+    that is merely stopped still has its data, and a restore refuses rather than lose it."""
     began = time.monotonic()
     with mutation(stack, "restore"):
         pending = JournalFile(stack.state_dir).interrupted()
@@ -111,7 +117,7 @@ def restore(
             result = RestoreResult(backup_id, RestoreState.REFUSED, detail)
         else:
             result = _restore_from_anywhere(
-                stack, backup_id, services, dry_run, deep, on_event, stop
+                stack, backup_id, services, dry_run, deep, on_event, stop, without_safety_backup
             )
     result.interrupted = stop is not None and stop.is_set()
     result.seconds = time.monotonic() - began
@@ -119,7 +125,7 @@ def restore(
 
 
 def _restore_from_anywhere(
-    stack, backup_id, services, dry_run, deep, on_event, stop
+    stack, backup_id, services, dry_run, deep, on_event, stop, without_safety=False
 ) -> RestoreResult:
     """From the backups folder; from a copy (fetched, validated, put in the folder) when the
     folder lost it; and again from a copy when the local one is damaged — found by the
@@ -139,7 +145,9 @@ def _restore_from_anywhere(
             detail = f"{path / MANIFEST}: holds backup {manifest.id}, not {backup_id}"
             return RestoreResult(backup_id, RestoreState.REFUSED, detail, intact=False)
         targets = _targets(stack, manifest, services)
-        return _restore_locked(stack, path, manifest, targets, dry_run, deep, on_event, stop)
+        return _restore_locked(
+            stack, path, manifest, targets, dry_run, deep, on_event, stop, without_safety
+        )
 
     result = attempt()
     if not result.intact and fetched is None and copies.configured(stack):
@@ -254,7 +262,7 @@ def _targets(stack: Stack, manifest: Manifest, services: Iterable[str] | None) -
 
 
 def _restore_locked(
-    stack, path, manifest, targets, dry_run, deep, on_event, stop=None
+    stack, path, manifest, targets, dry_run, deep, on_event, stop=None, without_safety=False
 ) -> RestoreResult:
     backup_id = manifest.id
     unsealed = manifest.seal_problem(backups.seal_key(stack))
@@ -283,27 +291,18 @@ def _restore_locked(
         # nothing changed — and the safety backup it made is removed again.
         with ThreadPoolExecutor(1, thread_name_prefix="opskit-stage") as pool:
             checking = pool.submit(_stage_and_check, stack, reader, manifest, plans, deep, staged)
-            try:
-                safety = backups.backup(
-                    stack, targets, tag="pre-restore", include_secrets=False, stop=stop, quick=True
-                )
-            except Interrupted:
-                safety = None
-                refusal = "interrupted: nothing changed"
-            except OpskitError as exc:
-                safety = None
-                refusal = f"could not take the safety backup, nothing changed: {exc}"
+            safety, refusal = _safety_backup(stack, targets, stop, without_safety)
             check = checking.result()
         if safety is not None and not check.ok:
             _discard(stack, safety.backup_id)
-        if safety is None or not check.ok:
+        if (safety is None and not without_safety) or not check.ok:
             journals.clear()
             if check.ok:
                 return RestoreResult(backup_id, RestoreState.REFUSED, refusal)
             detail = "the backup is not intact, nothing changed: " + "; ".join(check.problems)
             return RestoreResult(backup_id, RestoreState.REFUSED, detail, intact=False)
-        journal.safety_backup = safety.backup_id
-        journals.step(journal, "safety backup taken")
+        journal.safety_backup = safety.backup_id if safety is not None else ""
+        journals.step(journal, "safety backup taken" if safety else "no safety backup (asked)")
         plans = {name: replace(plan, staged=staged.get(name)) for name, plan in plans.items()}
         # The rollback in _finish gets no stop: a second Ctrl-C must not cut it short.
         outcomes = _put_back(stack, reader, manifest, plans, on_event, stop, (journals, journal))
@@ -311,6 +310,27 @@ def _restore_locked(
     finally:
         for data in staged.values():
             data.discard()
+
+
+def _safety_backup(stack, targets, stop, without: bool):
+    """(the safety backup, None) or (None, why there is none and nothing changed)."""
+    if without:
+        return None, ""
+    try:
+        taken = backups.backup(
+            stack, targets, tag="pre-restore", include_secrets=False, stop=stop, quick=True
+        )
+    except Interrupted:
+        return None, "interrupted: nothing changed"
+    except OpskitError as exc:
+        hint = (
+            " (if its data is gone — a lost Swarm node with its volume — restore with "
+            "--without-safety-backup: docs/scaling.md)"
+            if "not running" in str(exc)
+            else ""
+        )
+        return None, f"could not take the safety backup, nothing changed: {exc}{hint}"
+    return taken, ""
 
 
 def _stage_and_check(stack, reader, manifest, plans, deep, staged: dict) -> backups.Validation:
@@ -362,7 +382,8 @@ def _finish(stack, journals, journal, plans, outcomes, stop) -> RestoreResult:
     result = RestoreResult(backup_id, RestoreState.RESTORED, "", outcomes, safety_backup=safety_id)
     if all(o.ok for o in outcomes):
         journals.clear()
-        result.detail = f"restored {', '.join(targets)}; safety backup {safety_id}"
+        kept = f"safety backup {safety_id}" if safety_id else "no safety backup (asked for)"
+        result.detail = f"restored {', '.join(targets)}; {kept}"
         return result
     failed = _failures(outcomes)
     if stop is not None and stop.is_set():
@@ -372,6 +393,14 @@ def _finish(stack, journals, journal, plans, outcomes, stop) -> RestoreResult:
         journals.clear()
         result.state = RestoreState.REFUSED
         result.detail = f"restore failed before any service was changed ({failed}): nothing changed"
+        return result
+    if not safety_id:  # --without-safety-backup: there was nothing live to go back to
+        journals.clear()
+        result.state = RestoreState.INCONSISTENT
+        result.detail = (
+            f"restore failed ({failed}) and there is no safety backup to roll back to "
+            f"(--without-safety-backup): fix the cause, then restore again"
+        )
         return result
     journals.step(journal, f"rolling back to safety backup {safety_id}")
     # The places of the failed restore's own plans, made while the services still ran: a

@@ -448,8 +448,8 @@ class SwarmUnit(Unit):
         service = self.service()
         constraints = (
             (service.attrs["Spec"]["TaskTemplate"].get("Placement") or {}).get("Constraints")
-            if service is not None
-            else swarm_spec.placement_constraints(self.spec)
+            if service is not None and not self.created_by_opskit(service)
+            else swarm_spec.placement_constraints(self.spec)  # what the next start applies
         ) or []
         nodes = self.runtime.engines.nodes()
         for constraint in constraints:
@@ -519,15 +519,31 @@ class SwarmUnit(Unit):
                 self.name, UnitState.ABSENT, detail=f"service {service.name} scaled to 0{adopted}"
             )
         tasks = self.tasks(service)
-        running = [t for t in tasks if _state(t) is TaskState.RUNNING]
-        wanted = desired if desired is not None else len(tasks)  # global: one per eligible node
         history = self.history(service)
+        lost = self._lost_nodes(history)
+        running = [
+            t
+            for t in tasks
+            if _state(t) is TaskState.RUNNING
+            and self.runtime.node_name(t.get("NodeID", "")) not in lost
+        ]
+        wanted = desired if desired is not None else len(tasks)  # global: one per eligible node
         failures = [t for t in history if _state(t) in _FAILED or _exit_code(t) not in (None, 0)]
         nodes = tuple(self.runtime.node_name(t.get("NodeID", "")) for t in running)
         placed = ", ".join(f"{node} ×{count}" for node, count in sorted(Counter(nodes).items()))
         detail = f"service {service.name}{adopted}: {len(running)}/{wanted} tasks running"
         detail += f" on {placed}" if placed else ""
+        for node, state in sorted(lost.items()):
+            detail += f"; node {node} is {state}: its task there is lost"
         last_error = _task_error(failures[0]) if failures else ""
+        stranded = self._stranded_on(lost, service)
+        if stranded and not running:
+            return UnitStatus(
+                self.name,
+                UnitState.EXITED,
+                restarts=len(failures),
+                detail=f"{detail}; {stranded}",
+            )
         if running:
             local = self.local_containers() if is_local_engine(self.runtime.client) else []
             state = local[0].attrs.get("State", {}) if len(local) == 1 else {}
@@ -558,6 +574,51 @@ class SwarmUnit(Unit):
             exit_code=_exit_code(latest),
             restarts=len(failures),
             detail=f"{detail}; {_task_error(latest) or 'no task left running'}",
+        )
+
+    def _lost_nodes(self, history: list[dict]) -> dict[str, str]:
+        """Nodes that are not ``ready`` (down, disconnected) where Swarm last saw a task of
+        this service running: name → state. Their tasks cannot be reached nor counted."""
+        engines = self.runtime.engines
+        lost = {}
+        for task in history:
+            if _state(task) in _ON_THE_WAY | {TaskState.RUNNING}:
+                node = engines.node(task.get("NodeID", ""))
+                if node is not None and not node.ready:
+                    lost[node.hostname] = node.state
+        return lost
+
+    def _stranded_on(self, lost: dict[str, str], service: Service) -> str | None:
+        """A sentence when the service is pinned (deploy.placement) to a node that is lost:
+        Swarm will not start it anywhere else, and its volumes — its data — are there."""
+        if not lost:
+            return None
+        constraints = (service.attrs["Spec"]["TaskTemplate"].get("Placement") or {}).get(
+            "Constraints"
+        ) or []
+        eligible = [
+            node
+            for node in self.runtime.engines.nodes()
+            if all(swarm_spec.node_satisfies(node.attrs, c) for c in constraints)
+        ]
+        if any(node.ready for node in eligible) or not eligible:
+            return None
+        where = ", ".join(sorted(node.hostname for node in eligible))
+        has_volumes = any(
+            m.kind == "volume"
+            for m in swarm_spec.mount_uses(
+                self.spec, self.runtime.project, self.runtime.config.project_dir
+            )
+        )
+        data = (
+            f"its data (its volumes) is on node {where}, which"
+            if has_volumes
+            else (f"it may only run on node {where}, which")
+        )
+        return (
+            f"{data} is {lost.get(where, 'down')}: Swarm cannot start it anywhere else — "
+            "bring the node back, or restore the latest backup onto another node "
+            "(docs/scaling.md, 'A lost node')"
         )
 
     def settling(self) -> str | None:
@@ -624,11 +685,25 @@ class SwarmUnit(Unit):
             if service is None:
                 self.runtime.ensure_network()
                 self.runtime.client.api.create_service(**self.service_arguments())
-            elif not swarm_spec.is_global(self.spec) and _replicas(service) == 0:
-                service.scale(swarm_spec.desired_replicas(self.spec))
+            else:
+                self._place_as_the_file_says(service)
+                if not swarm_spec.is_global(self.spec) and _replicas(service) == 0:
+                    service.scale(swarm_spec.desired_replicas(self.spec))
         except docker.errors.APIError as exc:
             raise OpskitError(f"{self.name}: swarm could not start it: {exc.explanation}") from None
         return self.status()
+
+    def _place_as_the_file_says(self, service: Service) -> None:
+        """A service of ours that is started again (scaled to 0, or stranded on a lost node)
+        takes the stack file's placement first: how Redis moves to another node
+        (docs/scaling.md, 'A lost node') — the restore writes its data onto the node the file
+        now names, and the task must start there."""
+        wanted = swarm_spec.placement_constraints(self.spec)
+        placement = service.attrs["Spec"]["TaskTemplate"].get("Placement") or {}
+        if not self.created_by_opskit(service) or (placement.get("Constraints") or []) == wanted:
+            return
+        service.update(constraints=wanted)
+        service.reload()
 
     def service_arguments(self) -> dict[str, Any]:
         """The Compose service as ``create_service`` arguments (the SDK's Swarm types)."""
@@ -770,7 +845,14 @@ class SwarmUnit(Unit):
         service = self.service()
         if service is None:
             return True
-        busy = [t for t in service.tasks() if _state(t) in _ON_THE_WAY | {TaskState.RUNNING}]
+        history = service.tasks()
+        lost = self._lost_nodes(history)  # a task on a node that is down never reports back
+        busy = [
+            t
+            for t in history
+            if _state(t) in _ON_THE_WAY | {TaskState.RUNNING}
+            and self.runtime.node_name(t.get("NodeID", "")) not in lost
+        ]
         return not busy and not self.local_containers()
 
     def kill(self) -> None:

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import threading
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
@@ -38,6 +38,7 @@ class SwarmNode:
     state: str  # Swarm's view: ready, down, unknown, disconnected
     availability: str  # active, pause, drain
     role: str  # manager or worker
+    attrs: dict = field(default_factory=dict, compare=False, repr=False)  # node inspect
 
     @property
     def ready(self) -> bool:
@@ -53,6 +54,7 @@ class SwarmNode:
             state=status.get("State", "unknown"),
             availability=spec.get("Availability", "active"),
             role=spec.get("Role", "worker"),
+            attrs=attrs,
         )
 
 
@@ -80,12 +82,14 @@ class NodeEngines:
     def node(self, node_id: str) -> SwarmNode | None:
         import docker
 
+        if not node_id:
+            return None  # a task not assigned to a node yet
         cached = self._nodes.get(node_id)
         if cached and time.monotonic() - cached[0] < NODE_STATE_TTL:
             return cached[1]
         try:
             node = SwarmNode.of(self.manager.nodes.get(node_id).attrs)
-        except (docker.errors.APIError, KeyError):
+        except (docker.errors.DockerException, KeyError):
             return cached[1] if cached else None
         self._nodes[node_id] = (time.monotonic(), node)
         return node

@@ -471,6 +471,10 @@ def prune(c, dry_run=False, json=False, stack=None, runtime=None):
         deep="validate with a throwaway redis-server first",
         resume="finish a restore that was interrupted (killed) half-way",
         abort="undo a restore that was interrupted: put its safety backup back",
+        without_safety_backup=(
+            "the services' current data is gone (a lost Swarm node with its volume): take no "
+            "safety backup first (docs/scaling.md)"
+        ),
     ),
 )
 @common.handles_errors
@@ -486,6 +490,7 @@ def restore(
     json=False,
     stack=None,
     runtime=None,
+    without_safety_backup=False,
 ):
     """Restore a backup: validate, safety backup, put back, verify; roll back on failure.
     --resume / --abort finish or undo one that was killed half-way."""
@@ -524,7 +529,14 @@ def restore(
             result = restores.abort(loaded, on_event=progress)
         else:
             result = restores.restore(
-                loaded, backup_id, names, dry_run=dry_run, deep=deep, on_event=progress, stop=stop
+                loaded,
+                backup_id,
+                names,
+                dry_run=dry_run,
+                deep=deep,
+                on_event=progress,
+                stop=stop,
+                without_safety_backup=without_safety_backup,
             )
     if json:
         print(result_json(result, redact))

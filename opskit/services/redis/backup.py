@@ -123,7 +123,11 @@ class RedisBackup:
         except RedisReplyError as exc:  # CONFIG renamed away (rename-command CONFIG "")
             return self._configured_location(f"CONFIG refused ({exc})")
 
-    def _configured_location(self, why: str) -> RdbLocation:
+    def _configured_location(self, why: str, recorded: dict | None = None) -> RdbLocation:
+        """Where the RDB is when Redis cannot be asked: x-opskit.rdb_path, the config opskit
+        renders, else where the backup being restored says it came from (``recorded``: the
+        same Redis's CONFIG GET at backup time — how a restore onto another swarm node, with
+        Redis lost with its node, knows the path)."""
         options = self.role.options
         appendonly = str(options.config.get("appendonly", "no")).lower() in ("yes", "true")
         if options.rdb_path:
@@ -132,6 +136,13 @@ class RedisBackup:
             directory = Path(str(options.config.get("dir", self.role.data_dir)))
             filename = str(options.config.get("dbfilename", "dump.rdb"))
             return RdbLocation(str(directory / filename), appendonly, f"x-opskit.config ({why})")
+        path = (recorded or {}).get("rdb_path")
+        if isinstance(path, str) and PurePosixPath(path).is_absolute():
+            return RdbLocation(
+                path,
+                bool((recorded or {}).get("appendonly", appendonly)),
+                f"where the backup came from ({why})",
+            )
         raise OpskitError(
             f"{self.role.spec.name}: cannot find the RDB file: {why}; set "
             f"services.{self.role.spec.name}.x-opskit.rdb_path to its path in the container"
@@ -295,7 +306,7 @@ class RedisBackup:
         location = (
             self.location()
             if self.role.unit.status().running
-            else self._configured_location("redis is not running")
+            else self._configured_location("redis is not running", recorded=metadata)
         )
         as_aof_base = location.appendonly and not self.role.unit.follows_launch
         location = replace(location, as_aof_base=as_aof_base)

@@ -1,0 +1,198 @@
+"""Losing a node of a real multi-node swarm (scripts/swarm-cluster up 4): the node's engine
+container is killed — the node and every task on it are gone at once, as in a crash — and
+started again at the end.
+
+- A worker running Kong and the backend: Swarm reschedules them onto the other node their
+  placement allows; health names the lost node and the services it took; recover waits for
+  Swarm (never a second copy of its own), alerts once, and masking through the front works
+  again without an operator.
+- Redis's node, where its volume (its data) is: health is CRITICAL with a sentence naming the
+  node; the documented relocation (docs/scaling.md, 'A lost node') — point REDIS_PLACEMENT at
+  another node, restore the latest backup — brings masking back with the backed-up keys.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import subprocess
+import time
+
+import pytest
+
+from opskit.ops import lifecycle
+from opskit.ops.backup import backup
+from opskit.ops.health import run_health
+from opskit.ops.recover import recover
+from opskit.ops.restore import restore
+from opskit.stack import load_stack
+from opskit.vocabulary import CheckStatus, RestoreState, TaskState
+
+from .cluster import (
+    CLUSTER_FOUND,
+    CLUSTER_PROBLEM,
+    REPO,
+    cluster_env,
+    docker_host,
+    remove_volumes,
+)
+from .helpers import Receiver, assert_healthy
+
+pytestmark = [
+    pytest.mark.docker,
+    pytest.mark.skipif(CLUSTER_PROBLEM is not None, reason=str(CLUSTER_PROBLEM)),
+    pytest.mark.skipif(
+        CLUSTER_FOUND is not None and len(CLUSTER_FOUND.nodes) < 4,
+        reason="losing a node needs four: scripts/swarm-cluster up 4",
+    ),
+    pytest.mark.timeout(600),
+]
+
+MANAGER, DATA, DOOMED, SPARE = (f"opskit-node-{i}" for i in range(1, 5))
+STATELESS = "opskit-test-stateless"
+# the node containers run on this machine's own engine, whatever DOCKER_HOST says meanwhile
+HOST_DOCKER = ("docker", "-H", "unix:///var/run/docker.sock")
+
+
+@contextlib.contextmanager
+def sandbox(tmp_path, placement: dict[str, str], **extra: str):
+    cluster = CLUSTER_FOUND
+    env = cluster_env(tmp_path, cluster, placement)
+    env.update(extra)
+    with docker_host(cluster.manager.url):
+        stack = load_stack(REPO / "sandbox" / "stack.yml", environ=env)
+        try:
+            result = lifecycle.start(stack)
+            assert result.ok, [(o.service, o.detail, o.log_tail) for o in result.outcomes]
+            yield stack, env
+        finally:
+            lifecycle.stop(stack)
+            remove_volumes(cluster, stack.name)
+
+
+@contextlib.contextmanager
+def node_lost(hostname: str):
+    """The node's engine container killed (every process in it dies with it), and started
+    again afterwards — the node rejoins the swarm from its own state."""
+    cluster = CLUSTER_FOUND
+    subprocess.run([*HOST_DOCKER, "kill", hostname], check=True, capture_output=True)
+    try:
+        cluster.wait_node(hostname, "down")
+        yield
+    finally:
+        subprocess.run([*HOST_DOCKER, "start", hostname], check=True, capture_output=True)
+        cluster.wait_node(hostname, "ready", timeout=120)
+
+
+def _label(hostname: str, add: bool) -> None:
+    if add:
+        CLUSTER_FOUND.docker("node", "update", "--label-add", f"{STATELESS}=true", hostname)
+    else:
+        with contextlib.suppress(AssertionError):  # not labelled (yet)
+            CLUSTER_FOUND.docker("node", "update", "--label-rm", STATELESS, hostname)
+
+
+def _running_tasks(stack, name: str) -> list[dict]:
+    unit = stack.role(name).unit
+    return [
+        t
+        for t in unit.service().tasks()
+        if t["DesiredState"] == "running" and t["Status"]["State"] == TaskState.RUNNING
+    ]
+
+
+def test_a_lost_worker_is_named_swarm_moves_its_tasks_and_recover_only_waits(tmp_path):
+    placement = {
+        "redis": f"node.hostname == {DATA}",
+        "kong": f"node.labels.{STATELESS} == true",
+        "backend": f"node.labels.{STATELESS} == true",
+        "upstream": f"node.hostname == {MANAGER}",
+        "nginx": f"node.hostname == {MANAGER}",
+        "front": f"node.hostname == {MANAGER}",
+    }
+    receiver = Receiver()
+    _label(DOOMED, True)
+    try:
+        with sandbox(tmp_path, placement, OPSKIT_ALERT_WEBHOOK=receiver.url()) as (stack, _env):
+            assert stack.role("kong").unit.status().nodes == (DOOMED,)
+            assert stack.role("backend").unit.status().nodes == (DOOMED,)
+            _label(SPARE, True)  # somewhere for Swarm to move them
+
+            with node_lost(DOOMED):
+                report = run_health(stack)
+                named = {
+                    c.service: c.detail
+                    for c in report.checks
+                    if c.name == "process" and DOOMED in c.detail
+                }
+                assert set(named) == {"kong", "backend"}, named
+                assert all("is down" in detail for detail in named.values()), named
+
+                result = recover(stack)
+
+                rows = {row.service: row for row in result.rows}
+                # Swarm brings them back on the spare node: one task each, none of opskit's
+                for name in ("kong", "backend"):
+                    tasks = _running_tasks(stack, name)
+                    assert [t["NodeID"] for t in tasks] and len(tasks) == 1, (name, tasks)
+                    assert stack.role(name).unit.status().nodes == (SPARE,)
+                    assert (
+                        stack.role(name)
+                        .unit.service()
+                        .attrs["Spec"]["Mode"]["Replicated"]["Replicas"]
+                        == 1
+                    )
+                # whatever recover did for the front's and nginx's stale addresses of the
+                # moved tasks, masking through the front works again without an operator
+                report = run_health(stack, e2e=True)
+                assert_healthy(report.checks)
+                assert result.ok or recover(stack).ok, rows
+                titles = receiver.titles()
+                kong_alerts = [t for t in titles if t.startswith("kong")]
+                assert len([t for t in kong_alerts if "FAILED" in t]) <= 1, titles
+    finally:
+        _label(DOOMED, False)
+        _label(SPARE, False)
+        receiver.server.shutdown()
+
+
+def test_redis_node_lost_critical_then_relocated_by_restoring_onto_another_node(tmp_path):
+    placement = {
+        "redis": f"node.hostname == {DOOMED}",
+        "kong": f"node.hostname == {DATA}",
+        "backend": f"node.hostname == {DATA}",
+        "upstream": f"node.hostname == {MANAGER}",
+        "nginx": f"node.hostname == {MANAGER}",
+        "front": f"node.hostname == {MANAGER}",
+    }
+    with sandbox(tmp_path, placement) as (stack, env):
+        with stack.role("redis").probe(timeout=5.0) as connection:
+            for index in range(30):
+                connection.call("SET", f"kept:{index}", str(index))
+        taken = backup(stack)
+        assert taken.ok, taken
+
+        with node_lost(DOOMED):
+            deadline = time.monotonic() + 60
+            while True:
+                checks = {(c.service, c.name): c for c in run_health(stack, ["redis"]).checks}
+                process = checks[("redis", "process")]
+                if DOOMED in process.detail or time.monotonic() > deadline:
+                    break
+                time.sleep(1)
+            assert process.status is CheckStatus.CRITICAL, process
+            assert f"its data (its volumes) is on node {DOOMED}" in process.detail, process
+            assert "docs/scaling.md" in process.detail
+
+            # the procedure: the data goes to another node, from the latest backup
+            moved = {**env, "REDIS_PLACEMENT": f"node.hostname == {SPARE}"}
+            relocated = load_stack(REPO / "sandbox" / "stack.yml", environ=moved)
+            refused = restore(relocated, taken.backup_id, ["redis"])
+            assert refused.state is RestoreState.REFUSED, refused.detail  # by default: never
+            assert "--without-safety-backup" in refused.detail, refused.detail  # says the way
+            result = restore(relocated, taken.backup_id, ["redis"], without_safety_backup=True)
+            assert result.state is RestoreState.RESTORED, result.detail
+
+            assert relocated.role("redis").unit.status().nodes == (SPARE,)
+            with relocated.role("redis").probe(timeout=5.0) as connection:
+                assert connection.call("GET", "kept:29") in (b"29", "29")
+            assert_healthy(run_health(relocated, e2e=True).checks)
