@@ -422,7 +422,33 @@ class NginxRole(Role):
         ]
         if self.options.proxies_to == "kong":
             checks.append(Check("reaches_kong", lambda: self.check_reaches_kong(base)))
+        if self.options.fronts:
+            fronted = self.options.fronts
+            checks.append(
+                Check(f"reaches_{fronted}", lambda: self.check_reaches_fronted(base, fronted))
+            )
         return checks
+
+    def check_reaches_fronted(self, base: str, fronted: str) -> CheckOutcome:
+        """A request through the front must be answered by the service it fronts (any answer
+        counts: its 404 too). nginx's own 502/503/504 page — the upstream refused, timed out or
+        no longer exists at the address nginx resolved at start (a Swarm task moved to
+        another node) — is CRITICAL, so recover restarts the front and it resolves again."""
+        url = base + self.options.chain_path
+        try:
+            response = self.get(url)
+        except ProbeError as exc:
+            return CheckStatus.CRITICAL, f"GET {url}: {exc.kind}"
+        own_page = b"<center>nginx" in response.body[:2048]
+        if response.status_code in (502, 503, 504) and own_page:
+            return (
+                CheckStatus.CRITICAL,
+                f"nginx answered {response.status_code}: {fronted} is not reachable from it",
+            )
+        return (
+            CheckStatus.OK,
+            f"request through nginx answered by {fronted} (HTTP {response.status_code})",
+        )
 
     def check_stub_status(self, base: str) -> CheckOutcome:
         path = self.options.status_path
