@@ -6,6 +6,7 @@ started again at the end.
   placement allows; health names the lost node and the services it took; recover waits for
   Swarm (never a second copy of its own), alerts once, and masking through the front works
   again without an operator.
+- Draining a node under wrk: its task moves with no failed request through the front.
 - Redis's node, where its volume (its data) is: health is CRITICAL with a sentence naming the
   node; the documented relocation (docs/scaling.md, 'A lost node') — point REDIS_PLACEMENT at
   another node, restore the latest backup — brings masking back with the backed-up keys.
@@ -14,6 +15,9 @@ started again at the end.
 from __future__ import annotations
 
 import contextlib
+import os
+import re
+import shutil
 import subprocess
 import time
 
@@ -36,7 +40,7 @@ from .cluster import (
     docker_host,
     remove_volumes,
 )
-from .helpers import Receiver, assert_healthy
+from .helpers import Receiver, assert_healthy, free_port
 
 pytestmark = [
     pytest.mark.docker,
@@ -213,3 +217,111 @@ def test_redis_node_lost_critical_then_relocated_by_restoring_onto_another_node(
             with relocated.role("redis").probe(timeout=5.0) as connection:
                 assert connection.call("GET", "kept:29") in (b"29", "29")
             assert_healthy(run_health(relocated, e2e=True).checks)
+
+
+# -- draining a node under load ------------------------------------------------------------------
+
+SPREAD_API = """
+x-opskit:
+  state_dir: {state}
+  swarm: {{publish: host, endpoint_mode: dnsrr}}
+services:
+  api:
+    image: opskit-sandbox:latest
+    command: ["python3", "-m", "sandbox.upstream"]
+    working_dir: /app
+    environment: {{HOST: 0.0.0.0, PORT: "8787"}}
+    # published on each node that runs a task (one per node): how opskit, which is on none
+    # of the nodes, probes them
+    ports: ["{api_port}:8787"]
+    healthcheck:
+      test: ["CMD", "python3", "-m", "sandbox.probe", "http://127.0.0.1:8787/health"]
+      interval: 1s
+      timeout: 2s
+      retries: 20
+    stop_grace_period: 10s
+    deploy:
+      replicas: 2
+      placement:
+        constraints: ["node.role == worker"]
+        max_replicas_per_node: 1
+    x-opskit: {{role: backend, ready_path: /health, start_timeout: 60s}}
+  front:
+    image: opskit-sandbox:latest
+    command: ["python3", "-m", "sandbox.render", "sandbox/nginx/front-swarm.conf.template",
+              "/etc/nginx/nginx.conf", "--", "nginx", "-g", "daemon off;"]
+    working_dir: /app
+    stop_signal: SIGQUIT
+    environment: {{FRONT_LISTEN: "{port}", BACKEND_UPSTREAM: "api:8787"}}
+    ports: ["{port}:{port}"]
+    depends_on: [api]
+    deploy:
+      placement:
+        constraints: ["node.role == manager"]
+    x-opskit: {{role: nginx, health_path: /health, start_timeout: 30s}}
+"""
+
+
+def _wrk_failures(output: str) -> tuple[int, int, int]:
+    """(requests, non-2xx answers, socket errors) from wrk's report."""
+    requests = int(re.search(r"(\d+) requests in", output).group(1))
+    non_2xx = re.search(r"Non-2xx or 3xx responses: (\d+)", output)
+    sockets = re.search(
+        r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", output
+    )
+    errors = sum(int(n) for n in sockets.groups()) if sockets else 0
+    return requests, int(non_2xx.group(1)) if non_2xx else 0, errors
+
+
+@pytest.mark.skipif(shutil.which("wrk") is None, reason="wrk is not installed")
+def test_draining_a_node_moves_its_task_without_a_failed_request(tmp_path, stacks):
+    """`docker node update --availability drain`: Swarm stops the node's task (its grace to
+    finish what it serves) and starts one elsewhere; the front resolves the service through
+    Swarm's DNS and passes a refused connection to the other task (front-swarm.conf)."""
+    cluster = CLUSTER_FOUND
+    port = free_port()
+    path = tmp_path / "stack.yml"
+    path.write_text(
+        SPREAD_API.format(state=tmp_path / "state", port=port, api_port=free_port())
+    )
+    env = {
+        "PATH": os.environ["PATH"],
+        "COMPOSE_PROJECT_NAME": "opsdrain" + os.urandom(3).hex(),
+        "OPSKIT_RUNTIME": "swarm",
+        "OPSKIT_SWARM_ENGINES": "tcp://{address}:2375",
+    }
+    with docker_host(cluster.manager.url):
+        stack = load_stack(path, environ=env)
+        stacks.append(stack)
+        started = lifecycle.start(stack)
+        assert started.ok, [(o.service, o.detail, o.log_tail) for o in started.outcomes]
+        api = stack.role("api").unit
+        drained = api.status().nodes[0]
+        url = f"http://{cluster.manager.address}:{port}/_standin/requests"
+        load = subprocess.Popen(
+            ["wrk", "-t2", "-c8", "-d20s", "--timeout", "10s", url],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
+        try:
+            time.sleep(4)
+            cluster.docker("node", "update", "--availability", "drain", drained)
+            deadline = time.monotonic() + 40
+            while drained in api.status().nodes or api.settling() is not None:
+                assert time.monotonic() < deadline, api.status().detail
+                time.sleep(0.5)
+            output, _ = load.communicate(timeout=60)
+        finally:
+            if load.poll() is None:
+                load.kill()
+            cluster.docker("node", "update", "--availability", "active", drained)
+        moved = api.status()
+        assert drained not in moved.nodes and len(moved.nodes) == 2, moved
+        requests, non_2xx, errors = _wrk_failures(output)
+        print(
+            f"drain of {drained} under wrk: {requests} requests, {non_2xx} non-2xx, "
+            f"{errors} socket errors"
+        )
+        assert requests > 200, output
+        assert (non_2xx, errors) == (0, 0), output
