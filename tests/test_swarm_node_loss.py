@@ -281,9 +281,7 @@ def test_draining_a_node_moves_its_task_without_a_failed_request(tmp_path, stack
     cluster = CLUSTER_FOUND
     port = free_port()
     path = tmp_path / "stack.yml"
-    path.write_text(
-        SPREAD_API.format(state=tmp_path / "state", port=port, api_port=free_port())
-    )
+    path.write_text(SPREAD_API.format(state=tmp_path / "state", port=port, api_port=free_port()))
     env = {
         "PATH": os.environ["PATH"],
         "COMPOSE_PROJECT_NAME": "opsdrain" + os.urandom(3).hex(),
