@@ -161,12 +161,15 @@ def bounded_exec(
     runs on a daemon thread and, when it overruns, its process (a host pid the engine
     reports) is killed where this host can see it, and abandoned otherwise."""
     import docker
+    import requests
 
     api = client.api
     try:
         exec_id = api.exec_create(container.id, argv, stdout=True, stderr=True)["Id"]
     except docker.errors.APIError as exc:
         return ExecResult(None, f"docker exec failed: {exc.explanation}")
+    except (requests.RequestException, OSError) as exc:  # another node's engine, frozen or gone
+        return ExecResult(None, f"docker exec failed: the engine did not answer ({exc})")
     finished: dict[str, Any] = {}
 
     def run() -> None:
@@ -193,6 +196,8 @@ def bounded_exec(
         code = _exit_code(client, exec_id, deadline)
     except docker.errors.APIError as exc:
         return ExecResult(None, f"docker exec failed: {exc.explanation}")
+    except (requests.RequestException, OSError) as exc:
+        return ExecResult(None, f"docker exec failed: the engine did not answer ({exc})")
     if code is None:
         _kill_exec(client, exec_id)
         return ExecResult(None, f"timed out after {timeout:g}s (output ended, exec still running)")

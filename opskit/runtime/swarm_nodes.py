@@ -27,6 +27,8 @@ if TYPE_CHECKING:
 NODE_STATE_TTL = 2.0
 #: A remote engine's socket timeout: a frozen node costs this, never a hang.
 ENGINE_TIMEOUT = 15.0
+#: How long the first answer of a node's engine may take (it is asked only when needed).
+CONNECT_TIMEOUT = 3.0
 ANY_NODE = "*"
 
 
@@ -139,13 +141,14 @@ class NodeEngines:
         try:
             client = docker.DockerClient(
                 base_url=url,
-                timeout=ENGINE_TIMEOUT,
+                timeout=CONNECT_TIMEOUT,
                 tls=self.tls.docker_config() if self.tls and url.startswith("tcp://") else False,
                 use_ssh_client=url.startswith("ssh://"),
             )
             client.ping()
         except (docker.errors.DockerException, OSError):
             return None
+        client.api.timeout = ENGINE_TIMEOUT  # a frozen engine answers nothing: bounded
         return client
 
     def drop(self, node_id: str) -> None:
