@@ -31,6 +31,7 @@ from opskit.vocabulary import RecoverAction, RestoreState, StepOutcome, UnitStat
 
 from .conftest import REPO, SWARM_PROBLEM, make_sandbox_env
 from .helpers import assert_healthy, free_port
+from .stacks import API_AND_FRONT
 
 pytestmark = [
     pytest.mark.docker,
@@ -218,45 +219,13 @@ def test_a_docker_stack_deploy_stack_is_adopted_and_never_removed(tmp_path):
 
 # -- a rolling graceful restart under load -------------------------------------------------------
 
-ROLLING = """
-x-opskit:
-  state_dir: {state}
-  swarm: {{publish: host, endpoint_mode: dnsrr}}
-services:
-  api:
-    image: opskit-sandbox:latest
-    command: ["python3", "-m", "sandbox.upstream"]
-    working_dir: /app
-    environment: {{HOST: 0.0.0.0, PORT: "8787"}}
-    ports: ["8787"]
-    healthcheck:
-      test: ["CMD", "python3", "-m", "sandbox.probe", "http://127.0.0.1:8787/health"]
-      interval: 1s
-      timeout: 2s
-      retries: 20
-    deploy:
-      replicas: 2
-      update_config: {{parallelism: 1, delay: 1s, order: start-first}}
-    x-opskit: {{role: backend, ready_path: /health, start_timeout: 40s}}
-  front:
-    image: opskit-sandbox:latest
-    command: ["python3", "-m", "sandbox.render", "sandbox/nginx/front-swarm.conf.template",
-              "/etc/nginx/nginx.conf", "--", "nginx", "-g", "daemon off;"]
-    working_dir: /app
-    stop_signal: SIGQUIT
-    environment: {{FRONT_LISTEN: "{port}", BACKEND_UPSTREAM: "api:8787"}}
-    ports: ["{port}:{port}"]
-    depends_on: [api]
-    x-opskit: {{role: nginx, health_path: /health, start_timeout: 30s}}
-"""
-
 
 def test_a_stateless_service_rolls_to_new_tasks_under_load_without_a_failed_request(
     tmp_path, stacks
 ):
     port = free_port()
     path = tmp_path / "stack.yml"
-    path.write_text(ROLLING.format(state=tmp_path / "state", port=port))
+    path.write_text(API_AND_FRONT.format(state=tmp_path / "state", port=port))
     env = {
         "PATH": os.environ["PATH"],
         "COMPOSE_PROJECT_NAME": "opsroll" + os.urandom(3).hex(),

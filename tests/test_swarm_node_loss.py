@@ -41,6 +41,7 @@ from .cluster import (
     remove_volumes,
 )
 from .helpers import Receiver, assert_healthy, free_port
+from .stacks import api_spread_over_workers
 
 pytestmark = [
     pytest.mark.docker,
@@ -221,46 +222,6 @@ def test_redis_node_lost_critical_then_relocated_by_restoring_onto_another_node(
 
 # -- draining a node under load ------------------------------------------------------------------
 
-SPREAD_API = """
-x-opskit:
-  state_dir: {state}
-  swarm: {{publish: host, endpoint_mode: dnsrr}}
-services:
-  api:
-    image: opskit-sandbox:latest
-    command: ["python3", "-m", "sandbox.upstream"]
-    working_dir: /app
-    environment: {{HOST: 0.0.0.0, PORT: "8787"}}
-    # published on each node that runs a task (one per node): how opskit, which is on none
-    # of the nodes, probes them
-    ports: ["{api_port}:8787"]
-    healthcheck:
-      test: ["CMD", "python3", "-m", "sandbox.probe", "http://127.0.0.1:8787/health"]
-      interval: 1s
-      timeout: 2s
-      retries: 20
-    stop_grace_period: 10s
-    deploy:
-      replicas: 2
-      placement:
-        constraints: ["node.role == worker"]
-        max_replicas_per_node: 1
-    x-opskit: {{role: backend, ready_path: /health, start_timeout: 60s}}
-  front:
-    image: opskit-sandbox:latest
-    command: ["python3", "-m", "sandbox.render", "sandbox/nginx/front-swarm.conf.template",
-              "/etc/nginx/nginx.conf", "--", "nginx", "-g", "daemon off;"]
-    working_dir: /app
-    stop_signal: SIGQUIT
-    environment: {{FRONT_LISTEN: "{port}", BACKEND_UPSTREAM: "api:8787"}}
-    ports: ["{port}:{port}"]
-    depends_on: [api]
-    deploy:
-      placement:
-        constraints: ["node.role == manager"]
-    x-opskit: {{role: nginx, health_path: /health, start_timeout: 30s}}
-"""
-
 
 def _wrk_failures(output: str) -> tuple[int, int, int]:
     """(requests, non-2xx answers, socket errors) from wrk's report."""
@@ -281,7 +242,7 @@ def test_draining_a_node_moves_its_task_without_a_failed_request(tmp_path, stack
     cluster = CLUSTER_FOUND
     port = free_port()
     path = tmp_path / "stack.yml"
-    path.write_text(SPREAD_API.format(state=tmp_path / "state", port=port, api_port=free_port()))
+    path.write_text(api_spread_over_workers(tmp_path / "state", port, free_port()))
     env = {
         "PATH": os.environ["PATH"],
         "COMPOSE_PROJECT_NAME": "opsdrain" + os.urandom(3).hex(),
