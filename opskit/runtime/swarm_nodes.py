@@ -129,27 +129,11 @@ class NodeEngines:
         with self._lock:
             client = self._clients.get(url)
             if client is None:
-                client = self._connect(url)
+                client = connect_engine(url, self.tls)
                 if client is None:
                     return None
                 self._clients[url] = client
             return client
-
-    def _connect(self, url: str) -> docker.DockerClient | None:
-        import docker
-
-        try:
-            client = docker.DockerClient(
-                base_url=url,
-                timeout=CONNECT_TIMEOUT,
-                tls=self.tls.docker_config() if self.tls and url.startswith("tcp://") else False,
-                use_ssh_client=url.startswith("ssh://"),
-            )
-            client.ping()
-        except (docker.errors.DockerException, OSError):
-            return None
-        client.api.timeout = ENGINE_TIMEOUT  # a frozen engine answers nothing: bounded
-        return client
 
     def drop(self, node_id: str) -> None:
         """Forget a node's client after it failed (the next call connects again)."""
@@ -172,6 +156,30 @@ class NodeEngines:
                 "name it in x-opskit.swarm.engines (docs/scaling.md)"
             )
         return f"node {node.hostname}'s engine does not answer at {_public(url)}"
+
+
+def connect_engine(url: str, tls: EngineTls | None) -> docker.DockerClient | None:
+    """A client for the engine at ``url`` once it answered a ping, else None. TLS (the
+    client side of the engine's ``--tlsverify``) for tcp:// when ``tls`` is given."""
+    import docker
+
+    try:
+        client = docker.DockerClient(
+            base_url=url,
+            timeout=CONNECT_TIMEOUT,
+            tls=tls.docker_config() if tls and url.startswith("tcp://") else False,
+            use_ssh_client=url.startswith("ssh://"),
+            version=docker.constants.MINIMUM_DOCKER_API_VERSION,  # negotiated below
+        )
+        # requests lets $REQUESTS_CA_BUNDLE override the engine's own CA (requests#3829):
+        # with it set, every engine behind engine_tls.ca_file would fail verification.
+        client.api.trust_env = False
+        client.api._version = client.api._retrieve_server_version()
+        client.ping()
+    except (docker.errors.DockerException, OSError):
+        return None
+    client.api.timeout = ENGINE_TIMEOUT  # a frozen engine answers nothing: bounded
+    return client
 
 
 def _public(url: str) -> str:
