@@ -41,12 +41,26 @@ SERVICE_LABEL = "io.opskit.service"
 # -- the engine ------------------------------------------------------------------------------------
 
 
+#: What a client is made with before it asks the engine which API version to speak.
+MINIMUM_API_VERSION = "1.24"
+
+
+def negotiated(client: docker.DockerClient) -> docker.DockerClient:
+    """The client, speaking the engine's API version, asked with ``$REQUESTS_CA_BUNDLE`` and
+    the like ignored: requests lets them override the engine's own CA (``DOCKER_CERT_PATH``,
+    ``engine_tls``) — requests#3829 — so a TLS engine would fail verification on any host
+    that sets them."""
+    client.api.trust_env = False
+    client.api._version = client.api._retrieve_server_version()
+    return client
+
+
 def connect() -> docker.DockerClient:
     """A client for the engine, or one clear line saying why there is none and what to do."""
     import docker
 
     try:
-        client = docker.from_env(timeout=30)
+        client = negotiated(docker.from_env(timeout=30, version=MINIMUM_API_VERSION))
         client.ping()
         return client
     except docker.errors.DockerException as exc:

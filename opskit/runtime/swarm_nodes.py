@@ -18,6 +18,8 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
+from opskit.runtime.containers import MINIMUM_API_VERSION, negotiated
+
 if TYPE_CHECKING:
     import docker
 
@@ -169,13 +171,9 @@ def connect_engine(url: str, tls: EngineTls | None) -> docker.DockerClient | Non
             timeout=CONNECT_TIMEOUT,
             tls=tls.docker_config() if tls and url.startswith("tcp://") else False,
             use_ssh_client=url.startswith("ssh://"),
-            version=docker.constants.MINIMUM_DOCKER_API_VERSION,  # negotiated below
+            version=MINIMUM_API_VERSION,
         )
-        # requests lets $REQUESTS_CA_BUNDLE override the engine's own CA (requests#3829):
-        # with it set, every engine behind engine_tls.ca_file would fail verification.
-        client.api.trust_env = False
-        client.api._version = client.api._retrieve_server_version()
-        client.ping()
+        negotiated(client).ping()
     except (docker.errors.DockerException, OSError):
         return None
     client.api.timeout = ENGINE_TIMEOUT  # a frozen engine answers nothing: bounded
