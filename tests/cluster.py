@@ -12,6 +12,8 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+import pytest
+
 from .conftest import REPO, make_sandbox_env
 
 CLUSTER = os.environ.get("OPSKIT_CLUSTER", "opskit")
@@ -100,6 +102,14 @@ def find_cluster() -> tuple[Cluster | None, str | None]:
 
 
 CLUSTER_FOUND, CLUSTER_PROBLEM = find_cluster()
+
+#: Every multi-node test module's marks: an engine, the cluster (or the reason it is not up),
+#: and the time a test that starts the whole sandbox over the nodes may take.
+NEEDS_CLUSTER = [
+    pytest.mark.docker,
+    pytest.mark.skipif(CLUSTER_PROBLEM is not None, reason=str(CLUSTER_PROBLEM)),
+    pytest.mark.timeout(600),
+]
 
 
 @contextlib.contextmanager

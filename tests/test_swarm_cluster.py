@@ -27,7 +27,7 @@ from opskit.vocabulary import RecoverAction, RestoreState, StepOutcome, UnitStat
 
 from .cluster import (
     CLUSTER_FOUND,
-    CLUSTER_PROBLEM,
+    NEEDS_CLUSTER,
     REPO,
     cluster_env,
     docker_host,
@@ -36,11 +36,7 @@ from .cluster import (
 )
 from .helpers import assert_healthy
 
-pytestmark = [
-    pytest.mark.docker,
-    pytest.mark.skipif(CLUSTER_PROBLEM is not None, reason=str(CLUSTER_PROBLEM)),
-    pytest.mark.timeout(600),
-]
+pytestmark = NEEDS_CLUSTER
 
 NODE = {1: "opskit-node-1", 2: "opskit-node-2", 3: "opskit-node-3"}
 WHERE = {

@@ -34,7 +34,7 @@ from opskit.vocabulary import CheckStatus, RecoverAction, RestoreState, TaskStat
 
 from .cluster import (
     CLUSTER_FOUND,
-    CLUSTER_PROBLEM,
+    NEEDS_CLUSTER,
     REPO,
     cluster_env,
     docker_host,
@@ -44,13 +44,11 @@ from .helpers import Receiver, assert_healthy, free_port
 from .stacks import api_spread_over_workers
 
 pytestmark = [
-    pytest.mark.docker,
-    pytest.mark.skipif(CLUSTER_PROBLEM is not None, reason=str(CLUSTER_PROBLEM)),
+    *NEEDS_CLUSTER,
     pytest.mark.skipif(
         CLUSTER_FOUND is not None and len(CLUSTER_FOUND.nodes) < 4,
         reason="losing a node needs four: scripts/swarm-cluster up 4",
     ),
-    pytest.mark.timeout(600),
 ]
 
 MANAGER, DATA, DOOMED, SPARE = (f"opskit-node-{i}" for i in range(1, 5))
