@@ -140,6 +140,28 @@ def cluster_env(base: Path, cluster: Cluster, placement: dict[str, str]) -> dict
     return env
 
 
+@contextlib.contextmanager
+def spread_sandbox(
+    base: Path, placement: dict[str, str], **extra: str
+) -> Iterator[tuple[object, dict[str, str]]]:
+    """(stack, env): the sandbox started over the cluster's nodes as ``placement`` says,
+    stopped again and its volumes removed from every node at the end."""
+    from opskit.ops import lifecycle
+    from opskit.stack import load_stack
+
+    cluster = CLUSTER_FOUND
+    env = {**cluster_env(base, cluster, placement), **extra}
+    with docker_host(cluster.manager.url):
+        stack = load_stack(REPO / "sandbox" / "stack.yml", environ=env)
+        try:
+            result = lifecycle.start(stack)
+            assert result.ok, [(o.service, o.detail, o.log_tail) for o in result.outcomes]
+            yield stack, env
+        finally:
+            lifecycle.stop(stack)
+            remove_volumes(cluster, stack.name)
+
+
 def remove_volumes(cluster: Cluster, project: str) -> None:
     """The volumes a test's stack left on the nodes (opskit never removes data)."""
     import docker

@@ -29,10 +29,9 @@ from .cluster import (
     CLUSTER_FOUND,
     NEEDS_CLUSTER,
     REPO,
-    cluster_env,
     docker_host,
     inv,
-    remove_volumes,
+    spread_sandbox,
 )
 from .helpers import assert_healthy
 
@@ -52,18 +51,9 @@ WHERE = {
 @pytest.fixture(scope="module")
 def spread(tmp_path_factory):
     """(stack, env) of the sandbox started over three nodes."""
-    cluster = CLUSTER_FOUND
     placement = {service: f"node.hostname == {node}" for service, node in WHERE.items()}
-    env = cluster_env(tmp_path_factory.mktemp("cluster"), cluster, placement)
-    with docker_host(cluster.manager.url):
-        stack = load_stack(REPO / "sandbox" / "stack.yml", environ=env)
-        try:
-            result = lifecycle.start(stack)
-            assert result.ok, [(o.service, o.detail, o.log_tail) for o in result.outcomes]
-            yield stack, env
-        finally:
-            lifecycle.stop(stack)
-            remove_volumes(cluster, stack.name)
+    with spread_sandbox(tmp_path_factory.mktemp("cluster"), placement) as started:
+        yield started
 
 
 def test_every_service_runs_where_placed_and_health_with_e2e_passes(spread):

@@ -36,9 +36,8 @@ from .cluster import (
     CLUSTER_FOUND,
     NEEDS_CLUSTER,
     REPO,
-    cluster_env,
     docker_host,
-    remove_volumes,
+    spread_sandbox,
 )
 from .helpers import Receiver, assert_healthy, free_port
 from .stacks import api_spread_over_workers
@@ -55,22 +54,6 @@ MANAGER, DATA, DOOMED, SPARE = (f"opskit-node-{i}" for i in range(1, 5))
 STATELESS = "opskit-test-stateless"
 # the node containers run on this machine's own engine, whatever DOCKER_HOST says meanwhile
 HOST_DOCKER = ("docker", "-H", "unix:///var/run/docker.sock")
-
-
-@contextlib.contextmanager
-def sandbox(tmp_path, placement: dict[str, str], **extra: str):
-    cluster = CLUSTER_FOUND
-    env = cluster_env(tmp_path, cluster, placement)
-    env.update(extra)
-    with docker_host(cluster.manager.url):
-        stack = load_stack(REPO / "sandbox" / "stack.yml", environ=env)
-        try:
-            result = lifecycle.start(stack)
-            assert result.ok, [(o.service, o.detail, o.log_tail) for o in result.outcomes]
-            yield stack, env
-        finally:
-            lifecycle.stop(stack)
-            remove_volumes(cluster, stack.name)
 
 
 @contextlib.contextmanager
@@ -116,7 +99,8 @@ def test_a_lost_worker_is_named_swarm_moves_its_tasks_and_recover_only_waits(tmp
     receiver = Receiver()
     _label(DOOMED, True)
     try:
-        with sandbox(tmp_path, placement, OPSKIT_ALERT_WEBHOOK=receiver.url()) as (stack, _env):
+        alerts = {"OPSKIT_ALERT_WEBHOOK": receiver.url()}
+        with spread_sandbox(tmp_path, placement, **alerts) as (stack, _env):
             assert stack.role("kong").unit.status().nodes == (DOOMED,)
             assert stack.role("backend").unit.status().nodes == (DOOMED,)
             _label(SPARE, True)  # somewhere for Swarm to move them
@@ -184,7 +168,7 @@ def test_redis_node_lost_critical_then_relocated_by_restoring_onto_another_node(
         "nginx": f"node.hostname == {MANAGER}",
         "front": f"node.hostname == {MANAGER}",
     }
-    with sandbox(tmp_path, placement) as (stack, env):
+    with spread_sandbox(tmp_path, placement) as (stack, env):
         with stack.role("redis").probe(timeout=5.0) as connection:
             for index in range(30):
                 connection.call("SET", f"kept:{index}", str(index))

@@ -447,10 +447,10 @@ class SwarmUnit(Unit):
         so a restore is refused rather than written where Redis will not read it."""
         service = self.service()
         constraints = (
-            (service.attrs["Spec"]["TaskTemplate"].get("Placement") or {}).get("Constraints")
+            _constraints(service)
             if service is not None and not self.created_by_opskit(service)
             else swarm_spec.placement_constraints(self.spec)  # what the next start applies
-        ) or []
+        )
         nodes = self.runtime.engines.nodes()
         for constraint in constraints:
             field, _, value = (part.strip() for part in constraint.partition("=="))
@@ -593,14 +593,7 @@ class SwarmUnit(Unit):
         Swarm will not start it anywhere else, and its volumes — its data — are there."""
         if not lost:
             return None
-        constraints = (service.attrs["Spec"]["TaskTemplate"].get("Placement") or {}).get(
-            "Constraints"
-        ) or []
-        eligible = [
-            node
-            for node in self.runtime.engines.nodes()
-            if all(swarm_spec.node_satisfies(node.attrs, c) for c in constraints)
-        ]
+        eligible = self.runtime.engines.eligible(_constraints(service))
         if any(node.ready for node in eligible) or not eligible:
             return None
         where = ", ".join(sorted(node.hostname for node in eligible))
@@ -699,8 +692,7 @@ class SwarmUnit(Unit):
         (docs/scaling.md, 'A lost node') — the restore writes its data onto the node the file
         now names, and the task must start there."""
         wanted = swarm_spec.placement_constraints(self.spec)
-        placement = service.attrs["Spec"]["TaskTemplate"].get("Placement") or {}
-        if not self.created_by_opskit(service) or (placement.get("Constraints") or []) == wanted:
+        if not self.created_by_opskit(service) or _constraints(service) == wanted:
             return
         service.update(constraints=wanted)
         service.reload()
@@ -999,15 +991,10 @@ class SwarmUnit(Unit):
             return None
         mode = service.attrs["Spec"].get("Mode") or {}
         replicas = (mode.get("Replicated") or {}).get("Replicas", 1)
-        constraints = (service.attrs["Spec"]["TaskTemplate"].get("Placement") or {}).get(
-            "Constraints"
-        ) or []
         nodes = [
             node
-            for node in self.runtime.client.nodes.list()
-            if (node.attrs.get("Status") or {}).get("State") == "ready"
-            and (node.attrs.get("Spec") or {}).get("Availability") == "active"
-            and all(swarm_spec.node_satisfies(node.attrs, c) for c in constraints)
+            for node in self.runtime.engines.eligible(_constraints(service))
+            if node.ready and node.availability == "active"
         ]
         if "Global" in mode:
             return (
@@ -1301,6 +1288,12 @@ def _state(task: dict) -> TaskState | None:
         return TaskState((task.get("Status") or {}).get("State", ""))
     except ValueError:  # a state a newer engine added
         return None
+
+
+def _constraints(service: Service) -> list[str]:
+    """The placement constraints the service runs with now."""
+    placement = service.attrs["Spec"]["TaskTemplate"].get("Placement") or {}
+    return list(placement.get("Constraints") or [])
 
 
 def _replicas(service: Service) -> int | None:

@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
 from opskit.runtime.containers import MINIMUM_API_VERSION, negotiated
+from opskit.runtime.swarm_spec import node_satisfies
 
 if TYPE_CHECKING:
     import docker
@@ -104,6 +105,14 @@ class NodeEngines:
         for node in found:
             self._nodes[node.id] = (now, node)
         return found
+
+    def eligible(self, constraints: list[str]) -> list[SwarmNode]:
+        """The nodes a service with these placement constraints may run on (any state)."""
+        return [
+            node
+            for node in self.nodes()
+            if all(node_satisfies(node.attrs, constraint) for constraint in constraints)
+        ]
 
     def name(self, node_id: str) -> str:
         node = self.node(node_id)
